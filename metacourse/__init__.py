@@ -1,0 +1,19 @@
+"""metacourse: the library behind a Jupyter-first course on meta-learning.
+
+``import metacourse`` stays light: it imports torch and numpy, never matplotlib, torchvision or
+learn2learn. Plots live in ``metacourse.viz``; the command line in ``metacourse.cli``.
+"""
+
+from .utils import DivergenceError, fast_mode, get_device, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = ["DivergenceError", "MAML", "fast_mode", "get_device", "seed_everything", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "MAML":  # learn2learn-style front end, imported on first use
+        from .algorithms.maml_module import MAML
+
+        return MAML
+    raise AttributeError(f"module 'metacourse' has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""The ``metacourse`` command line.
+
+    metacourse list                                   registered experiments
+    metacourse reproduce sinusoid [--fast] [--meta-steps N] [--seed S] [--device D] [--json FILE]
+    metacourse labs build | check                     generate labs/ from solutions/, or verify them
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .reproduce import RunOptions, experiment_names, get_experiment
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metacourse", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the registered experiments")
+    rep = commands.add_parser("reproduce", help="run an experiment and print paper vs ours")
+    rep.add_argument("experiment", help="name of the experiment (see `metacourse list`)")
+    rep.add_argument("--fast", action="store_true", help="tiny budget: a smoke test, not a reproduction")
+    rep.add_argument("--meta-steps", type=int, default=None, help="override the number of meta-steps")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--device", default=None, help="cpu, cuda, mps (default: the experiment's choice)")
+    rep.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+    rep.add_argument("--out-dir", default="runs", help="checkpoints and plots (default: runs/)")
+    rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    labs = commands.add_parser("labs", help="generate or check labs/ from solutions/")
+    labs.add_argument("action", choices=("build", "check"))
+    labs.add_argument("--solutions", default="solutions")
+    labs.add_argument("--labs", default="labs")
+    return parser
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    if args.meta_steps is not None and args.meta_steps <= 0:
+        raise SystemExit(f"--meta-steps must be a positive integer, got {args.meta_steps}")
+    experiment = get_experiment(args.experiment)
+    options = RunOptions(fast=args.fast, meta_steps=args.meta_steps, seed=args.seed,
+                         device=args.device, out_dir=args.out_dir, progress=not args.no_progress)
+    result = experiment.run(options)
+    print(result.table())
+    for name, path in result.artifacts.items():
+        print(f"{name}: {path}")
+    if args.json:
+        result.save_json(args.json)
+        print(f"json: {args.json}")
+    return 0
+
+
+def _labs(args: argparse.Namespace) -> int:
+    from . import labs
+
+    if args.action == "build":
+        for path in labs.build_labs(args.solutions, args.labs):
+            print(f"wrote {path}")
+        return 0
+    problems = labs.check_labs(args.solutions, args.labs)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print("labs are in sync with solutions" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            for name in experiment_names():
+                print(f"{name:<24} {get_experiment(name).description}")
+            return 0
+        if args.command == "reproduce":
+            return _reproduce(args)
+        return _labs(args)
+    except ValueError as error:
+        print(f"metacourse: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Registered experiments, one module per part of the course (see ``metacourse.reproduce``)."""

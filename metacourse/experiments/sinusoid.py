@@ -1,0 +1,124 @@
+"""MAML's Table 2 on sinusoid regression: MAML, first-order MAML and the pretrain baseline.
+
+Setup (Finn et al. 2017, §5.1 and the official code): MLP 1-40-40-1, K = 10 support and 10 query
+points per training task, meta-batch 25, one inner SGD step with α = 0.01, Adam with β = 1e-3,
+70,000 meta-steps. Test: 600 new tasks, fine-tuned on K = 5 points with α = 0.01 for 1, 5 and 10
+steps; MSE on 100 query points. The pretrain baseline is trained on the pooled points of the same
+task stream for the same number of steps; its fine-tuning step size is chosen on 100 validation
+tasks for each step count.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..algorithms import maml, pretrain
+from ..evaluate import adaptation_curve, summarize
+from ..models import MLP
+from ..reproduce import Result, Row, RunOptions, register
+from ..tasks import SinusoidTasks
+from ..train import TrainConfig, meta_train
+from ..utils import get_device
+
+PAPER = {  # MAML Table 2 (App. C.1), 5-shot MSE after 1 / 5 / 10 gradient steps
+    "MAML": {1: 0.67, 5: 0.38, 10: 0.35},
+    "pretrain on all tasks": {1: 2.41, 5: 2.23, 10: 2.19},
+}
+EVAL_STEPS = (0, 1, 5, 10)
+INNER_LR = 0.01
+OUTER_LR = 1e-3
+
+
+def budget(options: RunOptions) -> dict:
+    """The run's budget: the paper's unless FAST or overridden."""
+    meta_steps = options.meta_steps or (300 if options.fast else 70_000)
+    return {"meta_steps": meta_steps, "meta_batch_size": 25, "k_shot_train": 10,
+            "n_query_train": 10, "inner_lr": INNER_LR, "outer_lr": OUTER_LR,
+            "k_shot_test": 5, "n_query_test": 100, "test_tasks": 100 if options.fast else 600}
+
+
+def train_method(method: str, options: RunOptions, plan: dict, device: torch.device):
+    """Meta-train one method from the same seed; returns the trained model and its wall time."""
+    torch.manual_seed(options.seed)
+    model = MLP(1, (40, 40), 1).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=OUTER_LR)
+    if method == "pretrain on all tasks":
+        step = partial(pretrain.pretrain_step, model, optimizer, cfg=pretrain.Config())
+    else:
+        cfg = maml.Config(inner_lr=INNER_LR, first_order=(method == "first-order MAML"))
+        step = partial(maml.meta_step, model, optimizer, cfg=cfg)
+    sampler = partial(SinusoidTasks().sample, k_shot=plan["k_shot_train"],
+                      n_query=plan["n_query_train"], device=device)
+    slug = method.split()[0].lower()
+    train_cfg = TrainConfig(
+        meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
+        checkpoint_path=str(Path(options.out_dir) / "checkpoints"
+                            / f"sinusoid-{slug}-seed{options.seed}-{plan['meta_steps']}.pt"),
+        progress=options.progress, description=method)
+    start = time.perf_counter()
+    history = meta_train(step, sampler, train_cfg, state={"model": model, "optimizer": optimizer})
+    return model, time.perf_counter() - start, history
+
+
+def test_tasks(plan: dict, seed: int, n_tasks: int, device: torch.device):
+    """Held-out tasks from a random stream separate from training's."""
+    rng = np.random.default_rng([seed, 2017])
+    return SinusoidTasks().sample(n_tasks, plan["k_shot_test"], plan["n_query_test"], rng, device)
+
+
+def evaluate_method(method: str, model, plan: dict, seed: int, device: torch.device):
+    """Per-task MSE after 0/1/5/10 steps, and the step size used for each step count."""
+    tasks = test_tasks(plan, seed, plan["test_tasks"], device)
+    if method != "pretrain on all tasks":
+        curve = adaptation_curve(model, tasks, EVAL_STEPS, inner_lr=INNER_LR)
+        return curve, {s: INNER_LR for s in EVAL_STEPS}
+    validation = SinusoidTasks().sample(100, plan["k_shot_test"], plan["n_query_test"],
+                                        np.random.default_rng([seed, 1703]), device)
+    curve, chosen = {}, {}
+    for steps in EVAL_STEPS:
+        chosen[steps] = pretrain.choose_inner_lr(model, validation, pretrain.Config(), max(steps, 1))
+        curve[steps] = adaptation_curve(model, tasks, (steps,), inner_lr=chosen[steps])[steps]
+    return curve, chosen
+
+
+@register("sinusoid", "MAML Table 2: 5-shot sinusoid MSE of MAML, first-order MAML and pretraining")
+def run(options: RunOptions) -> Result:
+    started = time.perf_counter()
+    device = get_device(options.device or "cpu")  # a 1-40-40-1 MLP runs fastest on the CPU
+    plan = budget(options)
+    rows, notes, curves, models = [], [], {}, {}
+    for method in ("MAML", "first-order MAML", "pretrain on all tasks"):
+        model, seconds, _ = train_method(method, options, plan, device)
+        curve, step_sizes = evaluate_method(method, model, plan, options.seed, device)
+        curves[method], models[method] = curve, model
+        for steps in (1, 5, 10):
+            paper = PAPER.get(method, {}).get(steps)
+            rows.append(Row(method, f"mse_5shot_{steps}step", paper, summarize(curve[steps])))
+        notes.append(f"{method}: trained in {seconds:.0f} s; fine-tuning step sizes "
+                     + ", ".join(f"{s} steps: {a:g}" for s, a in step_sizes.items() if s))
+    if options.fast:
+        notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+    result = Result("sinusoid", options.seed, str(device), time.perf_counter() - started, plan, rows,
+                    notes)
+    result.artifacts["plot"] = save_plot(curves, models, plan, options)
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def save_plot(curves: dict, models: dict, plan: dict, options: RunOptions) -> str:
+    """Adaptation curves and one example fit, saved as PNG (matplotlib imported only here)."""
+    from .. import viz
+
+    path = Path(options.out_dir) / f"sinusoid-seed{options.seed}.png"
+    example = test_tasks(plan, options.seed, 1, torch.device("cpu"))
+    figure = viz.sinusoid_summary(curves, {m: model.cpu() for m, model in models.items()},
+                                  example, inner_lr=INNER_LR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    viz.close(figure)
+    return str(path)

@@ -1,0 +1,131 @@
+"""The experiment registry: ``metacourse reproduce NAME`` runs one experiment and prints the
+paper's numbers beside ours.
+
+An experiment is a function ``run(options) -> Result`` in a module of ``metacourse.experiments``,
+registered with ``@register("name", "one-line description")``. Every result holds rows of
+(method, metric, the paper's number, our ``Summary``) plus the seed, device, budget and wall time,
+prints as a table and saves as JSON (``Result.to_dict``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .evaluate import Summary
+
+__all__ = ["RunOptions", "Row", "Result", "Experiment", "register", "get_experiment", "experiment_names"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line (or a notebook) asks of an experiment."""
+
+    fast: bool = False
+    """Tiny budget for smoke tests: its numbers are never a reproduction."""
+    meta_steps: int | None = None
+    """Override the experiment's default number of meta-training steps."""
+    seed: int = 0
+    device: str | None = None
+    """``"cpu"``, ``"cuda"``, ... or None for the experiment's default."""
+    out_dir: str = "runs"
+    """Where checkpoints and plots go (checkpoints make an interrupted run resumable)."""
+    progress: bool = True
+
+
+@dataclass
+class Row:
+    """One line of a results table."""
+
+    method: str
+    metric: str
+    paper: float | None
+    ours: Summary
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "metric": self.metric, "paper": self.paper,
+                "ours": self.ours.to_dict()}
+
+
+@dataclass
+class Result:
+    """The outcome of one experiment run."""
+
+    experiment: str
+    seed: int
+    device: str
+    wall_seconds: float
+    budget: dict
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"experiment": self.experiment, "seed": self.seed, "device": self.device,
+                "wall_seconds": round(self.wall_seconds, 1), "budget": self.budget,
+                "rows": [row.to_dict() for row in self.rows], "notes": self.notes,
+                "artifacts": self.artifacts}
+
+    def save_json(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def table(self) -> str:
+        """The results as a plain-text table, paper beside ours."""
+        budget = ", ".join(f"{k}={v}" for k, v in self.budget.items())
+        lines = [f"{self.experiment}: seed {self.seed}, device {self.device}, "
+                 f"wall {self.wall_seconds:.0f} s", f"budget: {budget}", ""]
+        header = f"{'method':<22} {'metric':<24} {'paper':>7}   {'ours (mean ± 95% CI)':<22} {'median':>8} {'n':>5}"
+        lines += [header, "-" * len(header)]
+        for row in self.rows:
+            paper = "—" if row.paper is None else f"{row.paper:.2f}"
+            ours = f"{row.ours.mean:.3f} ± {row.ours.ci95:.3f}"
+            lines.append(f"{row.method:<22} {row.metric:<24} {paper:>7}   {ours:<22} "
+                         f"{row.ours.median:>8.3f} {row.ours.n:>5}")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    run: Callable[[RunOptions], Result]
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def register(name: str, description: str) -> Callable[[Callable[[RunOptions], Result]], Callable]:
+    """Decorator that adds an experiment function to the registry under ``name``."""
+
+    def add(run: Callable[[RunOptions], Result]) -> Callable[[RunOptions], Result]:
+        _REGISTRY[name] = Experiment(name, description, run)
+        return run
+
+    return add
+
+
+def _discover() -> None:
+    from . import experiments
+
+    for module in pkgutil.iter_modules(experiments.__path__):
+        importlib.import_module(f"{experiments.__name__}.{module.name}")
+
+
+def experiment_names() -> list[str]:
+    """Names of all registered experiments."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment registered as ``name``; a ValueError lists the known names otherwise."""
+    _discover()
+    if name not in _REGISTRY:
+        raise ValueError(f"no experiment named {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]

@@ -1,0 +1,83 @@
+"""Small helpers every level of the library may use: FAST mode, seeding, device choice, errors."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DivergenceError",
+    "fast_mode",
+    "get_device",
+    "seed_everything",
+    "check_positive_int",
+    "check_nonnegative",
+]
+
+
+class DivergenceError(FloatingPointError):
+    """Raised when a loss becomes NaN or infinite during training."""
+
+
+def fast_mode() -> bool:
+    """True when the environment variable ``METACOURSE_FAST`` is set to a true value.
+
+    FAST mode shrinks every budget so that notebooks and tests run in CI on two CPU cores.
+    Numbers obtained in FAST mode are smoke tests, never reproductions.
+    """
+    value = os.environ.get("METACOURSE_FAST", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python's ``random``, NumPy's global state and torch; return a fresh NumPy Generator.
+
+    The library itself never uses global random state: pass the returned Generator explicitly.
+    """
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+    return np.random.default_rng(int(seed))
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """Pick a device: the one asked for, else CUDA, then Apple's MPS, then the CPU."""
+    if device is not None and str(device) != "auto":
+        chosen = torch.device(device)
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was requested but CUDA is not available here; "
+                "pass device='cpu' or leave device unset to choose automatically"
+            )
+        return chosen
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def check_positive_int(name: str, value: object, hint: str = "") -> int:
+    """Return ``value`` if it is a positive integer, else raise a ValueError/TypeError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+    if value <= 0:
+        fix = f"; {hint}" if hint else f"; use {name}=1 or more"
+        raise ValueError(f"{name} must be a positive integer, got {value}{fix}")
+    return int(value)
+
+
+def check_nonnegative(name: str, value: object, hint: str = "") -> float:
+    """Return ``value`` as a float if it is a finite number >= 0, else raise with the fix."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not np.isfinite(value) or value < 0:
+        fix = f"; {hint}" if hint else ""
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}{fix}")
+    return float(value)
