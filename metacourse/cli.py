@@ -2,7 +2,7 @@
 
     metacourse list                                   registered experiments
     metacourse reproduce sinusoid [--fast] [--meta-steps N] [--seed S] [--device D] [--json FILE]
-    metacourse labs build | check                     generate labs/ from solutions/, or verify them
+    metacourse labs build | check | strip             generate labs/ from solutions/, verify, strip outputs
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .reproduce import RunOptions, experiment_names, get_experiment
 
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out-dir", default="runs", help="checkpoints and plots (default: runs/)")
     rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
     labs = commands.add_parser("labs", help="generate or check labs/ from solutions/")
-    labs.add_argument("action", choices=("build", "check"))
+    labs.add_argument("action", choices=("build", "check", "strip"),
+                      help="build labs/, check them, or strip outputs from solutions and labs")
     labs.add_argument("--solutions", default="solutions")
     labs.add_argument("--labs", default="labs")
     return parser
@@ -53,6 +55,12 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _labs(args: argparse.Namespace) -> int:
     from . import labs
 
+    if args.action == "strip":
+        notebooks = sorted([*Path(args.solutions).glob("*.ipynb"), *Path(args.labs).glob("*.ipynb")])
+        for path in notebooks:
+            if labs.strip_outputs(path):
+                print(f"stripped {path}")
+        return 0
     if args.action == "build":
         for path in labs.build_labs(args.solutions, args.labs):
             print(f"wrote {path}")

@@ -48,7 +48,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,12 +281,11 @@ def _serialize(nb: NotebookNode) -> str:
 
 def _write(nb: NotebookNode, path: Path) -> bool:
     """Write ``nb`` like ``nbformat.write`` (indent 1, trailing newline) if it changed."""
-    text = _serialize(nb)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
+    data = _serialize(nb).encode("utf-8")
+    if path.exists() and path.read_bytes() == data:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
+    path.write_bytes(data)
     return True
 
 
@@ -425,23 +423,23 @@ def build_labs(
     return [path for _, path in built]
 
 
-def _region_lines(nb: NotebookNode) -> tuple[dict[str, int], set[str]]:
-    """Split a solution's stripped lines into secret ones (line -> cell index) and the rest."""
+def _secret_lines(nb: NotebookNode) -> dict[str, int]:
+    """Map each secret line of a solution (stripped) to its cell index: lines inside a region
+    that pass :func:`_is_secret` and occur nowhere outside the regions."""
     secret: dict[str, int] = {}
     public: set[str] = set()
     for index, cell in enumerate(nb.cells):
         lines = _source(cell).split("\n")
-        inside = set()
+        inside: set[int] = set()  # marker lines included: they are neither secret nor public
         for region in _find_regions(lines):
-            inside.update(range(region.begin + 1, region.end))
-            inside.update((region.begin, region.end))  # markers are neither secret nor public
+            inside.update(range(region.begin, region.end + 1))
         for i, line in enumerate(lines):
             text = line.strip()
             if i not in inside:
                 public.add(text)
             elif _is_secret(text, cell.cell_type) and not _MARKER_RE.match(line):
                 secret.setdefault(text, index)
-    return {line: i for line, i in secret.items() if line not in public}, public
+    return {line: i for line, i in secret.items() if line not in public}
 
 
 def _is_secret(text: str, cell_type: str) -> bool:
@@ -451,7 +449,7 @@ def _is_secret(text: str, cell_type: str) -> bool:
 
 
 def _leaks(solution: NotebookNode, lab: NotebookNode, sol_name: str, lab_name: str) -> list[str]:
-    secret, _ = _region_lines(solution)
+    secret = _secret_lines(solution)
     lab_lines = {line.strip() for cell in lab.cells for line in _source(cell).split("\n")}
     leaked = [(index, line) for line, index in secret.items() if line in lab_lines]
     problems = [
@@ -469,8 +467,7 @@ def _output_problem(nb: NotebookNode, name: str) -> list[str]:
         return []
     return [
         f"{name} is committed with outputs (cells {', '.join(map(str, cells))}): strip them "
-        f"with `python -c \"from metacourse.labs import strip_outputs; "
-        f"strip_outputs('{name}')\"` or nbstripout"
+        "with `metacourse labs strip`"
     ]
 
 
@@ -490,7 +487,7 @@ def _check_one(solution_path: Path, lab_path: Path, base: Path) -> list[str]:
         return problems
     problems += _output_problem(solution, sol_name)
     try:
-        expected = _serialize(build_lab(solution, name=sol_name))
+        expected = _serialize(build_lab(solution, name=sol_name)).encode("utf-8")
     except ValueError as err:
         return [*problems, str(err)]
     if not lab_path.exists():
@@ -500,7 +497,7 @@ def _check_one(solution_path: Path, lab_path: Path, base: Path) -> list[str]:
         return problems
     problems += _output_problem(lab, lab_name)
     problems += _leaks(solution, lab, sol_name, lab_name)
-    if lab_path.read_text(encoding="utf-8") != expected:
+    if lab_path.read_bytes() != expected:
         problems.append(f"{lab_name} is out of date: {BUILD_HINT}")
     return problems
 
@@ -523,8 +520,7 @@ def check_labs(
     for path in solution_paths:
         problems += _check_one(path, lab_path_for(path, labs), base)
     names = {path.name for path in solution_paths}
-    extra: Iterable[Path] = sorted(labs.glob("*.ipynb")) if labs.is_dir() else []
-    for path in extra:
+    for path in sorted(labs.glob("*.ipynb")) if labs.is_dir() else []:
         if path.name not in names:
             problems.append(
                 f"{_rel(path, base)} has no solution {_rel(solutions / path.name, base)}: "

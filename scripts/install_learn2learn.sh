@@ -124,13 +124,14 @@ src="$tmp/learn2learn-${L2L_VERSION}"
 
 log "installing Cython 3 and setuptools into a throwaway folder (not the environment)"
 pip_install --quiet --target "$tmp/buildtools" 'cython>=3,<4' setuptools wheel
-export PYTHONPATH="$tmp/buildtools${PYTHONPATH:+:$PYTHONPATH}"
+# Run a command with the build tools importable (the caller's PYTHONPATH is kept).
+with_buildtools() { PYTHONPATH="$tmp/buildtools${PYTHONPATH:+:$PYTHONPATH}" "$@"; }
 
-log "regenerating the C sources with $("$PYTHON" -m cython --version 2>&1)"
+log "regenerating the C sources with $(with_buildtools "$PYTHON" -m cython --version 2>&1)"
 (
   cd "$src"
   # Same directives as the package's own setup.py uses when it cythonizes.
-  "$PYTHON" -m cython -3 -X embedsignature=True \
+  with_buildtools "$PYTHON" -m cython -3 -X embedsignature=True \
     learn2learn/data/meta_dataset.pyx \
     learn2learn/data/task_dataset.pyx \
     learn2learn/data/transforms.pyx
@@ -138,9 +139,8 @@ log "regenerating the C sources with $("$PYTHON" -m cython --version 2>&1)"
 
 # --- 4. Build the wheel and install it without its declared dependencies ------------------
 log "building the wheel (compiles three C extensions)"
-"$PYTHON" -m pip wheel --disable-pip-version-check --quiet \
+with_buildtools "$PYTHON" -m pip wheel --disable-pip-version-check --quiet \
   --no-build-isolation --no-deps -w "$tmp/dist" "$src"
-unset PYTHONPATH
 
 log "installing the wheel with --no-deps (skips gsutil and qpth)"
 pip_install --quiet --no-deps --force-reinstall "$tmp"/dist/learn2learn-"${L2L_VERSION}"-*.whl
