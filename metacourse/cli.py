@@ -12,14 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .reproduce import RunOptions, experiment_names, get_experiment
+from .reproduce import RunOptions, experiment_names, get_experiment, with_defaults
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metacourse", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the registered experiments")
-    rep = commands.add_parser("reproduce", help="run an experiment and print paper vs ours")
+    rep = commands.add_parser("reproduce", help="run an experiment and print paper vs ours",
+                              epilog="Experiments may take options of their own: `metacourse list`.")
     rep.add_argument("experiment", help="name of the experiment (see `metacourse list`)")
     rep.add_argument("--fast", action="store_true", help="tiny budget: a smoke test, not a reproduction")
     rep.add_argument("--meta-steps", type=int, default=None, help="override the number of meta-steps")
@@ -40,8 +41,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.meta_steps is not None and args.meta_steps <= 0:
         raise SystemExit(f"--meta-steps must be a positive integer, got {args.meta_steps}")
     experiment = get_experiment(args.experiment)
+    extra = with_defaults(experiment, _experiment_options(experiment, args.rest))
     options = RunOptions(fast=args.fast, meta_steps=args.meta_steps, seed=args.seed,
-                         device=args.device, out_dir=args.out_dir, progress=not args.no_progress)
+                         device=args.device, out_dir=args.out_dir, progress=not args.no_progress,
+                         extra=extra)
     result = experiment.run(options)
     print(result.table())
     for name, path in result.artifacts.items():
@@ -50,6 +53,15 @@ def _reproduce(args: argparse.Namespace) -> int:
         result.save_json(args.json)
         print(f"json: {args.json}")
     return 0
+
+
+def _experiment_options(experiment, rest: list[str]) -> dict:
+    """Parse the options an experiment declares (e.g. ``--arms 5``) from the remaining arguments."""
+    parser = argparse.ArgumentParser(prog=f"metacourse reproduce {experiment.name}")
+    for argument in experiment.arguments:
+        parser.add_argument(argument.flag, type=argument.type, default=argument.default,
+                            choices=argument.choices, help=argument.help)
+    return vars(parser.parse_args(rest))
 
 
 def _labs(args: argparse.Namespace) -> int:
@@ -73,11 +85,17 @@ def _labs(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "reproduce":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest  # an experiment's own options, parsed once the experiment is known
     try:
         if args.command == "list":
             for name in experiment_names():
-                print(f"{name:<24} {get_experiment(name).description}")
+                experiment = get_experiment(name)
+                flags = " ".join(f"[{a.flag} {a.key.upper()}]" for a in experiment.arguments)
+                print(f"{name:<24} {experiment.description}" + (f"\n{'':<24} {flags}" if flags else ""))
             return 0
         if args.command == "reproduce":
             return _reproduce(args)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .evaluate import Summary
 
-__all__ = ["RunOptions", "Row", "Result", "Experiment", "register", "get_experiment", "experiment_names"]
+__all__ = ["Argument", "RunOptions", "Row", "with_defaults", "Result", "Experiment", "register", "get_experiment", "experiment_names"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,23 @@ class RunOptions:
     out_dir: str = "runs"
     """Where checkpoints and plots go (checkpoints make an interrupted run resumable)."""
     progress: bool = True
+    extra: dict = field(default_factory=dict)
+    """Values of the experiment's own options (``Experiment.arguments``), e.g. ``{"arms": 5}``."""
+
+
+@dataclass(frozen=True)
+class Argument:
+    """An option of one experiment on the command line, e.g. ``Argument("--arms", int, 5)``."""
+
+    flag: str
+    type: type = str
+    default: object = None
+    choices: tuple | None = None
+    help: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass
@@ -95,16 +112,22 @@ class Experiment:
     name: str
     description: str
     run: Callable[[RunOptions], Result]
+    arguments: tuple[Argument, ...] = ()
 
 
 _REGISTRY: dict[str, Experiment] = {}
 
 
-def register(name: str, description: str) -> Callable[[Callable[[RunOptions], Result]], Callable]:
-    """Decorator that adds an experiment function to the registry under ``name``."""
+def register(name: str, description: str, arguments: tuple[Argument, ...] = ()
+             ) -> Callable[[Callable[[RunOptions], Result]], Callable]:
+    """Decorator that adds an experiment function to the registry under ``name``.
+
+    ``arguments`` declares the experiment's own command-line options; their values reach the
+    function as ``options.extra[argument.key]`` (defaults filled in by ``with_defaults``).
+    """
 
     def add(run: Callable[[RunOptions], Result]) -> Callable[[RunOptions], Result]:
-        _REGISTRY[name] = Experiment(name, description, run)
+        _REGISTRY[name] = Experiment(name, description, run, tuple(arguments))
         return run
 
     return add
@@ -129,3 +152,20 @@ def get_experiment(name: str) -> Experiment:
     if name not in _REGISTRY:
         raise ValueError(f"no experiment named {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def with_defaults(experiment: Experiment, extra: dict | None = None) -> dict:
+    """The experiment's options: its declared defaults, overridden by ``extra``; unknown keys raise."""
+    known = {argument.key: argument for argument in experiment.arguments}
+    unknown = set(extra or {}) - set(known)
+    if unknown:
+        flags = ", ".join(a.flag for a in experiment.arguments) or "none"
+        raise ValueError(f"experiment {experiment.name!r} has no option(s) {sorted(unknown)}; "
+                         f"its options: {flags}")
+    values = {key: argument.default for key, argument in known.items()}
+    values.update(extra or {})
+    for key, value in values.items():
+        choices = known[key].choices
+        if choices is not None and value not in choices:
+            raise ValueError(f"{known[key].flag} {value!r} is not allowed; choose one of {choices}")
+    return values

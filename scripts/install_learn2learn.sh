@@ -106,12 +106,15 @@ fi
 
 # --- 2. What `import learn2learn` needs (not gsutil, not qpth) ---------------------------
 log "installing learn2learn's import-time dependencies: ${torch_specs[*]} ${IMPORT_DEPS[*]}"
-pip_install "${torch_specs[@]}" "${IMPORT_DEPS[@]}"
+pip_install --quiet "${torch_specs[@]}" "${IMPORT_DEPS[@]}"
 
-"$PYTHON" - <<'EOF' || die "torch and torchvision still do not load together (see above)."
+"$PYTHON" - >&2 <<'EOF' || die "torch and torchvision still do not load together (see above)."
 import torch, torchvision
 torchvision.ops.nms(torch.zeros(0, 4), torch.zeros(0), 0.5)
-print(f"[install_learn2learn] torch {torch.__version__} + torchvision {torchvision.__version__} OK")
+from importlib.metadata import version
+have = ", ".join(f"{d} {version(d)}" for d in
+                 ("torch", "torchvision", "numpy", "scipy", "gym", "requests", "tqdm"))
+print(f"[install_learn2learn] torch and torchvision load together; now: {have}")
 EOF
 
 # --- 3. Fetch the sdist and regenerate its C files with Cython 3 --------------------------
