@@ -18,7 +18,10 @@ from pathlib import Path
 
 from .evaluate import Summary
 
-__all__ = ["Argument", "RunOptions", "Row", "with_defaults", "Result", "Experiment", "register", "get_experiment", "experiment_names"]
+__all__ = [
+    "Argument", "RunOptions", "Row", "Result", "Experiment",
+    "register", "get_experiment", "experiment_names", "with_defaults",
+]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@ import sys
 import pytest
 
 from metacourse import cli
-from metacourse.reproduce import Argument, Experiment, experiment_names, get_experiment, with_defaults
+from metacourse.reproduce import (
+    Argument,
+    Experiment,
+    experiment_names,
+    get_experiment,
+    with_defaults,
+)
 
 
 def test_import_is_light():

@@ -19,8 +19,7 @@ Differs from ``maml.adapt`` only in holding φ inside an object instead of retur
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-from torch import autograd
+from torch import Tensor, autograd, nn
 
 from ..functional import Params, forward, params_of, sgd_step
 from ..utils import check_nonnegative
