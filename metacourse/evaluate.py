@@ -42,7 +42,8 @@ def summarize(values: Iterable[float]) -> Summary:
     array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
     if array.size == 0:
         raise ValueError("cannot summarise an empty list of values; evaluate on at least one task")
-    ci95 = 1.96 * array.std(ddof=1) / np.sqrt(array.size) if array.size > 1 else float("nan")
+    with np.errstate(invalid="ignore", over="ignore"):  # inf (a diverged task) gives mean inf, ci nan
+        ci95 = 1.96 * array.std(ddof=1) / np.sqrt(array.size) if array.size > 1 else float("nan")
     return Summary(float(array.mean()), float(ci95), float(np.median(array)), int(array.size))
 
 
