@@ -8,7 +8,16 @@ from .utils import DivergenceError, fast_mode, get_device, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["DivergenceError", "MAML", "fast_mode", "get_device", "seed_everything", "__version__"]
+__all__ = ["DivergenceError", "MAML", "fast_mode", "get_device", "pretrained", "seed_everything", "__version__"]
+
+
+def pretrained(name: str):
+    """A trained checkpoint shipped with the package, e.g. ``pretrained("protonet-omniglot-5w1s")``:
+    its model, its card (how it was trained, its measured accuracy) and ``.evaluate()``.
+    ``metacourse.checkpoints.names()`` lists them."""
+    from .checkpoints import load
+
+    return load(name)
 
 
 def __getattr__(name: str):

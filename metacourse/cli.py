@@ -3,6 +3,9 @@
     metacourse list                                   registered experiments
     metacourse reproduce sinusoid [--fast] [--meta-steps N] [--seed S] [--device D] [--json FILE]
     metacourse labs build | check | strip             generate labs/ from solutions/, verify, strip outputs
+    metacourse results FILE.json [...]                saved results as Markdown tables
+    metacourse colab apply | check                    "Open in Colab" badges and setup cells
+    metacourse grade LAB SUBMISSIONS --out DIR        grade a class's submitted labs
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ def _parser() -> argparse.ArgumentParser:
                       help="build labs/, check them, or strip outputs from solutions and labs")
     labs.add_argument("--solutions", default="solutions")
     labs.add_argument("--labs", default="labs")
+    results = commands.add_parser("results", help="print saved results (--json files) as Markdown tables")
+    results.add_argument("files", nargs="+", metavar="FILE.json")
+    colab = commands.add_parser("colab", help="add or check the Colab badge and setup cell of every notebook")
+    colab.add_argument("action", choices=("apply", "check"),
+                       help="apply: write them into lectures/ and solutions/; check: list what is stale")
+    grade = commands.add_parser("grade", help="grade a class's submitted labs (runs students' code: use a container)")
+    grade.add_argument("lab", help="the lab: its solution's path, stem or unique prefix, e.g. lab04")
+    grade.add_argument("submissions", help="folder of SUBMISSIONS/<student>.ipynb or SUBMISSIONS/<student>/*.ipynb")
+    grade.add_argument("--out", required=True, metavar="DIR", help="where results.json, grades.csv, report.md go")
+    grade.add_argument("--solutions", default="solutions", help="folder of solution notebooks (hidden checks)")
+    grade.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time")
+    grade.add_argument("--cell-timeout", type=float, default=120, help="seconds per notebook cell")
+    grade.add_argument("--total-timeout", type=float, default=900, help="seconds per notebook")
+    grade.add_argument("--check-timeout", type=float, default=120, help="seconds per check cell")
+    grade.add_argument("--student", action="append", default=None, help="grade only this student (repeatable)")
     return parser
 
 
@@ -84,6 +102,59 @@ def _labs(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    import json
+
+    from .reproduce import Result
+
+    for path in args.files:
+        try:
+            result = Result.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a results file written by `metacourse reproduce --json` "
+                             f"({error!r})") from None
+        print(f"### {result.experiment} ({path})\n\n{result.markdown()}\n")
+    return 0
+
+
+def _colab(args: argparse.Namespace) -> int:
+    import nbformat
+
+    from . import colab
+    from .labs import find_root
+
+    root = find_root()
+    notebooks = sorted([*(root / "lectures").glob("*.ipynb"), *(root / "solutions").glob("*.ipynb")])
+    if args.action == "check":
+        notebooks += sorted((root / "labs").glob("*.ipynb"))
+    problems = []
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        relative = path.relative_to(root)
+        if args.action == "check":
+            problems += colab.check(nb, relative)
+        elif colab.check(nb, relative):
+            nbformat.write(colab.apply(nb, relative), path)
+            print(f"updated {relative}")
+    if args.action == "apply":
+        print("labs/ get theirs from `metacourse labs build`")
+        return 0
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print("every notebook has its Colab badge and setup cell" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .grading import grade
+
+    summary = grade(args.lab, args.submissions, args.out, solutions_dir=args.solutions, jobs=args.jobs,
+                    cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
+                    check_timeout=args.check_timeout, students=args.student)
+    print(summary.table())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
@@ -99,8 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "reproduce":
             return _reproduce(args)
+        if args.command == "results":
+            return _results(args)
+        if args.command == "colab":
+            return _colab(args)
+        if args.command == "grade":
+            return _grade(args)
         return _labs(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"metacourse: error: {error}", file=sys.stderr)
         return 2
 

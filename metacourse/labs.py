@@ -326,13 +326,23 @@ def _read(solution_nb: NotebookNode | str | os.PathLike[str]) -> tuple[NotebookN
     return copy.deepcopy(solution_nb), "<notebook>"
 
 
+def _has_colab_setup(nb: NotebookNode) -> bool:
+    from .colab import SETUP_TAG
+
+    return any(SETUP_TAG in cell.get("metadata", {}).get("tags", []) for cell in nb.cells)
+
+
 def build_lab(
-    solution_nb: NotebookNode | str | os.PathLike[str], *, name: str | None = None
+    solution_nb: NotebookNode | str | os.PathLike[str], *, name: str | None = None,
+    colab_path: str | os.PathLike[str] | None = None,
 ) -> NotebookNode:
     """Return the student lab generated from a solution notebook (the input is not modified).
 
     ``solution_nb`` is a notebook or the path of one; ``name`` labels error messages (default:
-    the path). Raises ``ValueError`` for malformed markers or metadata (see the module docstring).
+    the path). With ``colab_path`` (where the lab will live), a solution that has a Colab setup
+    cell gets its lab's "Open in Colab" badge and setup cell pointed at that path
+    (:func:`metacourse.colab.apply`). Raises ``ValueError`` for malformed markers or metadata
+    (see the module docstring).
     """
     nb, default_name = _read(solution_nb)
     name = name or default_name
@@ -350,6 +360,10 @@ def build_lab(
         if _is_locked(cell):
             cell.metadata["deletable"] = False
             cell.metadata["editable"] = False
+    if colab_path is not None and _has_colab_setup(nb):
+        from . import colab
+
+        colab.apply(nb, colab_path)
     _clear_outputs(nb)
     _ensure_ids(nb)
     return nb
@@ -415,7 +429,7 @@ def build_labs(
     """
     solutions, labs, base = _folders(solutions_dir, labs_dir)
     built = [
-        (build_lab(path, name=_rel(path, base)), lab_path_for(path, labs))
+        (build_lab(path, name=_rel(path, base), colab_path=lab_path_for(path, labs)), lab_path_for(path, labs))
         for path in _solutions(solutions)
     ]
     for lab, path in built:
@@ -487,7 +501,7 @@ def _check_one(solution_path: Path, lab_path: Path, base: Path) -> list[str]:
         return problems
     problems += _output_problem(solution, sol_name)
     try:
-        expected = _serialize(build_lab(solution, name=sol_name)).encode("utf-8")
+        expected = _serialize(build_lab(solution, name=sol_name, colab_path=lab_path)).encode("utf-8")
     except ValueError as err:
         return [*problems, str(err)]
     if not lab_path.exists():

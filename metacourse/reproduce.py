@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,8 +92,40 @@ class Result:
                 "artifacts": self.artifacts}
 
     def save_json(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` as strict JSON: a non-finite number (a diverged task's mean) is
+        written as ``null``, and the notes say what diverged."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        Path(path).write_text(json.dumps(_finite_or_null(self.to_dict()), indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Result:
+        """A result read back from :meth:`save_json` (``null`` statistics come back as NaN)."""
+        def number(value):
+            return float("nan") if value is None else float(value)
+
+        rows = [Row(r["method"], r["metric"], r["paper"],
+                    Summary(number(r["ours"]["mean"]), number(r["ours"]["ci95"]),
+                            number(r["ours"]["median"]), int(r["ours"]["n"])))
+                for r in data["rows"]]
+        return cls(data["experiment"], data["seed"], data["device"], data["wall_seconds"],
+                   data["budget"], rows, list(data.get("notes", [])), dict(data.get("artifacts", {})))
+
+    def markdown(self, digits: int = 3) -> str:
+        """The results as a Markdown table (paper beside ours) with the run's budget, seed,
+        device and wall time underneath, as the README and lectures show them."""
+        lines = ["| method | metric | paper | ours (mean ± 95% CI) | median | n |",
+                 "|---|---|---|---|---|---|"]
+        for row in self.rows:
+            paper = "—" if row.paper is None else f"{row.paper:g}"
+            mean = "diverged" if not math.isfinite(row.ours.mean) else f"{row.ours.mean:.{digits}f}"
+            ci = "" if not math.isfinite(row.ours.ci95) else f" ± {row.ours.ci95:.{digits}f}"
+            lines.append(f"| {row.method} | `{row.metric}` | {paper} | {mean}{ci} | "
+                         f"{row.ours.median:.{digits}f} | {row.ours.n} |")
+        budget = ", ".join(f"{k}={v}" for k, v in self.budget.items())
+        lines += ["", f"Seed {self.seed}, device `{self.device}`, wall time {self.wall_seconds:.0f} s. "
+                  f"Budget: {budget}."]
+        lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines)
 
     def table(self) -> str:
         """The results as a plain-text table, paper beside ours."""
@@ -172,3 +205,14 @@ def with_defaults(experiment: Experiment, extra: dict | None = None) -> dict:
         if choices is not None and value not in choices:
             raise ValueError(f"{known[key].flag} {value!r} is not allowed; choose one of {choices}")
     return values
+
+
+def _finite_or_null(value):
+    """``value`` with every NaN or infinity replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value

@@ -1,0 +1,235 @@
+"""Public checks of Lab 3, a conditional neural process on sinusoids (``labs/lab03_cnp.ipynb``).
+
+Each check compares a student's function with the reference in
+:mod:`metacourse.models.blackbox` / :mod:`metacourse.algorithms.blackbox` and prints one verdict
+line (``lab03/adapt: 4/4 checks passed``):
+
+- :func:`check_adapt` — ``my_adapt(model, x_support, y_support)``: the task representation
+  r = mean_i h([x_i, y_i]) of a ``CNP``, shape ``(tasks, r_dim)``; a sum instead of a mean, a
+  mean over the wrong dimension and an order-dependent aggregation are diagnosed.
+- :func:`check_predict` — ``my_predict(model, r, x_query)``: ŷ = g([x, r]) for every query point.
+- :func:`check_meta_loss` — ``my_meta_loss(model, tasks)``: the mean over tasks of the query MSE
+  after reading the support set; encoding the query points too ("peeking"), summing over tasks
+  and scoring the support set are diagnosed.
+- :func:`check_learns` — ``my_meta_loss`` trains a CNP on sinusoids in a few hundred steps.
+
+Numeric checks run in float64 on CNPs with random weights and random sinusoids from fixed seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..algorithms import blackbox
+from ..functional import mse_loss, params_of
+from ..models.blackbox import CNP
+from ..tasks import SinusoidTasks, TaskBatch
+from ..train import TrainConfig, meta_train
+from . import assert_close, run_checks
+
+__all__ = ["check_adapt", "check_predict", "check_meta_loss", "check_learns"]
+
+_ATOL, _RTOL = 1e-9, 1e-7
+
+
+def _model(seed: int) -> CNP:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CNP(1, 1, hidden=32, r_dim=16).double()
+
+
+def _tasks(seed: int, n_tasks: int, k_shot: int, n_query: int = 7) -> TaskBatch:
+    batch = SinusoidTasks().sample(n_tasks, k_shot, n_query, np.random.default_rng([seed, 303]))
+    return TaskBatch(batch.x_support.double(), batch.y_support.double(), batch.x_query.double(),
+                     batch.y_query.double())
+
+
+def _tensor(value, what: str, shape: tuple[int, ...]) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise AssertionError(f"{what} should be a torch tensor, got {type(value).__name__}"
+                             + ("; did you forget to `return` it?" if value is None else ""))
+    if tuple(value.shape) != shape:
+        raise AssertionError(f"{what} has shape {tuple(value.shape)}, expected {shape}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3.1: adapt
+
+
+def _adapt_value(adapt: Callable, model: CNP, tasks: TaskBatch) -> None:
+    want = model(tasks.x_support, tasks.y_support, stage="adapt")["r"]
+    got = adapt(model, tasks.x_support, tasks.y_support)
+    encoded = model.encoder(torch.cat([tasks.x_support, tasks.y_support], -1))
+    if isinstance(got, Tensor) and got.shape == encoded.mean(-1).shape and got.shape != want.shape:
+        raise AssertionError(f"r has shape {tuple(got.shape)}: you averaged over the features "
+                             "(dim=-1); average over the support points (dim=1) instead")
+    got = _tensor(got, "r", tuple(want.shape))
+    with torch.no_grad():
+        if torch.allclose(got, encoded.sum(1), atol=_ATOL, rtol=_RTOL) and tasks.x_support.shape[1] > 1:
+            raise AssertionError("r is the SUM of the encoded pairs: use the mean, so that r does "
+                                 "not grow with the number of support points K")
+    assert_close(got, want, atol=_ATOL, rtol=_RTOL, what=f"r with K = {tasks.x_support.shape[1]}")
+
+
+def _order_free(adapt: Callable, model: CNP, tasks: TaskBatch) -> None:
+    perm = torch.randperm(tasks.x_support.shape[1], generator=torch.Generator().manual_seed(3))
+    a = adapt(model, tasks.x_support, tasks.y_support)
+    b = adapt(model, tasks.x_support[:, perm], tasks.y_support[:, perm])
+    assert_close(b, a, atol=_ATOL, rtol=_RTOL, what="r of the shuffled support set (it must not "
+                                                    "depend on the order of the points)")
+
+
+def check_adapt(adapt: Callable, *, seed: int = 0, label: str = "lab03/adapt") -> None:
+    """Exercise 3.1: ``adapt(model, x_support, y_support)`` against ``CNP.adapt``."""
+    __tracebackhide__ = True
+    model = _model(seed)
+    checks = [
+        ("r with K = 5", lambda: _adapt_value(adapt, model, _tasks(seed, 3, 5))),
+        ("r with K = 1", lambda: _adapt_value(adapt, model, _tasks(seed + 1, 2, 1))),
+        ("r with K = 20", lambda: _adapt_value(adapt, model, _tasks(seed + 2, 2, 20))),
+        ("r ignores the order of the support set", lambda: _order_free(adapt, model, _tasks(seed, 2, 8))),
+    ]
+    run_checks(label, checks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3.2: predict
+
+
+def _predict_value(predict: Callable, model: CNP, tasks: TaskBatch) -> None:
+    r = model(tasks.x_support, tasks.y_support, stage="adapt")["r"]
+    want = model({"r": r}, tasks.x_query, stage="predict")
+    got = _tensor(predict(model, r, tasks.x_query), "the predictions", tuple(want.shape))
+    assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="the predictions ŷ = g([x, r])")
+
+
+def _one_r_per_task(predict: Callable, model: CNP, tasks: TaskBatch) -> None:
+    r = model(tasks.x_support, tasks.y_support, stage="adapt")["r"]
+    both = predict(model, r, tasks.x_query)
+    first = predict(model, r[:1], tasks.x_query[:1])
+    assert_close(both[:1], first, atol=_ATOL, rtol=_RTOL,
+                 what="task 0's predictions (they must use task 0's r only)")
+
+
+def check_predict(predict: Callable, *, seed: int = 0, label: str = "lab03/predict") -> None:
+    """Exercise 3.2: ``predict(model, r, x_query)`` against ``CNP.predict``."""
+    __tracebackhide__ = True
+    model = _model(seed)
+    checks = [
+        ("predictions, 3 tasks of 7 query points", lambda: _predict_value(predict, model, _tasks(seed, 3, 5))),
+        ("predictions, 1 query point", lambda: _predict_value(predict, model, _tasks(seed + 1, 2, 4, 1))),
+        ("each task uses its own r", lambda: _one_r_per_task(predict, model, _tasks(seed + 2, 2, 4))),
+    ]
+    run_checks(label, checks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3.3: meta_loss
+
+
+def _reference(model: CNP, tasks: TaskBatch) -> Tensor:
+    return blackbox.meta_loss(model, params_of(model), tasks, blackbox.Config())
+
+
+def _diagnose(value: float, model: CNP, tasks: TaskBatch) -> None:
+    with torch.no_grad():
+        r = model(tasks.x_support, tasks.y_support, stage="adapt")
+        x_all = torch.cat([tasks.x_support, tasks.x_query], 1)
+        y_all = torch.cat([tasks.y_support, tasks.y_query], 1)
+        peek = model(x_all, y_all, stage="adapt")
+        per_task = mse_loss(model(r, tasks.x_query, stage="predict"), tasks.y_query)
+        mistakes = [
+            (mse_loss(model(peek, tasks.x_query, stage="predict"), tasks.y_query).mean(),
+             "the loss when the QUERY points are encoded too: r must be computed from the support "
+             "set only, or the learner sees the answers it is scored on"),
+            (per_task.sum(), f"the SUM over the {len(tasks)} tasks; use the mean"),
+            (mse_loss(model(r, tasks.x_support, stage="predict"), tasks.y_support).mean(),
+             "the loss on the SUPPORT set; score the predictions at x_query against y_query"),
+        ]
+    for expected, message in mistakes:
+        if abs(value - expected.item()) <= _ATOL + _RTOL * abs(expected.item()):
+            raise AssertionError(f"my_meta_loss returned {value:.6g}, which is {message}")
+
+
+def _meta_loss_value(meta_loss: Callable, model: CNP, tasks: TaskBatch) -> None:
+    value = _tensor(meta_loss(model, tasks), "my_meta_loss(model, tasks)", ())
+    want = _reference(model, tasks)
+    if abs(value.item() - want.item()) > _ATOL + _RTOL * abs(want.item()):
+        _diagnose(value.item(), model, tasks)
+    assert_close(value, want, atol=_ATOL, rtol=_RTOL, what="the meta-loss")
+
+
+def _meta_loss_gradient(meta_loss: Callable, model: CNP, tasks: TaskBatch) -> None:
+    value = _tensor(meta_loss(model, tasks), "my_meta_loss(model, tasks)", ())
+    if not value.requires_grad:
+        raise AssertionError("the meta-loss does not depend on the model's weights: compute it "
+                             "with the model, without torch.no_grad() or .detach()")
+    got = dict(zip(params_of(model), torch.autograd.grad(value, list(model.parameters()), allow_unused=True)))
+    want = dict(zip(params_of(model), torch.autograd.grad(_reference(model, tasks), list(model.parameters()))))
+    missing = [name for name, g in got.items() if g is None]
+    if missing:
+        raise AssertionError(f"the meta-loss does not depend on {missing}: use both the encoder "
+                             "and the decoder")
+    assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="the gradient of the meta-loss")
+
+
+def check_meta_loss(meta_loss: Callable, *, seed: int = 0, label: str = "lab03/meta_loss") -> None:
+    """Exercise 3.3: ``meta_loss(model, tasks)`` against ``blackbox.meta_loss`` (query objective)."""
+    __tracebackhide__ = True
+    model = _model(seed + 1)
+    checks = [
+        ("value, 4 tasks with K = 5", lambda: _meta_loss_value(meta_loss, model, _tasks(seed + 1, 4, 5))),
+        ("value, 2 tasks with K = 10", lambda: _meta_loss_value(meta_loss, model, _tasks(seed + 2, 2, 10))),
+        ("gradient with respect to θ", lambda: _meta_loss_gradient(meta_loss, model, _tasks(seed + 3, 3, 6))),
+    ]
+    run_checks(label, checks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3.4: it learns
+
+
+def _ten_shot_mse(model: CNP, seed: int) -> float:
+    tasks = SinusoidTasks().sample(100, 10, 50, np.random.default_rng([seed, 3, 4]))
+    return float(blackbox.task_scores(model, tasks, blackbox.Config()).mean())
+
+
+def _learns(meta_loss: Callable, seed: int, meta_steps: int, ratio: float) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CNP(1, 1, hidden=64, r_dim=64)
+        before = _ten_shot_mse(model, seed)
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+        def step(tasks: TaskBatch) -> dict[str, float]:
+            optimizer.zero_grad()
+            loss = meta_loss(model, tasks)
+            loss.backward()
+            optimizer.step()
+            return {"meta_loss": loss.item()}
+
+        sampler = partial(SinusoidTasks().sample, k_shot=10, n_query=10)
+        meta_train(step, sampler, TrainConfig(meta_steps=meta_steps, meta_batch_size=16, seed=seed,
+                                              progress=False), state={})
+    after = _ten_shot_mse(model, seed)
+    if not np.isfinite(after) or after > ratio * before:
+        raise AssertionError(
+            f"after {meta_steps} steps with your meta-loss the 10-shot query MSE went from "
+            f"{before:.3f} to {after:.3f}; it should fall below {ratio:.0%} of where it started. "
+            "Check that r comes from the support set and the loss from the query set")
+
+
+def check_learns(meta_loss: Callable, *, seed: int = 0, meta_steps: int = 300, ratio: float = 0.5,
+                 label: str = "lab03/learns") -> None:
+    """Exercise 3.4: a CNP (64 units) trained with ``meta_loss`` for ``meta_steps`` steps (K = 10,
+    16 tasks per step, Adam 3e-3) must bring the 10-shot MSE of 100 fixed test tasks below
+    ``ratio`` of its value before training."""
+    __tracebackhide__ = True
+    run_checks(label, [(f"10-shot MSE falls below {ratio:.0%} in {meta_steps} steps",
+                        lambda: _learns(meta_loss, seed, meta_steps, ratio))])

@@ -1,0 +1,342 @@
+"""Few-shot classification on Omniglot: MAML's Table 1 (and ProtoNets', Reptile's) on real data.
+
+``metacourse reproduce omniglot --method M --ways N --shots K`` meta-trains one method on the
+1,200 training characters (×4 rotations), evaluates it on 600 N-way K-shot tasks of the other 423
+characters (the same 600 tasks for every method and seed: their stream has its own fixed seed),
+and prints the paper's number beside ours (mean ± 95% CI over tasks, in %).
+
+Setups (defaults; ``--meta-steps`` overrides the number of meta-training steps):
+
+- ``maml`` / ``fomaml``: the cbfinn/maml setup — stride-2 Conv4, α = 0.4 with 1 inner step in
+  training and 3 at test (20-way: α = 0.1, 5 and 5 steps, meta-batch 16), meta-batch 32, K
+  support + K query images per class in training, Adam β = 1e-3. Reuses ``algorithms.maml``.
+- ``protonet`` / ``matching``: one 60-way episode per step with 5 queries per class and the test
+  shot (ProtoNets' protocol), Adam 1e-3 halved every 2,000 episodes.
+- ``reptile``: openai/supervised-reptile's Omniglot command (10 training shots, 5 inner Adam steps
+  on batches of 10, meta-batch 5, meta step 1 → 0; 50 steps at test).
+- ``finetune`` / ``nearest``: a classifier over all 4,800 training classes, then fine-tuning a new
+  head and the body on the support set, or 1-nearest-neighbour (cosine) in its feature space.
+
+Batch normalisation uses the statistics of each batch at test time too (MAML's "transduction"),
+so the comparable Reptile row is the paper's "Reptile + Transduction". On a CPU the default
+budgets are shortened (a few thousand steps, one thread); on CUDA they are the papers'.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..algorithms import baselines, maml, matching, protonet, reptile
+from ..evaluate import adaptation_curve, summarize
+from ..models.conv4 import Conv4, NoConvMLP
+from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..tasks.base import TaskBatch
+from ..tasks.episodes import EpisodeSampler, sample_batch, sample_episodes
+from ..tasks.omniglot import Omniglot
+from ..train import TrainConfig, meta_train
+from ..utils import get_device
+
+METHODS = ("maml", "fomaml", "reptile", "protonet", "matching", "finetune", "nearest")
+LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile",
+          "protonet": "Prototypical Networks", "matching": "Matching Networks (no FCE)",
+          "finetune": "fine-tuning baseline", "nearest": "nearest-neighbour baseline"}
+PAPER = {  # accuracy in %, (ways, shots) → number; sources in PAPER_SOURCE
+    "maml": {(5, 1): 98.7, (5, 5): 99.9, (20, 1): 95.8, (20, 5): 98.9},
+    "maml-mlp": {(5, 1): 89.7, (5, 5): 97.5},
+    "fomaml": {(5, 1): 98.3, (5, 5): 99.2, (20, 1): 89.4, (20, 5): 97.9},
+    "reptile": {(5, 1): 97.68, (5, 5): 99.48, (20, 1): 89.43, (20, 5): 97.12},
+    "protonet": {(5, 1): 98.8, (5, 5): 99.7, (20, 1): 96.0, (20, 5): 98.9},
+    "matching": {(5, 1): 98.1, (5, 5): 98.9, (20, 1): 93.8, (20, 5): 98.5},
+}
+PAPER_SOURCE = {
+    "maml": "MAML (Finn et al. 2017) Table 1", "maml-mlp": "MAML Table 1, 'MAML, no conv'",
+    "fomaml": "Reptile (Nichol et al. 2018) Table 2, '1st-order MAML + Transduction'",
+    "reptile": "Reptile Table 2, 'Reptile + Transduction' (non-transductive: 95.39 / 98.90 / "
+               "88.14 / 96.65)",
+    "protonet": "ProtoNets (Snell et al. 2017) Table 1 (1,000 test episodes)",
+    "matching": "ProtoNets Table 1 / MAML Table 1, 'matching nets' (with a fixed cosine, no FCE)",
+    "finetune": "no Omniglot number published (MiniImagenet, MAML Table 1: 28.86 / 49.79%)",
+    "nearest": "no Omniglot number published (MiniImagenet, MAML Table 1: 41.08 / 51.04%)",
+}
+TEST_SEED = 600
+"""Seed of the stream of test tasks, the same for every method, seed and checkpoint."""
+CHECK_TASKS = 50
+"""The first this many test tasks are the quick check that ``tests/test_checkpoints.py`` repeats."""
+
+ARGUMENTS = (
+    Argument("--method", str, "protonet", METHODS, "which meta-learner or baseline"),
+    Argument("--ways", int, 5, (5, 20), "N of the N-way test tasks"),
+    Argument("--shots", int, 1, (1, 5), "K of the K-shot test tasks"),
+    Argument("--network", str, "conv4", ("conv4", "mlp"), "Conv4, or MAML's 'no conv' MLP"),
+    Argument("--pooling", str, "auto", ("auto", "stride", "max"),
+             "Conv4 downsampling (auto: stride-2 conv, MAML's Omniglot net)"),
+    Argument("--train-ways", int, 0, None, "ways of training episodes (0: the method's default)"),
+    Argument("--test-tasks", int, 600, None, "number of test tasks"),
+    Argument("--backend", str, "auto", ("auto", "loop", "vmap"), "MAML backend"),
+    Argument("--threads", int, 1, None, "torch CPU threads (1 is fastest on a shared CPU; 0: all)"),
+)
+
+
+def budget(options: RunOptions) -> dict:
+    """The run's plan: the method's setup at the test shape, shortened on CPU and in FAST mode."""
+    extra = {a.key: a.default for a in ARGUMENTS} | dict(options.extra)
+    method, ways, shots = extra["method"], extra["ways"], extra["shots"]
+    gpu = (options.device or "cpu").startswith("cuda")
+    plan = {"method": method, "ways": ways, "shots": shots, "network": extra["network"],
+            "pooling": "stride" if extra["pooling"] == "auto" else extra["pooling"],
+            "test_tasks": extra["test_tasks"], "n_query_test": 15,
+            "outer_lr": 1e-3}
+    if method in ("maml", "fomaml"):
+        five = ways == 5
+        plan |= {"meta_steps": 60_000 if gpu else 2_500, "meta_batch_size": 32 if five else 16,
+                 "inner_lr": 0.4 if five else 0.1, "inner_steps": 1 if five else 5,
+                 "inner_steps_test": 3 if five else 5, "train_ways": ways, "k_shot_train": shots,
+                 "n_query_train": shots, "backend": extra["backend"]}
+    elif method in ("protonet", "matching"):
+        plan |= {"meta_steps": 20_000 if gpu else 5_000, "meta_batch_size": 1, "train_ways": 60,
+                 "k_shot_train": shots, "n_query_train": 5, "halve_lr_every": 2_000}
+    elif method == "reptile":
+        five = ways == 5
+        plan |= {"meta_steps": 100_000 if gpu else 5_000, "meta_batch_size": 5,
+                 "train_ways": ways, "k_shot_train": 10, "n_query_train": 1,
+                 "inner_lr": 1e-3 if five else 5e-4, "inner_batch": 10 if five else 20,
+                 "inner_steps": 5 if five else 10, "inner_steps_test": 50, "outer_lr": 1.0}
+    else:
+        plan |= {"meta_steps": 10_000 if gpu else 3_000, "meta_batch_size": 64,
+                 "train_ways": 0, "k_shot_train": 0, "n_query_train": 0,
+                 "finetune_lrs": (0.01, 0.03, 0.1, 0.3), "finetune_steps": 20,
+                 "validation_tasks": 50}
+    if extra["train_ways"]:
+        plan["train_ways"] = extra["train_ways"]
+    if options.fast:
+        plan |= {"meta_steps": 4, "test_tasks": min(plan["test_tasks"], 10),
+                 "meta_batch_size": min(plan["meta_batch_size"], 2),
+                 "train_ways": min(plan["train_ways"], 10)}
+        for key, cap in (("inner_steps_test", 3), ("finetune_steps", 3), ("validation_tasks", 4)):
+            if key in plan:
+                plan[key] = min(plan[key], cap)
+    if options.meta_steps:
+        plan["meta_steps"] = options.meta_steps
+    return plan
+
+
+def checkpoint_name(plan: dict) -> str:
+    """e.g. ``protonet-omniglot-5w1s`` (``maml-mlp-omniglot-5w1s`` for the no-conv network)."""
+    network = "-mlp" if plan["network"] == "mlp" else ""
+    return f"{plan['method']}{network}-omniglot-{plan['ways']}w{plan['shots']}s"
+
+
+def model_spec(plan: dict) -> dict:
+    """The constructor of the network a method trains (stored in checkpoint cards)."""
+    embedding = plan["method"] in ("protonet", "matching")
+    pretrain = plan["method"] in ("finetune", "nearest")
+    out = None if embedding else (4 * 1200 if pretrain else plan["ways"])
+    if plan["network"] == "mlp":
+        return {"name": "NoConvMLP", "out_features": out}
+    return {"name": "Conv4", "out_features": out, "pooling": plan["pooling"]}
+
+
+def build_model(spec: dict) -> nn.Module:
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    return {"Conv4": Conv4, "NoConvMLP": NoConvMLP}[spec["name"]](**kwargs)
+
+
+def _scheduled(step, scheduler, tasks):
+    metrics = step(tasks)
+    scheduler.step()
+    return metrics
+
+
+def build_step(plan: dict, model: nn.Module):
+    """The step function of ``meta_train`` and the state a checkpoint must hold."""
+    method = plan["method"]
+    if method == "reptile":
+        optimizer = torch.optim.SGD(model.parameters(), lr=plan["outer_lr"])
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(0.0, 1.0 - step / plan["meta_steps"]))
+        cfg = reptile.Config(inner_lr=plan["inner_lr"], inner_steps=plan["inner_steps"],
+                             inner_batch=plan["inner_batch"])
+        step = partial(_scheduled, partial(reptile.meta_step, model, optimizer, cfg=cfg), schedule)
+        return step, {"model": model, "optimizer": optimizer, "schedule": schedule}
+    optimizer = torch.optim.Adam(model.parameters(), lr=plan["outer_lr"])
+    if method in ("maml", "fomaml"):
+        cfg = maml.Config(inner_lr=plan["inner_lr"], inner_steps=plan["inner_steps"],
+                          first_order=method == "fomaml", loss="cross_entropy",
+                          backend=plan["backend"])
+        return partial(maml.meta_step, model, optimizer, cfg=cfg), {"model": model,
+                                                                     "optimizer": optimizer}
+    if method in ("finetune", "nearest"):
+        step = partial(baselines.pretrain_step, model, optimizer)
+        return step, {"model": model, "optimizer": optimizer}
+    module = protonet if method == "protonet" else matching
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, plan["halve_lr_every"], gamma=0.5)
+    step = partial(_scheduled, partial(module.meta_step, model, optimizer, cfg=module.Config()),
+                   schedule)
+    return step, {"model": model, "optimizer": optimizer, "schedule": schedule}
+
+
+def build_sampler(plan: dict, device: torch.device):
+    """Training tasks from the 1,200 training characters (or image batches, for the baselines)."""
+    train = Omniglot("train")
+    if plan["method"] in ("finetune", "nearest"):
+        return lambda n_tasks, rng: sample_batch(train, n_tasks, rng, device)
+    return EpisodeSampler(train, plan["train_ways"], plan["k_shot_train"], plan["n_query_train"],
+                          str(device))
+
+
+def test_tasks(plan: dict, n_tasks: int | None = None, device: str | torch.device = "cpu"
+               ) -> TaskBatch:
+    """The fixed stream of test tasks of this shape (423 test characters, ×4 rotations)."""
+    rng = np.random.default_rng([TEST_SEED, plan["ways"], plan["shots"]])
+    return sample_episodes(Omniglot("test"), n_tasks or plan["test_tasks"], plan["ways"],
+                           plan["shots"], plan["n_query_test"], rng, device)
+
+
+def evaluate_model(plan: dict, model: nn.Module, tasks: TaskBatch, chunk_size: int = 50
+                   ) -> np.ndarray:
+    """Per-task query accuracy of a trained model, adapted to each task as its method prescribes.
+
+    MAML's and fine-tuning's few steps run one task at a time on a CPU (batched weights make
+    grouped convolutions there, slower than a loop), Reptile's 50 steps 10 tasks at a time, and
+    everything ``chunk_size`` tasks at a time on a GPU.
+    """
+    method = plan["method"]
+    model.eval()
+    per_task = 1 if tasks.x_support.device.type == "cpu" else chunk_size
+    if method in ("maml", "fomaml"):
+        steps = plan["inner_steps_test"]
+        return adaptation_curve(model, tasks, (steps,), plan["inner_lr"], loss="cross_entropy",
+                                metric="accuracy", chunk_size=per_task)[steps]
+    if method == "finetune":
+        return baselines.finetune_accuracy(model, tasks, plan["finetune_lr"],
+                                           plan["finetune_steps"], per_task)
+    values = []
+    reptile_chunk = 10 if tasks.x_support.device.type == "cpu" else chunk_size  # fastest on CPU
+    for chunk in tasks.split(reptile_chunk if method == "reptile" else chunk_size):
+        if method == "reptile":
+            cfg = reptile.Config(inner_lr=plan["inner_lr"], inner_steps=plan["inner_steps_test"],
+                                 inner_batch=plan["inner_batch"])
+            values.append(reptile.evaluate(model, chunk, cfg))
+            continue
+        with torch.no_grad():
+            if method == "nearest":
+                values.append(baselines.nearest_neighbour_accuracy(model, chunk))
+            else:
+                module = protonet if method == "protonet" else matching
+                logits = module.predict(model, dict(model.named_parameters()), chunk,
+                                        module.Config())
+                values.append((logits.argmax(-1) == chunk.y_query).float().mean(-1).numpy())
+    return np.concatenate([np.asarray(v) for v in values])
+
+
+def _command(plan: dict, options: RunOptions) -> str:
+    words = ["metacourse", "reproduce", "omniglot", "--method", plan["method"], "--ways",
+             str(plan["ways"]), "--shots", str(plan["shots"]), "--seed", str(options.seed)]
+    for argument in ARGUMENTS[3:]:
+        value = options.extra.get(argument.key, argument.default)
+        if value != argument.default:
+            words += [argument.flag, str(value)]
+    if options.meta_steps:
+        words += ["--meta-steps", str(options.meta_steps)]
+    return shlex.join(words + (["--fast"] if options.fast else []))
+
+
+def train(plan: dict, options: RunOptions, device: torch.device
+          ) -> tuple[nn.Module, float, float]:
+    """Meta-train (resumable from ``out_dir/checkpoints``); returns the model, the wall time and
+    the CPU time of this process (the two differ on a shared machine)."""
+    torch.manual_seed(options.seed)
+    model = build_model(model_spec(plan)).to(device)
+    step, state = build_step(plan, model)
+    name = f"{checkpoint_name(plan)}-seed{options.seed}-{plan['meta_steps']}"
+    train_cfg = TrainConfig(
+        meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
+        checkpoint_path=str(Path(options.out_dir) / "checkpoints" / f"{name}.pt"),
+        checkpoint_every=100, progress=options.progress, description=LABELS[plan["method"]])
+    start, cpu_start = time.perf_counter(), time.process_time()
+    meta_train(step, build_sampler(plan, device), train_cfg, state)
+    return model, time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def export(plan: dict, model: nn.Module, card: dict, out_dir: str) -> Path:
+    """Write the trained weights (``NAME.pt``) and their card (``NAME.json``) into ``out_dir``."""
+    path = Path(out_dir) / f"{card['name']}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = model_spec(plan)
+    if plan["method"] in ("finetune", "nearest"):  # the 4,800-way head is not needed at test time
+        model, spec = baselines.body(model), spec | {"out_features": None}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "model": spec, "plan": plan}, path)
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+@register("omniglot", "Few-shot Omniglot (MAML Table 1): MAML, FOMAML, Reptile, ProtoNets, "
+          "matching nets, fine-tuning and nearest-neighbour baselines", arguments=ARGUMENTS)
+def run(options: RunOptions) -> Result:
+    threads = torch.get_num_threads()
+    wanted = dict(options.extra).get("threads", 1)
+    if wanted:
+        torch.set_num_threads(wanted)
+    try:
+        return _run(options)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(options: RunOptions) -> Result:
+    started = time.perf_counter()
+    device = get_device(options.device or "cpu")
+    plan = budget(options)
+    model, train_seconds, train_cpu_seconds = train(plan, options, device)
+    if plan["method"] == "finetune":
+        plan["finetune_lr"] = baselines.choose_finetune_lr(
+            baselines.body(model),
+            sample_episodes(Omniglot("train"), plan["validation_tasks"], plan["ways"],
+                            plan["shots"], plan["n_query_test"],
+                            np.random.default_rng([options.seed, 7])),
+            plan["finetune_lrs"], plan["finetune_steps"])
+    card = {"name": checkpoint_name(plan), "method": plan["method"],
+            "command": _command(plan, options), "seed": options.seed, "device": str(device),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "budget": plan,
+            "train_seconds": round(train_seconds, 1),
+            "train_cpu_seconds": round(train_cpu_seconds, 1), "fast": options.fast}
+    path = export(plan, model.cpu(), card, options.out_dir)
+    evaluation_start = time.perf_counter()
+    reloaded = load_file(path)
+    accuracies = 100 * evaluate_model(plan, reloaded, test_tasks(plan))
+    eval_seconds = time.perf_counter() - evaluation_start
+    ours = summarize(accuracies)
+    card |= {"eval_seconds": round(eval_seconds, 1), "test_accuracy": ours.to_dict(),
+             "check": {"n_tasks": min(CHECK_TASKS, len(accuracies)),
+                       "accuracy": float(accuracies[:CHECK_TASKS].mean())}}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    key = "maml-mlp" if plan["method"] == "maml" and plan["network"] == "mlp" else plan["method"]
+    paper = PAPER.get(key, {}).get((plan["ways"], plan["shots"]))
+    metric = f"accuracy_{plan['ways']}w{plan['shots']}s_%"
+    notes = [f"paper: {PAPER_SOURCE.get(key, '—')}",
+             f"trained {plan['meta_steps']} steps in {train_seconds:.0f} s wall "
+             f"({train_cpu_seconds:.0f} s CPU) on {device}, {torch.get_num_threads()} thread(s); "
+             f"evaluated {ours.n} test tasks in {eval_seconds:.0f} s", f"checkpoint: {path}"]
+    if options.fast:
+        notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+    result = Result("omniglot", options.seed, str(device), time.perf_counter() - started, plan,
+                    [Row(LABELS[plan["method"]], metric, paper, ours)], notes,
+                    {"checkpoint": str(path), "card": str(path.with_suffix(".json"))})
+    return result
+
+
+def load_file(path: str | Path) -> nn.Module:
+    """A model from a file written by ``export`` (CPU, evaluation mode)."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(payload["model"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

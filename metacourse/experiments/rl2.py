@@ -1,0 +1,347 @@
+"""RL²'s Tables 1 and 2: Bernoulli bandits and random tabular MDPs, every baseline and RL².
+
+Setup (Duan et al. 2016, §3.1–3.2): bandits with k ∈ {5, 10, 50} arms, μ_i ~ U[0, 1], trials of
+n ∈ {10, 100, 500} pulls; tabular MDPs with |S| = 10, |A| = 5, H = 10, trials of
+n ∈ {10, 25, 50, 75, 100} episodes. Each cell is the total reward of a trial averaged over 1000
+test instances (ours with a 95% confidence interval). Baseline hyper-parameters are grid-searched
+per setting on 1000 *separate* validation instances (the paper does not say which instances it
+tuned on). The best method by mean is marked, with every method not significantly worse under a
+one-sided Welch t-test at p = 0.05 (the paper's bolding). RL² is trained with PPO
+(``metacourse.rl.rl2``) on freshly sampled tasks, then evaluated on the same test instances.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..evaluate import summarize
+from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..rl import baselines, ppo, rl2
+from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
+from ..train import TrainConfig, meta_train
+
+_BANDIT_COLUMNS = ("Random", "Gittins", "TS", "OTS", "UCB1", "ε-Greedy", "Greedy", "RL²")
+_BANDIT_ROWS = {  # RL² paper, Table 1: (n, k) -> total reward per column
+    (10, 5): (5.0, 6.6, 5.7, 6.5, 6.7, 6.6, 6.6, 6.7),
+    (10, 10): (5.0, 6.6, 5.5, 6.2, 6.7, 6.6, 6.6, 6.7),
+    (10, 50): (5.1, 6.5, 5.2, 5.5, 6.6, 6.5, 6.5, 6.8),
+    (100, 5): (49.9, 78.3, 74.7, 77.9, 78.0, 75.4, 74.8, 78.7),
+    (100, 10): (49.9, 82.8, 76.7, 81.4, 82.4, 77.4, 77.1, 83.5),
+    (100, 50): (49.8, 85.2, 64.5, 67.7, 84.3, 78.3, 78.0, 84.9),
+    (500, 5): (249.8, 405.8, 402.0, 406.7, 405.8, 388.2, 380.6, 401.6),
+    (500, 10): (249.0, 437.8, 429.5, 438.9, 437.1, 408.0, 395.0, 432.5),
+    (500, 50): (249.6, 463.7, 427.2, 437.6, 457.6, 413.6, 402.8, 438.9),
+}
+PAPER_BANDITS = {key: dict(zip(_BANDIT_COLUMNS, row)) for key, row in _BANDIT_ROWS.items()}
+_MDP_COLUMNS = ("Random", "PSRL", "OPSRL", "UCRL2", "BEB", "ε-Greedy", "Greedy", "RL²")
+_MDP_ROWS = {  # RL² paper, Table 2: n -> total reward per column
+    10: (100.1, 138.1, 144.1, 146.6, 150.2, 132.8, 134.8, 156.2),
+    25: (250.2, 408.8, 425.2, 424.1, 427.8, 377.3, 368.8, 445.7),
+    50: (499.7, 904.4, 930.7, 918.9, 917.8, 823.3, 769.3, 936.1),
+    75: (749.9, 1417.1, 1449.2, 1427.6, 1422.6, 1293.9, 1172.9, 1428.8),
+    100: (999.4, 1939.5, 1973.9, 1942.1, 1935.1, 1778.2, 1578.5, 1913.7),
+}
+PAPER_MDPS = {n: dict(zip(_MDP_COLUMNS, row)) for n, row in _MDP_ROWS.items()}
+
+_SLUGS = {"random": "Random", "gittins": "Gittins", "ts": "TS", "ots": "OTS", "ucb1": "UCB1",
+          "psrl": "PSRL", "opsrl": "OPSRL", "ucrl2": "UCRL2", "beb": "BEB",
+          "epsilon-greedy": "ε-Greedy", "greedy": "Greedy", "rl2": "RL²"}
+BANDIT_METHOD_CHOICES = ("all", "baselines", "random", "gittins", "ts", "ots", "ucb1",
+                         "epsilon-greedy", "greedy", "rl2")
+MDP_METHOD_CHOICES = ("all", "baselines", "random", "psrl", "opsrl", "ucrl2", "beb",
+                      "epsilon-greedy", "greedy", "rl2")
+
+# RL² training budgets (PPO updates × trials per update) per setting, chosen to fit CPU time.
+RL2_BUDGETS = {
+    ("bandit", 10): {"updates": 2000, "trials_per_update": 256, "hidden_size": 128},
+    ("bandit", 100): {"updates": 1500, "trials_per_update": 128, "hidden_size": 64},
+    ("bandit", 500): {"updates": 500, "trials_per_update": 64, "hidden_size": 64},
+    ("mdp", 10): {"updates": 1500, "trials_per_update": 128, "hidden_size": 64},
+}
+_FAST_BUDGET = {"updates": 5, "trials_per_update": 32, "hidden_size": 32}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One cell row of a table: the task family, its trial length and the paper's numbers."""
+
+    experiment: str
+    kind: str
+    """``"bandit"`` or ``"mdp"``."""
+    n_actions: int
+    episodes: int
+    paper: dict
+    methods: dict
+
+    @property
+    def slug(self) -> str:
+        arms = f"k{self.n_actions}-" if self.kind == "bandit" else ""
+        return f"{self.experiment}-{arms}n{self.episodes}"
+
+    def sample(self, n_tasks: int, rng: np.random.Generator):
+        if self.kind == "bandit":
+            return sample_arm_means(rng, n_tasks, self.n_actions)
+        return sample_mdps(rng, n_tasks)
+
+    def play(self, agent, tasks, seed: int) -> np.ndarray:
+        if self.kind == "bandit":
+            return baselines.play_bandits(agent, tasks, self.episodes, seed)
+        return baselines.play_mdps(agent, *tasks, self.episodes, 10, seed)
+
+    def env(self, tasks, rng: np.random.Generator):
+        if self.kind == "bandit":
+            return BatchedBernoulliBandit(tasks, rng)
+        return BatchedTabularMDP(*tasks, rng)
+
+    def sampler(self, n_tasks: int, rng: np.random.Generator):
+        return self.env(self.sample(n_tasks, rng), rng)
+
+
+def _selected(method: str, columns: tuple[str, ...]) -> list[str]:
+    if method == "all":
+        return list(columns)
+    if method == "baselines":
+        return [c for c in columns if c != "RL²"]
+    return [_SLUGS[method]]
+
+
+def run_baseline(problem: Problem, name: str, validation, test, seed: int, fast: bool):
+    """Grid-search one baseline on the validation tasks; its test totals and chosen settings."""
+    make_agent, grid = problem.methods[name]
+    if fast:
+        grid = {key: values[:2] for key, values in grid.items()}
+    score = lambda agent: problem.play(agent, validation, seed + 2).mean()  # noqa: E731
+    best, scores = baselines.grid_search(make_agent, grid, score) if grid else ({}, {})
+    return problem.play(make_agent(**best), test, seed + 1), best, scores
+
+
+def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
+    """Meta-train RL² with PPO through ``meta_train`` (checkpointed, resumable); curve logged."""
+    torch.manual_seed(options.seed)
+    cfg = rl2.Config(episodes_per_trial=problem.episodes, hidden_size=plan["hidden_size"],
+                     ppo=ppo.Config(outer_lr=plan["outer_lr"], entropy_coef=plan["entropy_coef"]))
+    n_states = 1 if problem.kind == "bandit" else 10
+    policy = rl2.RL2Policy(n_states, problem.n_actions, cfg.hidden_size)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.outer_lr)
+    out = Path(options.out_dir)
+    name = f"{problem.slug}-seed{options.seed}-u{plan['updates']}x{plan['trials_per_update']}"
+    curve_path = out / f"{name}.curve.jsonl"
+    started, cpu_started = time.perf_counter(), time.process_time()
+    evaluate = partial(_validation_point, policy, problem, cfg, validation, curve_path,
+                       (started, cpu_started))
+    train_cfg = TrainConfig(
+        meta_steps=plan["updates"], meta_batch_size=plan["trials_per_update"], seed=options.seed,
+        eval_every=plan["eval_every"], checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
+        checkpoint_every=max(1, min(100, plan["updates"])), progress=options.progress,
+        description=f"RL² {problem.slug}")
+    step = partial(rl2.meta_step, policy, optimizer, cfg=cfg)
+    history = meta_train(step, problem.sampler, train_cfg, {"policy": policy, "optimizer": optimizer},
+                         evaluate=evaluate)
+    plan["train_cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    return policy, cfg, history, time.perf_counter() - started, str(curve_path)
+
+
+def _validation_point(policy, problem: Problem, cfg, validation, curve_path: Path,
+                      started: tuple[float, float]) -> dict[str, float]:
+    """Mean trial reward on the validation tasks; appended to a JSON-lines learning curve."""
+    env = problem.env(validation, np.random.default_rng(12345))
+    value = float(rl2.evaluate(policy, env, cfg).mean())
+    point = {"validation_total_reward": value,
+             "wall_seconds": round(time.perf_counter() - started[0], 1),
+             "cpu_seconds": round(time.process_time() - started[1], 1)}
+    curve_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(curve_path, "a") as handle:
+        handle.write(json.dumps(point) + "\n")
+    return point
+
+
+def _budget(problem: Problem, options: RunOptions) -> dict:
+    extra = options.extra
+    instances = 100 if options.fast else extra.get("instances", 1000)
+    plan = {"test_instances": instances, "validation_instances": instances}
+    rl2_plan = dict(_FAST_BUDGET if options.fast else
+                    RL2_BUDGETS.get((problem.kind, problem.episodes), RL2_BUDGETS[(problem.kind, 10)]))
+    if options.meta_steps:
+        rl2_plan["updates"] = options.meta_steps
+    rl2_plan.update(outer_lr=1e-3, entropy_coef=0.01,
+                    eval_every=max(1, rl2_plan["updates"] // 30))
+    steps = problem.episodes * (1 if problem.kind == "bandit" else 10)
+    rl2_plan["env_steps"] = rl2_plan["updates"] * rl2_plan["trials_per_update"] * steps
+    plan["rl2"] = rl2_plan
+    return plan
+
+
+def student_t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom (regularised incomplete beta)."""
+    if not math.isfinite(t):
+        return 0.0 if t > 0 else 1.0
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t > 0 else 1.0 - tail
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) by its continued fraction (modified Lentz)."""
+    if x <= 0.0 or x >= 1.0:
+        return max(0.0, min(1.0, x))
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x)) / a
+    c, d, f = 1.0, 1.0 - (a + b) * x / (a + 1.0), 0.0
+    d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+    f = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > 1e-300 else 1e-300
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * f
+
+
+def one_sided_welch(best: np.ndarray, other: np.ndarray) -> float:
+    """p-value of "``best`` has a higher mean than ``other``" (one-sided Welch t-test)."""
+    va, vb = best.var(ddof=1) / best.size, other.var(ddof=1) / other.size
+    if va + vb == 0.0:
+        return 0.0 if best.mean() > other.mean() else 1.0
+    t = (best.mean() - other.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (best.size - 1) + vb ** 2 / (other.size - 1))
+    return student_t_sf(t, df)
+
+
+def significance(values: dict[str, np.ndarray]) -> tuple[str, dict[str, float]]:
+    """The best method by mean, and each other method's p-value against it (the paper's bolding)."""
+    best = max(values, key=lambda name: values[name].mean())
+    return best, {name: one_sided_welch(values[best], v) for name, v in values.items() if name != best}
+
+
+def _describe(chosen: dict, scores: dict) -> str:
+    if not chosen:
+        return "no hyper-parameters"
+    grid = ", ".join(f"{'/'.join(map(str, k))}: {v:.3f}" for k, v in scores.items())
+    settings = ", ".join(f"{k}={v}" for k, v in chosen.items())
+    return f"{settings} (validation means — {grid})"
+
+
+def run_problem(problem: Problem, options: RunOptions) -> Result:
+    """Tune and test the selected baselines, train and test RL² if selected; one table row each."""
+    started = time.perf_counter()
+    plan = _budget(problem, options)
+    names = _selected(options.extra.get("method", "all"), tuple(problem.paper))
+    validation = problem.sample(plan["validation_instances"], np.random.default_rng([options.seed, 1001]))
+    test = problem.sample(plan["test_instances"], np.random.default_rng([options.seed, 1002]))
+    values, notes, chosen = {}, [], {}
+    for name in names:
+        if name == "RL²":
+            values[name], note, plan["rl2"]["curve"] = _rl2_row(problem, options, plan, validation, test)
+            notes.append(note)
+            continue
+        tick = time.perf_counter()
+        values[name], chosen[name], scores = run_baseline(problem, name, validation, test,
+                                                          1000 * options.seed, options.fast)
+        notes.append(f"{name}: {_describe(chosen[name], scores)}; {time.perf_counter() - tick:.1f} s")
+    if "Greedy" in values:
+        notes.append(_greedy_variant_note(problem, test, values["Greedy"], 1000 * options.seed + 1))
+    if "RL²" not in names:
+        plan.pop("rl2")
+    plan["hyperparameters"] = chosen
+    notes += _significance_notes(values)
+    if options.fast:
+        notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+    rows = [Row(name, "total_reward", problem.paper.get(name), summarize(values[name]))
+            for name in names]
+    return Result(problem.slug, options.seed, "cpu", time.perf_counter() - started, plan, rows, notes)
+
+
+def _greedy_variant_note(problem: Problem, test, greedy: np.ndarray, seed: int) -> str:
+    """Greedy under the other reading of its details (tie-breaking; reward estimates)."""
+    if problem.kind == "bandit":
+        variant = baselines.EpsilonGreedy(0.0, tie_break="first")
+        what = ("Greedy with np.argmax tie-breaking (the lowest-numbered arm wins ties)",
+                "with ties broken at random")
+    else:
+        variant = baselines.EpsilonGreedyMDP(0.0, rewards="posterior")
+        what = ("Greedy with posterior-mean rewards (Normal(1, 1) prior: unvisited actions look "
+                "average)", "with empirical means, 0 where unvisited")
+    other = problem.play(variant, test, seed)
+    return (f"{what[0]}: {other.mean():.3f} ± {summarize(other).ci95:.3f}; {what[1]} (the row "
+            f"above): {greedy.mean():.3f}")
+
+
+def _significance_notes(values: dict[str, np.ndarray]) -> list[str]:
+    if len(values) < 2:
+        return []
+    best, p_values = significance(values)
+    tied = [name for name, p in p_values.items() if p >= 0.05]
+    listing = ", ".join(f"{name} p={p:.3g}" for name, p in p_values.items())
+    return [f"best: {best}; not significantly worse (one-sided Welch t-test, p >= 0.05): "
+            f"{', '.join(tied) or 'none'}", f"p-values against {best}: {listing}"]
+
+
+def _rl2_row(problem: Problem, options: RunOptions, plan: dict, validation, test):
+    policy, cfg, history, seconds, curve = train_rl2(problem, options, plan["rl2"], validation)
+    plan["rl2"]["train_wall_seconds"] = round(seconds, 1)
+    plan["rl2"]["learning_curve"] = [
+        {"update": step, **{key: values[i] for key, values in history.eval_metrics.items()}}
+        for i, step in enumerate(history.eval_steps)]
+    torch.manual_seed(options.seed + 1)
+    totals = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg)
+    greedy = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg,
+                          greedy=True)
+    budget = plan["rl2"]
+    note = (f"RL²: PPO, {budget['updates']} updates x {budget['trials_per_update']} trials "
+            f"({budget['env_steps']:,} env steps), GRU {cfg.hidden_size}, trained in {seconds:.0f} s "
+            f"wall, {budget['train_cpu_seconds']:.0f} s CPU (1 thread; a resumed run counts only "
+            f"its own time); test with sampled actions "
+            f"(argmax actions: {greedy.mean():.3f})")
+    return totals, note, curve
+
+
+def _with_threads(run: Callable[[RunOptions], Result], options: RunOptions) -> Result:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small GRUs: one thread is fastest and leaves the other core free
+    try:
+        return run(options)
+    finally:
+        torch.set_num_threads(threads)
+
+
+_INSTANCES = Argument("--instances", int, 1000, None, "test (and validation) instances")
+
+
+@register("rl2-bandits", "RL² Table 1: Bernoulli bandits, every baseline and RL² (PPO)",
+          arguments=(Argument("--arms", int, 5, (5, 10, 50), "k, the number of arms"),
+                     Argument("--pulls", int, 10, (10, 100, 500), "n, pulls per trial"),
+                     Argument("--method", str, "all", BANDIT_METHOD_CHOICES,
+                              "one method, all baselines, or all (baselines and RL²)"),
+                     _INSTANCES))
+def run_bandits(options: RunOptions) -> Result:
+    extra = options.extra
+    problem = Problem("rl2-bandits", "bandit", extra.get("arms", 5), extra.get("pulls", 10),
+                      PAPER_BANDITS[(extra.get("pulls", 10), extra.get("arms", 5))],
+                      baselines.BANDIT_METHODS)
+    return _with_threads(partial(run_problem, problem), options)
+
+
+@register("rl2-mdp", "RL² Table 2: random tabular MDPs, every baseline and RL² (PPO)",
+          arguments=(Argument("--episodes", int, 10, (10, 25, 50, 75, 100), "n, episodes per trial"),
+                     Argument("--method", str, "all", MDP_METHOD_CHOICES,
+                              "one method, all baselines, or all (baselines and RL²)"),
+                     _INSTANCES))
+def run_mdp(options: RunOptions) -> Result:
+    episodes = options.extra.get("episodes", 10)
+    problem = Problem("rl2-mdp", "mdp", 5, episodes, PAPER_MDPS[episodes], baselines.MDP_METHODS)
+    return _with_threads(partial(run_problem, problem), options)

@@ -1,0 +1,8 @@
+"""Reinforcement learning for the meta-RL part of the course.
+
+Level 1 (building blocks): ``envs`` (task families), ``returns`` (discounted returns, GAE),
+``ppo`` (clipped surrogate), ``rollout`` (batched recurrent rollouts), ``baselines`` (classical
+bandit and tabular-MDP algorithms). Level 2: ``rl2`` (RL², Duan et al. 2016).
+Submodules are imported explicitly (``from metacourse.rl import rl2``); importing this package
+alone loads nothing heavy.
+"""

@@ -1,0 +1,32 @@
+"""Meta-RL task families as Gymnasium 1.x environments (and batched NumPy twins).
+
+Importing this package registers the environments under the ``metacourse/`` namespace::
+
+    import gymnasium as gym
+    import metacourse.rl.envs  # noqa: F401  (registers the ids)
+
+    env = gym.make("metacourse/BernoulliBandit-v0", n_arms=10)
+    vec = gym.make_vec("metacourse/TabularMDP-v0", num_envs=8, vectorization_mode="sync")
+    vec.call("set_task", env.unwrapped.sample_tasks(1)[0])   # one task for every sub-env
+
+``gym.make("metacourse.rl.envs:metacourse/BernoulliBandit-v0")`` imports and registers in one go.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+from .bandit import BatchedBernoulliBandit, BernoulliBanditEnv, sample_arm_means
+from .tabular_mdp import BatchedTabularMDP, TabularMDPEnv, sample_mdps, solve_finite_horizon
+
+__all__ = ["BernoulliBanditEnv", "BatchedBernoulliBandit", "sample_arm_means", "TabularMDPEnv",
+           "BatchedTabularMDP", "sample_mdps", "solve_finite_horizon", "ENV_IDS"]
+
+ENV_IDS = {
+    "metacourse/BernoulliBandit-v0": "metacourse.rl.envs.bandit:BernoulliBanditEnv",
+    "metacourse/TabularMDP-v0": "metacourse.rl.envs.tabular_mdp:TabularMDPEnv",
+}
+
+for _id, _entry_point in ENV_IDS.items():
+    if _id not in gymnasium.registry:  # importing twice (e.g. reloads) must not warn
+        gymnasium.register(id=_id, entry_point=_entry_point)

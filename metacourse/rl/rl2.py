@@ -1,0 +1,159 @@
+"""RL²: a recurrent policy whose hidden state *is* a learned reinforcement-learning algorithm.
+
+Duan, Schulman, Chen, Bartlett, Sutskever, Abbeel, "RL²: Fast Reinforcement Learning via Slow
+Reinforcement Learning", arXiv:1611.02779 (2016).
+
+    (1) input          x_t = [onehot(s_t), onehot(a_{t−1}), r_{t−1}, d_{t−1}]    (zeros at t = 0)
+    (2) policy         h_t = GRU_θ(x_t, h_{t−1}),   π_θ(· | x_≤t) = softmax(W_π h_t + b_π)
+    (3) baseline       g_t = GRU_ψ(x_t, g_{t−1}),   V_ψ(x_≤t) = w_V · g_t + b_V
+    (4) trial          h_{−1} = g_{−1} = 0 at the start of each trial of n episodes in one task
+                       M ~ p(M); the states are NOT reset between the episodes of a trial
+    (5) objective      max_θ E_{M ~ p(M)} E_π[ Σ_{t<T} γ^t r_t ],   T = n · H (a trial is one episode
+                       of the meta-level POMDP: d_t enters the input, never cuts the return)
+    (6) advantages     GAE(γ, λ) over the whole trial (``returns.gae``)
+    (7) outer update   PPO (``ppo.update``) on minibatches of whole trials; mean over trials and steps
+
+"Adaptation" (``adapt``) is running the GRU through a trial: the task-specific state φ is the
+hidden state h_t, produced by the fixed meta-parameters θ from the experience so far.
+
+| symbol | identifier |
+|---|---|
+| θ, ψ | ``RL2Policy.policy_rnn/policy_head``, ``RL2Policy.value_rnn/value_head`` |
+| h_t (≈ φ, the adapted state) | the ``state`` returned by ``RL2Policy.step`` |
+| n, H, T | ``cfg.episodes_per_trial``, ``env.horizon``, ``n · H`` |
+| γ, λ | ``cfg.gamma``, ``cfg.gae_lambda`` |
+| B (trials per update) | ``env.n_envs`` (``TrainConfig.meta_batch_size``) |
+
+Lecture: lectures/05_rl2.ipynb.
+Differs from the paper's outer loop, "a first-order implementation of TRPO" (a KL-constrained
+natural-gradient step per batch of ~250k steps), by using PPO's clipped surrogate with several
+Adam epochs over much smaller batches, and separate gradient clipping for the two GRUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..utils import check_nonnegative, check_positive_int
+from . import ppo
+from .returns import gae
+from .rollout import BatchedEnv, Trials, collect_trials
+
+__all__ = ["Config", "RL2Policy", "encode_inputs", "adapt", "meta_step", "evaluate"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyper-parameters of RL² trained with PPO."""
+
+    episodes_per_trial: int = 10
+    """n, episodes of one task per trial (the paper's n: 10, 100, 500 bandit pulls)."""
+    hidden_size: int = 128
+    """GRU units of the policy and of the value baseline. Authors' launchers: 128 (32–512 swept)."""
+    gamma: float = 0.99
+    """γ, the discount over the whole trial. Authors' launchers: 0.99."""
+    gae_lambda: float = 0.3
+    """λ of GAE. edlanglois/relearn: 0.3."""
+    ppo: ppo.Config = field(default_factory=lambda: ppo.Config(outer_lr=1e-3, entropy_coef=0.01))
+    """The outer-loop optimiser's settings (``metacourse.rl.ppo.Config``)."""
+
+    def __post_init__(self) -> None:
+        check_positive_int("episodes_per_trial", self.episodes_per_trial)
+        check_positive_int("hidden_size", self.hidden_size)
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= check_nonnegative(name, getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+
+
+def encode_inputs(states, prev_actions, prev_rewards, prev_dones, n_states: int, n_actions: int
+                  ) -> Tensor:
+    """(1) x_t as a float tensor (B, S + A + 2); a previous action of −1 (none yet) encodes as 0."""
+    states, prev_actions = torch.as_tensor(states), torch.as_tensor(prev_actions)
+    state_part = nn.functional.one_hot(states, n_states)
+    action_part = nn.functional.one_hot(prev_actions.clamp_min(0), n_actions)
+    action_part = action_part * (prev_actions >= 0).unsqueeze(-1)
+    scalars = torch.stack([torch.as_tensor(prev_rewards), torch.as_tensor(prev_dones)], dim=-1)
+    dtype = torch.get_default_dtype()
+    return torch.cat([state_part.to(dtype), action_part.to(dtype), scalars.to(dtype)], dim=-1)
+
+
+class RL2Policy(nn.Module):
+    """(2)–(3) A GRU policy and a separate GRU value baseline over the inputs (1)."""
+
+    def __init__(self, n_states: int, n_actions: int, hidden_size: int = 128) -> None:
+        super().__init__()
+        self.n_states = check_positive_int("n_states", n_states)
+        self.n_actions = check_positive_int("n_actions", n_actions)
+        self.input_size = n_states + n_actions + 2
+        self.policy_rnn = nn.GRU(self.input_size, hidden_size, batch_first=True)
+        self.policy_head = nn.Linear(hidden_size, n_actions)
+        self.value_rnn = nn.GRU(self.input_size, hidden_size, batch_first=True)
+        self.value_head = nn.Linear(hidden_size, 1)
+        nn.init.orthogonal_(self.policy_head.weight, gain=0.01)  # near-uniform first policy
+        nn.init.zeros_(self.policy_head.bias)
+
+    def initial_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        """h_{−1} and g_{−1}: zeros, at the start of every trial."""
+        zeros = torch.zeros(1, batch_size, self.policy_rnn.hidden_size)
+        return zeros, zeros.clone()
+
+    def forward(self, inputs: Tensor, state: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """Whole sequences: inputs (B, T, D) -> logits (B, T, A), values (B, T), final state."""
+        state = state if state is not None else self.initial_state(inputs.shape[0])
+        policy_out, policy_state = self.policy_rnn(inputs, state[0])
+        value_out, value_state = self.value_rnn(inputs, state[1])
+        values = self.value_head(value_out).squeeze(-1)
+        return self.policy_head(policy_out), values, (policy_state, value_state)
+
+    def step(self, inputs: Tensor, state: tuple[Tensor, Tensor]
+             ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """One step: inputs (B, D) -> logits (B, A), values (B,), next state."""
+        logits, values, state = self(inputs.unsqueeze(1), state)
+        return logits.squeeze(1), values.squeeze(1), state
+
+    def parameter_groups(self) -> list[list[nn.Parameter]]:
+        """Policy and value parameters, whose gradient norms PPO clips separately."""
+        return [[*self.policy_rnn.parameters(), *self.policy_head.parameters()],
+                [*self.value_rnn.parameters(), *self.value_head.parameters()]]
+
+
+def adapt(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False) -> Trials:
+    """(4) One trial of n episodes in every task of ``env``; the hidden state does the adapting."""
+    encode = partial(encode_inputs, n_states=policy.n_states, n_actions=policy.n_actions)
+    n_steps = cfg.episodes_per_trial * getattr(env, "horizon", 1)
+    return collect_trials(policy, env, n_steps, encode, greedy=greedy)
+
+
+def _reevaluate(policy: RL2Policy, trials: Trials, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Log-probabilities, entropies and values of the current networks on some whole trials."""
+    logits, values, _ = policy(trials.inputs[indices])
+    distribution = torch.distributions.Categorical(logits=logits)
+    return distribution.log_prob(trials.actions[indices]), distribution.entropy(), values
+
+
+def meta_step(policy: RL2Policy, optimizer: torch.optim.Optimizer, env: BatchedEnv, cfg: Config
+              ) -> dict[str, float]:
+    """(5)–(7) Collect one trial per task of ``env``, then one PPO update; returns metrics."""
+    trials = adapt(policy, env, cfg)
+    advantages, returns = gae(trials.rewards, trials.values, cfg.gamma, cfg.gae_lambda)
+    batch = {"old_log_probs": trials.log_probs, "advantages": advantages.to(trials.values.dtype),
+             "returns": returns.to(trials.values.dtype)}
+    stats = ppo.update(lambda indices: _reevaluate(policy, trials, indices), optimizer, batch,
+                       cfg.ppo, parameter_groups=policy.parameter_groups())
+    return {"total_reward": float(trials.total_reward.mean()), **stats}
+
+
+def evaluate(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False) -> np.ndarray:
+    """Total reward of one trial in each task of ``env`` (sampled actions unless ``greedy``)."""
+    was_training = policy.training
+    policy.eval()
+    try:
+        return adapt(policy, env, cfg, greedy=greedy).total_reward.cpu().numpy().astype(np.float64)
+    finally:
+        policy.train(was_training)

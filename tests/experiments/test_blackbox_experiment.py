@@ -1,0 +1,94 @@
+"""FAST runs of the black-box experiments through the command line write the results JSON."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metacourse.cli import main
+from metacourse.experiments.blackbox import instance_accuracy, mann_episodes, presentation
+from metacourse.models.blackbox import FeedForward
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _omniglot_available() -> bool:
+    from metacourse.tasks.omniglot import find_sources
+
+    try:
+        find_sources(os.environ.get("METACOURSE_DATA") or SHARED_DATA)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+needs_omniglot = pytest.mark.skipif(not _omniglot_available(),
+                                    reason="Omniglot not found: set METACOURSE_DATA (CI: ../shared/data)")
+
+
+@pytest.fixture
+def omniglot_data(monkeypatch):
+    if not os.environ.get("METACOURSE_DATA"):
+        monkeypatch.setenv("METACOURSE_DATA", str(SHARED_DATA))
+
+
+def _check_schema(path: Path, experiment: str, methods: set[str]) -> dict:
+    result = json.loads(path.read_text())
+    assert {"experiment", "seed", "device", "wall_seconds", "budget", "rows", "notes"} <= set(result)
+    assert result["experiment"] == experiment and result["device"] == "cpu"
+    assert {row["method"] for row in result["rows"]} == methods
+    for row in result["rows"]:
+        assert set(row) == {"method", "metric", "paper", "ours"}
+        assert set(row["ours"]) == {"mean", "ci95", "median", "n"}
+    assert any("FAST mode" in note for note in result["notes"])
+    return result
+
+
+def test_fast_blackbox_sinusoid_writes_json(tmp_path):
+    out = tmp_path / "sinusoid.json"
+    assert main(["reproduce", "blackbox-sinusoid", "--fast", "--meta-steps", "5", "--no-progress",
+                 "--out-dir", str(tmp_path), "--json", str(out)]) == 0
+    result = _check_schema(out, "blackbox-sinusoid", {"MAML", "CNP", "hypernetwork", "LSTM", "SNAIL"})
+    metrics = {(r["method"], r["metric"]) for r in result["rows"]}
+    assert ("MAML", "mse_5shot_10step") in metrics and ("CNP", "mse_10shot") in metrics
+
+
+def test_unknown_method_is_rejected(tmp_path, capsys):
+    assert main(["reproduce", "blackbox-sinusoid", "--fast", "--methods", "CNP,GPT", "--out-dir", str(tmp_path)]) == 2
+    assert "comma-separated subset" in capsys.readouterr().err
+
+
+@needs_omniglot
+def test_fast_mann_omniglot_writes_json(tmp_path, omniglot_data):
+    out = tmp_path / "mann.json"
+    assert main(["reproduce", "mann-omniglot", "--fast", "--meta-steps", "2", "--no-progress",
+                 "--out-dir", str(tmp_path), "--json", str(out)]) == 0
+    result = _check_schema(out, "mann-omniglot", {"MANN", "LSTM", "feed-forward"})
+    paper = {(r["method"], r["metric"]): r["paper"] for r in result["rows"]}
+    assert paper[("MANN", "acc%_instance2")] == 82.8 and paper[("LSTM", "acc%_instance10")] == 62.5
+
+
+def test_presentation_counts_each_class_and_episodes_hold_every_class_per_class_times():
+    labels = torch.tensor([[0, 1, 0, 2, 1, 0]])
+    assert presentation(labels, 3).tolist() == [[1, 1, 2, 1, 2, 3]]
+
+    class Images:  # 12 classes of 20 drawings; every pixel of class c equals c
+        n_classes, n_per_class = 12, 20
+
+        def get(self, classes, examples):
+            classes = np.broadcast_arrays(np.asarray(classes), np.asarray(examples))[0].copy()
+            return torch.as_tensor(classes, dtype=torch.float32)[..., None, None, None].expand(
+                *classes.shape, 1, 28, 28).clone()
+
+    episodes = mann_episodes(Images(), 3, np.random.default_rng(0), n_classes=5, per_class=10, image_size=20)
+    assert episodes.x_support.shape == (3, 50, 1, 20, 20) and episodes.x_query.shape[1] == 0
+    assert (torch.bincount(episodes.y_support[0], minlength=5) == 10).all()
+    pixel = episodes.x_support[..., 0, 0, 0]              # the dataset class shown at each position
+    for e in range(3):
+        for label in range(5):                            # one label ↔ one class within an episode
+            assert pixel[e][episodes.y_support[e] == label].unique().numel() == 1
+    accuracy = instance_accuracy(FeedForward(400, 5, hidden=8), episodes, 5)
+    assert sorted(accuracy) == list(range(1, 11)) and all(a.shape == (3,) for a in accuracy.values())

@@ -1,0 +1,81 @@
+"""The registered ``omniglot`` experiment: budgets, and tiny FAST runs of every method end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from metacourse import cli
+from metacourse.experiments import omniglot
+from metacourse.reproduce import RunOptions, get_experiment, with_defaults
+
+needs_data = pytest.mark.skipif(
+    not any((Path(os.environ.get("METACOURSE_DATA", "/nonexistent")) / p).exists()
+            for p in ("omniglot", "images_background.zip", "omniglot-py")),
+    reason="the Omniglot data set is not in METACOURSE_DATA (CI: METACOURSE_DATA=../shared/data)")
+
+
+def _plan(**extra) -> dict:
+    return omniglot.budget(RunOptions(extra=extra))
+
+
+def test_maml_budget_is_the_cbfinn_setup():
+    five = _plan(method="maml", ways=5, shots=1)
+    assert (five["meta_batch_size"], five["inner_lr"], five["inner_steps"],
+            five["inner_steps_test"], five["n_query_train"]) == (32, 0.4, 1, 3, 1)
+    twenty = _plan(method="fomaml", ways=20, shots=5)
+    assert (twenty["meta_batch_size"], twenty["inner_lr"], twenty["inner_steps"]) == (16, 0.1, 5)
+    assert omniglot.budget(RunOptions(device="cuda", extra={"method": "maml"}))["meta_steps"] == 60_000
+
+
+def test_protonet_budget_follows_the_paper_and_options_override():
+    plan = _plan(method="protonet", ways=20, shots=5)
+    assert (plan["train_ways"], plan["k_shot_train"], plan["n_query_train"]) == (60, 5, 5)
+    assert _plan(method="protonet", train_ways=20)["train_ways"] == 20
+    assert omniglot.budget(RunOptions(meta_steps=7, extra={"method": "matching"}))["meta_steps"] == 7
+
+
+def test_unknown_method_or_shape_is_a_clear_error():
+    experiment = get_experiment("omniglot")
+    with pytest.raises(ValueError, match="--method 'siamese' is not allowed"):
+        with_defaults(experiment, {"method": "siamese"})
+    with pytest.raises(ValueError, match="--ways 10 is not allowed"):
+        with_defaults(experiment, {"ways": 10})
+
+
+@needs_data
+@pytest.mark.parametrize("method", omniglot.METHODS)
+def test_fast_run_of_every_method_writes_a_loadable_checkpoint(method, tmp_path):
+    options = RunOptions(fast=True, out_dir=str(tmp_path), progress=False,
+                         extra={"method": method, "test_tasks": 4})
+    result = omniglot.run(options)
+    (row,) = result.rows
+    assert row.ours.n == 4 and 0 <= row.ours.mean <= 100
+    assert row.paper == omniglot.PAPER.get(method, {}).get((5, 1))
+    assert any("FAST mode" in note for note in result.notes)
+    card = json.loads(Path(result.artifacts["card"]).read_text())
+    assert card["name"] == f"{method}-omniglot-5w1s" and card["fast"] is True
+    assert card["test_accuracy"]["mean"] == pytest.approx(row.ours.mean)
+    assert "--method " + method in card["command"]
+    model = omniglot.load_file(result.artifacts["checkpoint"])
+    again = 100 * omniglot.evaluate_model(card["budget"], model, omniglot.test_tasks(card["budget"]))
+    assert again.mean() == pytest.approx(row.ours.mean, abs=1e-4)
+    assert Path(result.artifacts["checkpoint"]).stat().st_size < 1_000_000
+
+
+@needs_data
+def test_command_line_twenty_way_five_shot_json(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    code = cli.main(["reproduce", "omniglot", "--fast", "--no-progress", "--out-dir", str(tmp_path),
+                     "--json", str(out), "--method", "protonet", "--ways", "20", "--shots", "5",
+                     "--test-tasks", "2"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Prototypical Networks" in printed and "98.90" in printed
+    saved = json.loads(out.read_text())
+    assert saved["budget"]["ways"] == 20 and saved["rows"][0]["metric"] == "accuracy_20w5s_%"
+    assert torch.get_num_threads() >= 1

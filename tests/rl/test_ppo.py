@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from metacourse.rl import ppo
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids thread spin-waits on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_clipped_surrogate_by_hand():
+    ratio = torch.tensor([1.5, 0.5, 1.0])
+    advantages = torch.tensor([1.0, -1.0, 2.0])
+    loss, stats = ppo.clipped_surrogate(ratio.log(), torch.zeros(3), advantages, clip_ratio=0.2)
+    # min(ρA, clip(ρ)A) = (min(1.5, 1.2), min(−0.5, −0.8), 2) = (1.2, −0.8, 2): mean 0.8
+    assert loss.item() == pytest.approx(-0.8)
+    assert stats["clip_fraction"].item() == pytest.approx(2 / 3)
+    assert stats["approx_kl"].item() == pytest.approx(-ratio.log().mean().item())
+
+
+def test_clipping_removes_the_gradient_only_on_the_optimistic_side():
+    log_ratio = torch.tensor([1.5, 1.5, 0.5, 0.5]).log().requires_grad_()
+    advantages = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    loss, _ = ppo.clipped_surrogate(log_ratio, torch.zeros(4), advantages, clip_ratio=0.2)
+    loss.backward()
+    # ρ = 1.5 with A > 0 and ρ = 0.5 with A < 0 are clipped: no gradient; the others keep ρA's
+    assert log_ratio.grad.tolist() == pytest.approx([0.0, 1.5 / 4, -0.5 / 4, 0.0])
+
+
+def test_masked_mean_and_normalize():
+    values = torch.tensor([1.0, 2.0, 3.0, 100.0])
+    mask = torch.tensor([True, True, True, False])
+    assert ppo.masked_mean(values, mask).item() == pytest.approx(2.0)
+    normalized = ppo.normalize(values[:3])
+    assert normalized.mean().abs() < 1e-6 and normalized.pow(2).mean().sqrt() == pytest.approx(1.0)
+
+
+def test_update_moves_a_softmax_policy_towards_the_better_action():
+    torch.manual_seed(0)
+    logits = torch.zeros(3, requires_grad=True)
+    value = torch.zeros(1, requires_grad=True)
+    actions = torch.randint(0, 3, (600,))
+    rewards = actions.float()  # action 2 pays most
+    with torch.no_grad():
+        old = torch.log_softmax(logits, -1)[actions]
+    batch = {"old_log_probs": old, "advantages": rewards - rewards.mean(), "returns": rewards}
+
+    def evaluate(indices):
+        distribution = torch.distributions.Categorical(logits=logits.expand(len(indices), 3))
+        return (distribution.log_prob(actions[indices]), distribution.entropy(),
+                value.expand(len(indices)))
+
+    optimizer = torch.optim.Adam([logits, value], lr=0.05)
+    stats = ppo.update(evaluate, optimizer, batch, ppo.Config(epochs=3, minibatches=4),
+                       parameter_groups=[[logits], [value]])
+    probabilities = torch.softmax(logits, -1)
+    assert probabilities[2] > 0.4 > probabilities[0]
+    assert 0.0 < value.item() and {"policy_loss", "value_loss", "entropy", "approx_kl"} <= set(stats)
+
+
+def test_config_validates():
+    with pytest.raises(ValueError, match="epochs"):
+        ppo.Config(epochs=0)
+    with pytest.raises(ValueError, match="clip_ratio"):
+        ppo.Config(clip_ratio=-0.1)
+
+
+def test_target_kl_stops_the_epochs_early():
+    logits = torch.zeros(2, requires_grad=True)
+    actions = torch.tensor([0, 1] * 50)
+    batch = {"old_log_probs": torch.full((100,), -0.6931), "returns": torch.zeros(100),
+             "advantages": (actions == 0).float() * 2 - 1}
+    calls = []
+
+    def evaluate(indices):
+        calls.append(len(indices))
+        distribution = torch.distributions.Categorical(logits=logits.expand(len(indices), 2))
+        return distribution.log_prob(actions[indices]), distribution.entropy(), torch.zeros(len(indices))
+
+    optimizer = torch.optim.SGD([logits], lr=5.0)
+    ppo.update(evaluate, optimizer, batch, ppo.Config(epochs=10, minibatches=2, target_kl=1e-4,
+                                                      normalize_advantages=False))
+    assert len(calls) < 20  # fewer than 10 epochs x 2 minibatches

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from metacourse.rl import ppo, rl2
+from metacourse.rl.envs import BatchedBernoulliBandit, BatchedTabularMDP
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small GRUs run fastest on one thread (and do not spin on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_encode_inputs_layout():
+    x = rl2.encode_inputs(np.array([2, 0]), np.array([-1, 1]), np.array([0.0, 1.5]),
+                          np.array([False, True]), n_states=3, n_actions=2)
+    assert x.shape == (2, 3 + 2 + 2) and x.dtype == torch.get_default_dtype()
+    assert x[0].tolist() == [0, 0, 1, 0, 0, 0.0, 0]   # no previous action yet: zeros
+    assert x[1].tolist() == [1, 0, 0, 0, 1, 1.5, 1]
+
+
+def test_step_by_step_equals_whole_sequence():
+    torch.manual_seed(0)
+    policy = rl2.RL2Policy(n_states=3, n_actions=2, hidden_size=8)
+    inputs = torch.randn(4, 6, policy.input_size)
+    logits, values, final = policy(inputs)
+    state = policy.initial_state(4)
+    for t in range(6):
+        step_logits, step_values, state = policy.step(inputs[:, t], state)
+        assert torch.allclose(step_logits, logits[:, t], atol=1e-6)
+        assert torch.allclose(step_values, values[:, t], atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(state, final))
+
+
+def test_a_trial_spans_n_episodes_and_keeps_the_hidden_state_across_them():
+    torch.manual_seed(0)
+    cfg = rl2.Config(episodes_per_trial=3, hidden_size=8)
+    policy = rl2.RL2Policy(10, 5, 8)
+    env = BatchedTabularMDP.sample(5, np.random.default_rng(0), horizon=4)
+    trials = rl2.adapt(policy, env, cfg)
+    assert trials.actions.shape == (5, 12) and trials.inputs.shape == (5, 12, 17)
+    assert trials.dones[0].tolist() == [False, False, False, True] * 3
+    assert (trials.states[:, [0, 4, 8]] == 0).all()           # every episode starts in state 0
+    # the input after an episode end carries d = 1, and the previous reward
+    assert (trials.inputs[:, 4, -1] == 1).all() and (trials.inputs[:, 5, -1] == 0).all()
+    assert torch.allclose(trials.inputs[:, 4, -2], trials.rewards[:, 3])
+    # recomputing the whole trial from a zero state gives the rollout's log-probabilities:
+    # the hidden state ran through all 12 steps, across episode boundaries
+    logits, values, _ = policy(trials.inputs)
+    log_probs = torch.distributions.Categorical(logits=logits).log_prob(trials.actions)
+    assert torch.allclose(log_probs, trials.log_probs, atol=1e-5)
+    assert torch.allclose(values, trials.values, atol=1e-5)
+
+
+def test_hidden_state_is_reset_between_trials():
+    policy = rl2.RL2Policy(1, 3, 8)
+    cfg = rl2.Config(episodes_per_trial=5, hidden_size=8)
+    means = np.random.default_rng(0).uniform(size=(4, 3))
+    first = rl2.adapt(policy, BatchedBernoulliBandit(means, np.random.default_rng(1)), cfg, greedy=True)
+    second = rl2.adapt(policy, BatchedBernoulliBandit(means, np.random.default_rng(1)), cfg, greedy=True)
+    assert torch.equal(first.actions, second.actions)  # nothing carried over from trial one
+
+
+def test_config_validates():
+    with pytest.raises(ValueError, match="gae_lambda"):
+        rl2.Config(gae_lambda=1.5)
+    with pytest.raises(ValueError, match="episodes_per_trial"):
+        rl2.Config(episodes_per_trial=0)
+
+
+def test_rl2_learns_to_beat_random_on_two_armed_bandits():
+    torch.manual_seed(0)
+    cfg = rl2.Config(episodes_per_trial=10, hidden_size=32,
+                     ppo=ppo.Config(outer_lr=3e-3, entropy_coef=0.01))
+    policy = rl2.RL2Policy(1, 2, cfg.hidden_size)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.outer_lr)
+    rng = np.random.default_rng(0)
+    test = np.random.default_rng(1).uniform(size=(1000, 2))
+    before = rl2.evaluate(policy, BatchedBernoulliBandit(test, np.random.default_rng(2)), cfg)
+    for _ in range(20):
+        metrics = rl2.meta_step(policy, optimizer, BatchedBernoulliBandit.sample(128, 2, rng), cfg)
+    after = rl2.evaluate(policy, BatchedBernoulliBandit(test, np.random.default_rng(2)), cfg)
+    # random play earns 5 on average; knowing the best arm earns 10 · E[max(μ1, μ2)] = 6.67
+    assert abs(before.mean() - 5.0) < 0.25
+    assert after.mean() > before.mean() + 0.4, (before.mean(), after.mean())
+    assert np.isfinite(metrics["value_loss"])
