@@ -2,7 +2,7 @@
 
     metacourse list                                   registered experiments
     metacourse reproduce sinusoid [--fast] [--meta-steps N] [--seed S] [--device D] [--json FILE]
-    metacourse labs build | check | strip             generate labs/ from solutions/, verify, strip outputs
+    metacourse labs build | check | strip             generate labs/ from solutions/ and verify, verify, strip outputs
     metacourse results FILE.json [...]                saved results as Markdown tables
     metacourse colab apply | check                    "Open in Colab" badges and setup cells
     metacourse grade LAB SUBMISSIONS --out DIR        grade a class's submitted labs
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
     labs = commands.add_parser("labs", help="generate or check labs/ from solutions/")
     labs.add_argument("action", choices=("build", "check", "strip"),
-                      help="build labs/, check them, or strip outputs from solutions and labs")
+                      help="build labs/ and check them, only check them, or strip outputs from solutions and labs")
     labs.add_argument("--solutions", default="solutions")
     labs.add_argument("--labs", default="labs")
     results = commands.add_parser("results", help="print saved results (--json files) as Markdown tables")
@@ -91,10 +91,9 @@ def _labs(args: argparse.Namespace) -> int:
             if labs.strip_outputs(path):
                 print(f"stripped {path}")
         return 0
-    if args.action == "build":
+    if args.action == "build":  # build, then check what was built: one command for instructors
         for path in labs.build_labs(args.solutions, args.labs):
             print(f"wrote {path}")
-        return 0
     problems = labs.check_labs(args.solutions, args.labs)
     for problem in problems:
         print(problem, file=sys.stderr)

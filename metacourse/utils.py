@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -81,3 +83,17 @@ def check_nonnegative(name: str, value: object, hint: str = "") -> float:
         fix = f"; {hint}" if hint else ""
         raise ValueError(f"{name} must be a finite number >= 0, got {value}{fix}")
     return float(value)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the body with ``n`` torch CPU threads (None or 0: leave the setting alone), then
+    restore it. Small networks run fastest on one thread; on a shared CPU one also avoids
+    contention."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,7 @@ from ..models import MLP
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks
 from ..train import TrainConfig, meta_train
-from ..utils import get_device
+from ..utils import get_device, torch_threads
 
 PAPER = {  # MAML Table 2 (App. C.1), 5-shot MSE after 1 / 5 / 10 gradient steps
     "MAML": {1: 0.67, 5: 0.38, 10: 0.35},
@@ -91,12 +91,8 @@ def evaluate_method(method: str, model, plan: dict, seed: int, device: torch.dev
 @register("sinusoid", "MAML Table 2: 5-shot sinusoid MSE of MAML, first-order MAML and pretraining",
           arguments=(Argument("--train-shots", int, 5, (5, 10), "support points per meta-training task"),))
 def run(options: RunOptions) -> Result:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a 1-40-40-1 MLP gains nothing from more threads; one avoids contention
-    try:
+    with torch_threads(1):  # a 1-40-40-1 MLP gains nothing from more threads
         return _run(options)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(options: RunOptions) -> Result:
