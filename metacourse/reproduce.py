@@ -125,6 +125,8 @@ class Result:
         lines += ["", f"Seed {self.seed}, device `{self.device}`, wall time {self.wall_seconds:.0f} s. "
                   f"Budget: {budget}."]
         lines += [f"- {note}" for note in self.notes]
+        if any("FAST" in note for note in self.notes):
+            lines.append("\n**A FAST run: a smoke test with a tiny budget, not a reproduction.**")
         return "\n".join(lines)
 
     def table(self) -> str:

@@ -28,3 +28,13 @@ def pytest_collection_modifyitems(config, items):
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread avoids thread spin-waits on a loaded machine. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    from metacourse.utils import torch_threads
+
+    with torch_threads(1):
+        yield

@@ -10,11 +10,17 @@ budget, device, wall and CPU time, and the accuracy measured by evaluating the s
     trained.card["test_accuracy"]                                # {"mean": ..., "ci95": ..., ...}
     trained.evaluate(n_tasks=100)                                # re-measure on test tasks
     trained.model                                                # an ordinary nn.Module
+
+To ship a new one: train it with ``metacourse reproduce omniglot ...`` (which writes
+``runs/NAME.pt`` and ``runs/NAME.json``), then copy both here, checked, with ::
+
+    python -m metacourse.checkpoints runs/protonet-omniglot-5w1s.pt      # = checkpoints.ship(...)
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +28,16 @@ import numpy as np
 from torch import nn
 
 from ..evaluate import Summary, summarize
+from ..utils import torch_threads
 
-__all__ = ["Pretrained", "names", "card", "load"]
+__all__ = ["Pretrained", "names", "card", "load", "ship"]
 
 FOLDER = Path(__file__).resolve().parent
+MAX_BYTES = 1_000_000
+"""Largest checkpoint file shipped inside the package."""
+REQUIRED = ("command", "seed", "budget", "device", "train_seconds", "train_cpu_seconds",
+            "eval_seconds", "test_accuracy", "check")
+"""What a card must record (``tests/test_checkpoints.py`` checks every shipped one)."""
 
 
 def names() -> list[str]:
@@ -65,15 +77,20 @@ class Pretrained:
         tasks = omniglot.test_tasks(self.plan, max(n_tasks, self.plan["test_tasks"]))
         return tasks.split(n_tasks)[0]
 
-    def accuracies(self, n_tasks: int = 600) -> np.ndarray:
-        """Per-task accuracy (%) on the first ``n_tasks`` test tasks, adapting as the method does."""
+    def accuracies(self, n_tasks: int = 600, threads: int = 1) -> np.ndarray:
+        """Per-task accuracy (%) on the first ``n_tasks`` test tasks, adapting as the method does.
+
+        ``threads``: torch CPU threads meanwhile (0: leave the setting alone). One is fastest for
+        these small networks; on a busy machine two threads can take twenty times the CPU time.
+        """
         from ..experiments import omniglot
 
-        return 100 * omniglot.evaluate_model(self.plan, self.model, self.test_tasks(n_tasks))
+        with torch_threads(threads):
+            return 100 * omniglot.evaluate_model(self.plan, self.model, self.test_tasks(n_tasks))
 
-    def evaluate(self, n_tasks: int = 600) -> Summary:
+    def evaluate(self, n_tasks: int = 600, threads: int = 1) -> Summary:
         """Mean ± 95% CI of the accuracy (%) on the first ``n_tasks`` test tasks."""
-        return summarize(self.accuracies(n_tasks))
+        return summarize(self.accuracies(n_tasks, threads))
 
 
 def load(name: str) -> Pretrained:
@@ -82,3 +99,35 @@ def load(name: str) -> Pretrained:
     from ..experiments import omniglot
 
     return Pretrained(name, omniglot.load_file(path), card(name))
+
+
+def ship(path: str | Path, folder: str | Path = FOLDER) -> Path:
+    """Copy a checkpoint written by ``metacourse reproduce omniglot`` (``NAME.pt`` and its card
+    ``NAME.json``) into the package, after checking that it may be shipped: a full run (not FAST),
+    evaluated on at least 600 test tasks, under 1 MB. Returns the shipped ``.pt`` path."""
+    path = Path(path)
+    card_path = path.with_suffix(".json")
+    if path.suffix != ".pt" or not path.exists() or not card_path.exists():
+        raise FileNotFoundError(
+            f"{path} with its card {card_path.name} not found: pass the NAME.pt that `metacourse "
+            "reproduce omniglot` wrote (in --out-dir, default runs/) once it finished")
+    data = json.loads(card_path.read_text())
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"{card_path} lacks {missing}: it was not written by a finished "
+                         "`metacourse reproduce omniglot` run; run the command again to finish it")
+    if data.get("fast"):
+        raise ValueError(f"{card_path} comes from a FAST run (a smoke test, not a reproduction): "
+                         "train without --fast before shipping")
+    if data["test_accuracy"]["n"] < 600:
+        raise ValueError(f"{card_path} was evaluated on {data['test_accuracy']['n']} test tasks; "
+                         "shipped checkpoints are evaluated on 600 (use --test-tasks 600)")
+    if path.stat().st_size >= MAX_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size:,} bytes; shipped checkpoints must be "
+                         f"under {MAX_BYTES:,} (use a smaller network, or publish it elsewhere)")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{data['name']}.pt"
+    shutil.copyfile(path, target)
+    shutil.copyfile(card_path, target.with_suffix(".json"))
+    return target

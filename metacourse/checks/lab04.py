@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..algorithms import maml, pretrain
 from ..evaluate import adaptation_curve
-from ..functional import Params, forward, mse_loss
+from ..functional import LOSSES, Params, forward, mse_loss
 from ..models import MLP
 from ..tasks import SinusoidTasks, TaskBatch
 from ..train import TrainConfig, meta_train
@@ -44,6 +44,7 @@ __all__ = [
     "check_meta_step",
     "check_beats_pretraining",
     "adapt_without_create_graph",
+    "adapt_checks",
 ]
 
 _ATOL, _RTOL = 1e-9, 1e-7  # float64: a correct implementation agrees to round-off
@@ -101,8 +102,8 @@ def _close(actual, expected) -> bool:
     return True
 
 
-def _query_loss(model: nn.Module, adapted: Params, task) -> Tensor:
-    return mse_loss(forward(model, adapted, task.x_query), task.y_query)
+def _query_loss(model: nn.Module, adapted: Params, task, loss: str = "mse") -> Tensor:
+    return LOSSES[loss](forward(model, adapted, task.x_query), task.y_query)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,9 +126,10 @@ def adapt_without_create_graph(model: nn.Module, params: Params, x_support: Tens
     return adapted
 
 
-def _reference_adapt(model, params, task, inner_lr, inner_steps, first_order) -> Params:
+def _reference_adapt(model, params, task, inner_lr, inner_steps, first_order,
+                     loss: str = "mse") -> Params:
     cfg = maml.Config(inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
-                      backend="loop")
+                      loss=loss, backend="loop")
     return maml.adapt(model, params, task, cfg)
 
 
@@ -143,21 +145,27 @@ def _call_adapt(adapt: Callable, model, params, task, inner_lr, inner_steps, fir
     return adapted
 
 
-def _adapted_values(adapt, model, params, task, inner_lr, inner_steps, first_order) -> None:
-    want = _reference_adapt(model, params, task, inner_lr, inner_steps, first_order)
+def _adapted_values(adapt, model, params, task, inner_lr, inner_steps, first_order,
+                    loss: str = "mse") -> None:
+    want = _reference_adapt(model, params, task, inner_lr, inner_steps, first_order, loss)
     got = _call_adapt(adapt, model, params, task, inner_lr, inner_steps, first_order)
     assert_close(got, want, atol=_ATOL, rtol=_RTOL,
-                 what=f"adapted parameters after {inner_steps} step(s)")
+                 what=f"adapted parameters after {inner_steps} step(s) (the support loss is "
+                      f"{loss}_loss(predictions, y_support))")
 
 
-def _second_order_gradient(adapt, model, params, task, inner_lr, inner_steps) -> None:
+def _reference_gradient(model, params, task, inner_lr, inner_steps, first_order, loss):
+    adapted = _reference_adapt(model, params, task, inner_lr, inner_steps, first_order, loss)
+    return _grads(_query_loss(model, adapted, task, loss), params, "reference")
+
+
+def _second_order_gradient(adapt, model, params, task, inner_lr, inner_steps,
+                           loss: str = "mse") -> None:
     theta = dict(params)  # the leaves, even if my_adapt edits the dict
-    want = _grads(_query_loss(model, _reference_adapt(model, params, task, inner_lr, inner_steps,
-                                                      False), task), params, "reference")
-    first = _grads(_query_loss(model, _reference_adapt(model, params, task, inner_lr, inner_steps,
-                                                       True), task), params, "reference")
+    want = _reference_gradient(model, params, task, inner_lr, inner_steps, False, loss)
+    first = _reference_gradient(model, params, task, inner_lr, inner_steps, True, loss)
     got_phi = _call_adapt(adapt, model, params, task, inner_lr, inner_steps, False)
-    got = _grads(_query_loss(model, got_phi, task), theta, "the query loss at your φ")
+    got = _grads(_query_loss(model, got_phi, task, loss), theta, "the query loss at your φ")
     if not _close(got, want) and _close(got, first):
         raise AssertionError(
             "with first_order=False your meta-gradient equals the FIRST-order one (FOMAML): the "
@@ -168,15 +176,13 @@ def _second_order_gradient(adapt, model, params, task, inner_lr, inner_steps) ->
                  what=f"meta-gradient d(query loss)/dθ through {inner_steps} second-order step(s)")
 
 
-def _first_order_gradient(adapt, model, params, task, inner_lr, inner_steps) -> None:
+def _first_order_gradient(adapt, model, params, task, inner_lr, inner_steps,
+                          loss: str = "mse") -> None:
     theta = dict(params)  # the leaves, even if my_adapt edits the dict
-    want = _grads(_query_loss(model, _reference_adapt(model, params, task, inner_lr, inner_steps,
-                                                      True), task), params, "reference")
-    second = _grads(_query_loss(model, _reference_adapt(model, params, task, inner_lr,
-                                                        inner_steps, False), task),
-                    params, "reference")
+    want = _reference_gradient(model, params, task, inner_lr, inner_steps, True, loss)
+    second = _reference_gradient(model, params, task, inner_lr, inner_steps, False, loss)
     got_phi = _call_adapt(adapt, model, params, task, inner_lr, inner_steps, True)
-    got = _grads(_query_loss(model, got_phi, task), theta, "the query loss at your φ")
+    got = _grads(_query_loss(model, got_phi, task, loss), theta, "the query loss at your φ")
     if not _close(got, want) and _close(got, second):
         raise AssertionError(
             "with first_order=True your gradient still holds the second-order terms: use "
@@ -209,22 +215,32 @@ def check_adapt(adapt: Callable, *, seed: int = 0, hidden: tuple[int, ...] = (40
     """
     __tracebackhide__ = True
     model, params = _model_and_params(seed, hidden)
-    tasks = _tasks(seed, 3)
-    lr = 0.02
+    run_checks(label, adapt_checks(adapt, model, params, _tasks(seed, 3), inner_lr=0.02))
+
+
+def adapt_checks(adapt: Callable, model: nn.Module, params: Params, tasks: TaskBatch,
+                 inner_lr: float, steps: tuple[int, int, int] = (3, 2, 2), loss: str = "mse"
+                 ) -> list[tuple[str, Callable[[], None]]]:
+    """The five checks of an inner loop ``adapt(model, params, x_support, y_support, inner_lr,
+    inner_steps, first_order)`` against ``maml.adapt`` with the task loss ``loss``, on three
+    tasks: values after one first-order step and after ``steps[0]`` second-order steps, the
+    second-order meta-gradient after ``steps[1]`` steps, the first-order gradient after
+    ``steps[2]`` steps, and the caller's ``params`` left alone. Lab 4's Omniglot part reuses
+    them with the cross-entropy."""
     fresh = partial(dict, params)  # each check gets its own dict: one cannot spoil the next
-    checks = [
+    second, meta, first = steps
+    return [
         ("adapted values, 1 step, first order",
-         lambda: _adapted_values(adapt, model, fresh(), tasks[0], lr, 1, True)),
-        ("adapted values, 3 steps, second order",
-         lambda: _adapted_values(adapt, model, fresh(), tasks[1], lr, 3, False)),
-        ("second-order meta-gradient (create_graph=True), 2 steps",
-         lambda: _second_order_gradient(adapt, model, fresh(), tasks[2], lr, 2)),
-        ("first-order gradient (create_graph=False), 2 steps",
-         lambda: _first_order_gradient(adapt, model, fresh(), tasks[0], lr, 2)),
+         lambda: _adapted_values(adapt, model, fresh(), tasks[0], inner_lr, 1, True, loss)),
+        (f"adapted values, {second} steps, second order",
+         lambda: _adapted_values(adapt, model, fresh(), tasks[1], inner_lr, second, False, loss)),
+        (f"second-order meta-gradient (create_graph=True), {meta} step(s)",
+         lambda: _second_order_gradient(adapt, model, fresh(), tasks[2], inner_lr, meta, loss)),
+        (f"first-order gradient (create_graph=False), {first} steps",
+         lambda: _first_order_gradient(adapt, model, fresh(), tasks[0], inner_lr, first, loss)),
         ("params left unchanged",
-         lambda: _leaves_params_alone(adapt, model, fresh(), tasks[1], lr)),
+         lambda: _leaves_params_alone(adapt, model, fresh(), tasks[1], inner_lr)),
     ]
-    run_checks(label, checks)
 
 
 # ---------------------------------------------------------------------------------------------

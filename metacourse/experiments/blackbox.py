@@ -17,10 +17,22 @@ stored during the episode helps. Accuracy at the k-th presentation of a class (k
 10) for the memory-augmented network (LRUA), an LSTM and a feed-forward network, all trained with
 the same episodes and budget (Adam 1e-3, gradient norm clipped at 10, meta-batch 16). Data:
 1,200 training characters, 423 test characters, ×4 rotations, 20×20 pixels (as Santoro et al.).
+
+``blackbox-omniglot``: few-shot classification on the data of ``metacourse reproduce omniglot``
+(MAML's Table 1): a black-box learner on top of a Conv4 image embedding (``models.blackbox.Embedded``),
+trained end to end on 5-way K-shot episodes of the 1,200 training characters (×4 rotations) and
+tested on the same 600 5-way K-shot tasks of the 423 test characters (15 queries per class) as
+MAML and ProtoNets. ``hypernetwork`` generates a linear classifier over learned query features, row
+k from the support images of class k (``models.hypernet.ClassifierHyperNetwork``); ``SNAIL`` reads
+the support images with their own labels and each query without one (Mishra et al.'s few-shot
+input); ``CNP`` reads r = mean_i h([e(x_i), y_i]) and predicts the query's class from [e(x), r].
+No published number for these learners on this split was located (anchors §2.2); MAML's and
+ProtoNets' papers, and the course's runs of them, are quoted in the notes for reference.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 from pathlib import Path
@@ -34,13 +46,16 @@ from ..algorithms import blackbox
 from ..evaluate import adaptation_curve, summarize
 from ..functional import params_of
 from ..models import MLP
-from ..models.blackbox import CNP, MANN, SNAIL, FeedForward, LSTMLearner
-from ..models.hypernet import HyperNetwork
+from ..models.blackbox import CNP, MANN, SNAIL, Embedded, FeedForward, LSTMLearner
+from ..models.conv4 import Conv4
+from ..models.hypernet import ClassifierHyperNetwork, HyperNetwork
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks, TaskBatch
+from ..tasks.episodes import EpisodeSampler
+from ..tasks.omniglot import Omniglot
 from ..train import TrainConfig, meta_train
 from ..utils import get_device
-from . import sinusoid
+from . import omniglot, sinusoid
 
 SINUSOID_METHODS = ("MAML", "CNP", "hypernetwork", "LSTM", "SNAIL")
 MAML_PAPER = {1: 0.67, 10: 0.35}  # MAML Table 2, 5-shot MSE after 1 and 10 steps
@@ -86,7 +101,7 @@ def train_blackbox(name: str, model: nn.Module, cfg: blackbox.Config, sampler, p
     resumed = _checkpoint_step(path)
     train_cfg = TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
                             seed=options.seed, checkpoint_path=str(path), progress=options.progress,
-                            description=name, checkpoint_every=500)
+                            description=name, checkpoint_every=plan.get("checkpoint_every", 500))
     start = time.perf_counter()
     meta_train(partial(blackbox.meta_step, model, optimizer, cfg=cfg), sampler, train_cfg,
                state={"model": model, "optimizer": optimizer})
@@ -266,8 +281,6 @@ def mann_model(method: str, plan: dict) -> nn.Module:
                               "comma-separated subset of " + ",".join(MANN_METHODS)),))
 @_single_thread
 def run_mann(options: RunOptions) -> Result:
-    from ..tasks.omniglot import Omniglot  # reads METACOURSE_DATA; only this experiment needs it
-
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     plan = mann_budget(options)
     methods = _methods(options.extra.get("methods", "MANN,LSTM,feed-forward"), MANN_METHODS)
@@ -289,3 +302,95 @@ def run_mann(options: RunOptions) -> Result:
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     return Result("mann-omniglot", options.seed, str(device), time.perf_counter() - started, plan, rows, notes)
+
+
+# ----------------------------------------------------------------------------- few-shot Omniglot
+
+OMNIGLOT_METHODS = ("SNAIL", "hypernetwork", "CNP")
+EMBEDDING = 64
+"""Width of the Conv4 embedding the black-box learner reads (``Conv4(None)``, MAML's network)."""
+
+
+def omniglot_budget(options: RunOptions) -> dict:
+    """5-way K-shot training episodes (K support + 5 query images per class), meta-batch 8, Adam 1e-3.
+    The default 3,000 steps take about 10 minutes of one CPU core at 1 shot (0.2 s a step for the
+    hypernetwork and SNAIL; 5 shots cost about 1.7× more)."""
+    shots = int(options.extra.get("shots", 1))
+    plan = {"experiment": f"blackbox-omniglot-5w{shots}s", "meta_steps": options.meta_steps or 3_000,
+            "meta_batch_size": 8, "ways": 5, "shots": shots, "n_query_train": 5, "outer_lr": 1e-3,
+            "checkpoint_every": 100, "test_tasks": 600, "n_query_test": 15,
+            "train_split": "train", "test_split": "test"}
+    if options.fast:
+        plan |= {"meta_steps": options.meta_steps or 4, "meta_batch_size": 2, "test_tasks": 10}
+    return plan
+
+
+def omniglot_model(method: str, plan: dict) -> Embedded:
+    """Conv4 embedding (64-d, stride-2 blocks as MAML's Omniglot net) under a black-box learner."""
+    ways = plan["ways"]
+    if method == "SNAIL":  # Mishra et al.'s Omniglot sizes: attention keys 64, values 32, TC filters
+        learner = SNAIL(EMBEDDING, ways, max_len=ways * plan["shots"] + 1, channels=EMBEDDING,
+                        filters=64, key_dim=64, value_dim=32, tc_blocks=2, label_input="own")
+    elif method == "hypernetwork":
+        learner = ClassifierHyperNetwork(EMBEDDING, ways, hidden=128, features=64)
+    elif method == "CNP":
+        learner = CNP(EMBEDDING, ways, hidden=256, r_dim=256)
+    else:
+        raise ValueError(f"no black-box learner named {method!r}; choose one of {OMNIGLOT_METHODS}")
+    return Embedded(Conv4(None), learner)
+
+
+def reference_notes(ways: int, shots: int, results_dir: str | Path = "results") -> list[str]:
+    """MAML's and ProtoNets' published numbers, and this course's runs of them where their result
+    files exist (``metacourse reproduce omniglot --method M --json results/omniglot-M-NwKs.json``)."""
+    notes = []
+    for method in ("maml", "protonet"):
+        paper = omniglot.PAPER[method].get((ways, shots))
+        text = f"reference, {omniglot.LABELS[method]}: paper {paper} ({omniglot.PAPER_SOURCE[method]})"
+        path = Path(results_dir) / f"omniglot-{method}-{ways}w{shots}s.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+            ours, budget = saved["rows"][0]["ours"], saved["budget"]
+            fast = "; FAST smoke test" if any("FAST" in n for n in saved["notes"]) else ""
+            text += (f"; ours {ours['mean']:.2f} ± {ours['ci95']:.2f} on the same {ours['n']} test tasks "
+                     f"after {budget['meta_steps']:,} steps × {budget['meta_batch_size']} episodes "
+                     f"({path}{fast})")
+        else:
+            text += f"; no course run found at {path}"
+        notes.append(text)
+    return notes
+
+
+@register("blackbox-omniglot", "Hypernetwork / SNAIL / CNP over a Conv4 embedding: Omniglot 5-way "
+          "K-shot accuracy on MAML's and ProtoNets' test tasks",
+          arguments=(Argument("--method", str, "hypernetwork", OMNIGLOT_METHODS, "which black-box learner"),
+                     Argument("--shots", int, 1, (1, 5), "K of the 5-way K-shot tasks")))
+@_single_thread
+def run_omniglot(options: RunOptions) -> Result:
+    started, device = time.perf_counter(), get_device(options.device or "cpu")
+    plan = omniglot_budget(options)
+    method = options.extra.get("method", "hypernetwork")
+    model = omniglot_model(method, plan).to(device)
+    sampler = EpisodeSampler(Omniglot(plan["train_split"]), plan["ways"], plan["shots"],
+                             plan["n_query_train"], str(device))
+    cfg = blackbox.Config(loss="cross_entropy")
+    cpu_start = time.process_time()
+    seconds, resumed = train_blackbox(method, model, cfg, sampler, plan, options)
+    cpu_seconds = time.process_time() - cpu_start
+    evaluation_start = time.perf_counter()
+    tasks = omniglot.test_tasks(plan)      # the 600 test tasks of MAML's and ProtoNets' runs
+    accuracy = 100 * blackbox.task_scores(model.cpu(), tasks, cfg, metric="accuracy", chunk_size=20)
+    eval_seconds = time.perf_counter() - evaluation_start
+    plan |= {"train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
+             "eval_seconds": round(eval_seconds, 1)}
+    rows = [Row(method, f"accuracy_{plan['ways']}w{plan['shots']}s_%", None, summarize(accuracy))]
+    notes = [_trained_note(method, model, seconds, resumed, plan)
+             + f"; {cpu_seconds:.0f} s CPU, 1 thread; "
+             f"{plan['meta_steps'] * plan['meta_batch_size']:,} training episodes in all",
+             f"evaluated {len(accuracy)} test tasks in {eval_seconds:.0f} s",
+             "no published number for this learner on this split (anchors §2.2)",
+             *reference_notes(plan["ways"], plan["shots"])]
+    if options.fast:
+        notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+    return Result("blackbox-omniglot", options.seed, str(device), time.perf_counter() - started, plan,
+                  rows, notes)

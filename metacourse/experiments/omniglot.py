@@ -25,8 +25,10 @@ budgets are shortened (a few thousand steps, one thread); on CUDA they are the p
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from ..tasks.base import TaskBatch
 from ..tasks.episodes import EpisodeSampler, sample_batch, sample_episodes
 from ..tasks.omniglot import Omniglot
 from ..train import TrainConfig, meta_train
-from ..utils import get_device
+from ..utils import get_device, torch_threads
 
 METHODS = ("maml", "fomaml", "reptile", "protonet", "matching", "finetune", "nearest")
 LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile",
@@ -249,21 +251,73 @@ def _command(plan: dict, options: RunOptions) -> str:
     return shlex.join(words + (["--fast"] if options.fast else []))
 
 
-def train(plan: dict, options: RunOptions, device: torch.device
-          ) -> tuple[nn.Module, float, float]:
-    """Meta-train (resumable from ``out_dir/checkpoints``); returns the model, the wall time and
-    the CPU time of this process (the two differ on a shared machine)."""
+def train(plan: dict, options: RunOptions, device: torch.device) -> tuple[nn.Module, dict]:
+    """Meta-train (resumable from ``out_dir/checkpoints``); returns the model and its timing.
+
+    A run stopped and started again resumes from its checkpoint; each part (*segment*) of the
+    training is timed, wall clock and CPU time of this process, and the segments are kept in
+    ``NAME.times.json`` beside the checkpoint so that the card reports the whole training, not just
+    its last part. On a shared machine wall time exceeds CPU time: the load average at the start
+    and end of each segment says how busy the machine was.
+    """
     torch.manual_seed(options.seed)
     model = build_model(model_spec(plan)).to(device)
     step, state = build_step(plan, model)
     name = f"{checkpoint_name(plan)}-seed{options.seed}-{plan['meta_steps']}"
+    checkpoint = Path(options.out_dir) / "checkpoints" / f"{name}.pt"
     train_cfg = TrainConfig(
         meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
-        checkpoint_path=str(Path(options.out_dir) / "checkpoints" / f"{name}.pt"),
-        checkpoint_every=100, progress=options.progress, description=LABELS[plan["method"]])
+        checkpoint_path=str(checkpoint), checkpoint_every=100, progress=options.progress,
+        description=LABELS[plan["method"]])
+    first_step = _checkpoint_step(checkpoint)
+    load_before = _load_average()
+    started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start, cpu_start = time.perf_counter(), time.process_time()
     meta_train(step, build_sampler(plan, device), train_cfg, state)
-    return model, time.perf_counter() - start, time.process_time() - cpu_start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    times = _times_path(checkpoint)
+    segments = json.loads(times.read_text())["segments"] if times.exists() and first_step else []
+    if first_step < plan["meta_steps"]:  # a run resumed from a finished checkpoint trains nothing
+        segments.append({"steps": [first_step, plan["meta_steps"]], "wall_seconds": round(wall, 1),
+                         "cpu_seconds": round(cpu, 1), "started_utc": started_utc,
+                         "load_average": [load_before, _load_average()],
+                         "threads": torch.get_num_threads(), "device": str(device)})
+        times.write_text(json.dumps({"segments": segments}, indent=2) + "\n")
+    return model, _timing(segments, plan["meta_steps"])
+
+
+def _times_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".times.json")
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    """The step a run resumes from (0 without a checkpoint)."""
+    if not checkpoint.exists():
+        return 0
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["step"])
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS does not report one)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _timing(segments: list[dict], meta_steps: int) -> dict:
+    """Totals over the timed segments; a segment timed without CPU time makes the CPU total None.
+
+    ``train_seconds`` is None too when the segments do not cover all ``meta_steps`` (an older run
+    resumed without a record of its first part).
+    """
+    covered = sum(b - a for a, b in (s["steps"] for s in segments))
+    walls = [s["wall_seconds"] for s in segments]
+    cpus = [s.get("cpu_seconds") for s in segments]
+    complete = covered == meta_steps and None not in walls
+    return {"train_seconds": round(sum(walls), 1) if complete else None,
+            "train_cpu_seconds": round(sum(cpus), 1) if complete and None not in cpus else None,
+            "train_segments": segments}
 
 
 def export(plan: dict, model: nn.Module, card: dict, out_dir: str) -> Path:
@@ -282,21 +336,15 @@ def export(plan: dict, model: nn.Module, card: dict, out_dir: str) -> Path:
 @register("omniglot", "Few-shot Omniglot (MAML Table 1): MAML, FOMAML, Reptile, ProtoNets, "
           "matching nets, fine-tuning and nearest-neighbour baselines", arguments=ARGUMENTS)
 def run(options: RunOptions) -> Result:
-    threads = torch.get_num_threads()
-    wanted = dict(options.extra).get("threads", 1)
-    if wanted:
-        torch.set_num_threads(wanted)
-    try:
+    with torch_threads(dict(options.extra).get("threads", 1)):  # 0: leave the setting alone
         return _run(options)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(options: RunOptions) -> Result:
     started = time.perf_counter()
     device = get_device(options.device or "cpu")
     plan = budget(options)
-    model, train_seconds, train_cpu_seconds = train(plan, options, device)
+    model, timing = train(plan, options, device)
     if plan["method"] == "finetune":
         plan["finetune_lr"] = baselines.choose_finetune_lr(
             baselines.body(model),
@@ -307,15 +355,16 @@ def _run(options: RunOptions) -> Result:
     card = {"name": checkpoint_name(plan), "method": plan["method"],
             "command": _command(plan, options), "seed": options.seed, "device": str(device),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "budget": plan,
-            "train_seconds": round(train_seconds, 1),
-            "train_cpu_seconds": round(train_cpu_seconds, 1), "fast": options.fast}
+            **timing, "fast": options.fast}
     path = export(plan, model.cpu(), card, options.out_dir)
-    evaluation_start = time.perf_counter()
+    evaluation_start, evaluation_cpu_start = time.perf_counter(), time.process_time()
     reloaded = load_file(path)
     accuracies = 100 * evaluate_model(plan, reloaded, test_tasks(plan))
     eval_seconds = time.perf_counter() - evaluation_start
+    eval_cpu_seconds = time.process_time() - evaluation_cpu_start
     ours = summarize(accuracies)
-    card |= {"eval_seconds": round(eval_seconds, 1), "test_accuracy": ours.to_dict(),
+    card |= {"eval_seconds": round(eval_seconds, 1), "eval_cpu_seconds": round(eval_cpu_seconds, 1),
+             "test_accuracy": ours.to_dict(),
              "check": {"n_tasks": min(CHECK_TASKS, len(accuracies)),
                        "accuracy": float(accuracies[:CHECK_TASKS].mean())}}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
@@ -323,15 +372,76 @@ def _run(options: RunOptions) -> Result:
     paper = PAPER.get(key, {}).get((plan["ways"], plan["shots"]))
     metric = f"accuracy_{plan['ways']}w{plan['shots']}s_%"
     notes = [f"paper: {PAPER_SOURCE.get(key, '—')}",
-             f"trained {plan['meta_steps']} steps in {train_seconds:.0f} s wall "
-             f"({train_cpu_seconds:.0f} s CPU) on {device}, {torch.get_num_threads()} thread(s); "
-             f"evaluated {ours.n} test tasks in {eval_seconds:.0f} s", f"checkpoint: {path}"]
+             f"trained {plan['meta_steps']} steps on {device}, {torch.get_num_threads()} "
+             f"thread(s): {_wall_and_cpu(timing['train_seconds'], timing['train_cpu_seconds'])}, "
+             f"in {len(timing['train_segments'])} segment(s)",
+             *(_segment_note(segment) for segment in timing["train_segments"]),
+             f"evaluated {ours.n} test tasks in {eval_seconds:.0f} s wall, "
+             f"{eval_cpu_seconds:.0f} s CPU", f"checkpoint: {path}"]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    result = Result("omniglot", options.seed, str(device), time.perf_counter() - started, plan,
-                    [Row(LABELS[plan["method"]], metric, paper, ours)], notes,
+    budget_and_times = plan | {k: timing[k] for k in ("train_seconds", "train_cpu_seconds")}
+    budget_and_times["train_segments"] = len(timing["train_segments"])
+    budget_and_times["eval_seconds"] = round(eval_seconds, 1)
+    budget_and_times["eval_cpu_seconds"] = round(eval_cpu_seconds, 1)
+    result = Result("omniglot", options.seed, str(device), time.perf_counter() - started,
+                    budget_and_times, [Row(LABELS[plan["method"]], metric, paper, ours)], notes,
                     {"checkpoint": str(path), "card": str(path.with_suffix(".json"))})
     return result
+
+
+def _wall_and_cpu(wall: float | None, cpu: float | None) -> str:
+    return (f"{'wall time not recorded' if wall is None else f'{wall:.0f} s wall'}, "
+            f"{'CPU time not recorded' if cpu is None else f'{cpu:.0f} s CPU'}")
+
+
+def _segment_note(segment: dict) -> str:
+    first, last = segment["steps"]
+    text = f"  steps {first}-{last}: {_wall_and_cpu(segment['wall_seconds'], segment.get('cpu_seconds'))}"
+    if segment.get("load_average"):
+        text += " (load average {} at the start, {} at the end)".format(*segment["load_average"])
+    return text + (f"; {segment['note']}" if segment.get("note") else "")
+
+
+def results_table(paths: list[str | Path]) -> str:
+    """A Markdown table of saved results (``metacourse reproduce omniglot --json FILE``): for each
+    file the paper's number beside ours, the budget, seed, device and training time.
+
+    ``wall`` is the whole training's wall-clock time summed over its segments (a run stopped and
+    resumed has several), ``CPU`` the CPU time of the training processes; "—" where a segment was
+    not timed. Evaluation (600 tasks) is timed separately. FAST results are marked: they are smoke
+    tests, not reproductions.
+    """
+    lines = ["| method | task | paper | ours: mean ± 95% CI (tasks) | meta-steps × batch | seed "
+             "| device | training wall (CPU) | evaluation wall (CPU) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(Path(p) for p in paths):
+        result = json.loads(Path(path).read_text())
+        budget, row = result["budget"], result["rows"][0]
+        ours, paper = row["ours"], row["paper"]
+        wall, cpu = budget.get("train_seconds"), budget.get("train_cpu_seconds")
+        times = (f"{_minutes(wall)} ({_minutes(cpu)})" + (
+            f", {budget['train_segments']} segments" if budget.get("train_segments", 1) > 1 else ""))
+        fast = " **FAST: smoke test, not a reproduction**" if any(
+            "FAST" in note for note in result["notes"]) else ""
+        lines.append(
+            f"| {row['method']}{fast} | {budget['ways']}-way {budget['shots']}-shot "
+            f"| {'—' if paper is None else f'{paper:.1f}'} "
+            f"| {ours['mean']:.2f} ± {ours['ci95']:.2f} ({ours['n']}) "
+            f"| {budget['meta_steps']:,} × {budget['meta_batch_size']} | {result['seed']} "
+            f"| {result['device']} | {times} | {_evaluation_time(budget)} |")
+    return "\n".join(lines)
+
+
+def _evaluation_time(budget: dict) -> str:
+    if "eval_seconds" not in budget:
+        return "—"
+    cpu = budget.get("eval_cpu_seconds")
+    return f"{budget['eval_seconds']:.0f} s" + ("" if cpu is None else f" ({cpu:.0f} s)")
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.0f} min"
 
 
 def load_file(path: str | Path) -> nn.Module:

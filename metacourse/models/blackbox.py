@@ -19,7 +19,8 @@ Learners: ``CNP`` (Garnelo et al. 2018, conditional neural process: mean of enco
 ``LSTMLearner`` and ``MANN`` (Santoro et al. 2016: an LSTM, and an LSTM controller with an
 external memory written by least-recently-used access); ``SNAIL`` (Mishra et al. 2018: causal
 dilated convolutions interleaved with causal soft attention); ``FeedForward`` (Santoro et al.'s
-memoryless baseline). The hypernetwork is in ``metacourse.models.hypernet``.
+memoryless baseline). The hypernetwork is in ``metacourse.models.hypernet``. ``Embedded`` puts
+any of them on top of an image encoder (e.g. ``Conv4(None)``) trained with it, end to end.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from torch import Tensor, nn
 from ..utils import check_positive_int
 
 __all__ = ["BlackBoxLearner", "mlp", "CNP", "LSTMLearner", "MANN", "SNAIL", "FeedForward",
-           "CausalDenseBlock", "CausalAttention", "STAGES"]
+           "CausalDenseBlock", "CausalAttention", "Embedded", "STAGES", "LABEL_INPUTS"]
 
 State = dict[str, Tensor]
 STAGES = ("adapt", "predict", "online")
+LABEL_INPUTS = ("previous", "own")
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -307,17 +309,26 @@ class CausalAttention(nn.Module):
 
 
 class SNAIL(BlackBoxLearner):
-    """Simple neural attentive meta-learner (Mishra et al. 2018) fed (x_t, y_{t−1}).
+    """Simple neural attentive meta-learner (Mishra et al. 2018).
 
     Embedding → Attention → TC → Attention → TC → Attention → linear head, where TC(T) is
     ⌈log₂ T⌉ dense blocks with dilations 1, 2, 4, …: the convolutions aggregate nearby steps, the
     attention reads any earlier step. φ is the input of every block at every support position
     (SNAIL keeps the whole support set in context: its state grows with K).
+
+    ``label_input`` says what each position reads besides x_t: ``"previous"``, y_{t−1} (Santoro
+    et al.'s offset, needed for online prediction); ``"own"``, SNAIL's few-shot classification
+    input: every support image with its own label, the query with none (zeros), so the support
+    set can only be read with ``adapt`` / ``predict``, not ``online``.
     """
 
     def __init__(self, x_dim: int = 1, y_dim: int = 1, max_len: int = 16, channels: int = 32,
-                 filters: int = 32, key_dim: int = 32, value_dim: int = 32, tc_blocks: int = 2):
+                 filters: int = 32, key_dim: int = 32, value_dim: int = 32, tc_blocks: int = 2,
+                 label_input: str = "previous"):
         super().__init__(x_dim, y_dim)
+        if label_input not in LABEL_INPUTS:
+            raise ValueError(f"label_input={label_input!r} is unknown; choose one of {LABEL_INPUTS}")
+        self.label_input = label_input
         self.embed = nn.Sequential(nn.Linear(x_dim + y_dim, channels), nn.ReLU())
         blocks, width = [], channels
         for i in range(2 * tc_blocks + 1):
@@ -331,8 +342,8 @@ class SNAIL(BlackBoxLearner):
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Linear(width, y_dim)
 
-    def online(self, x: Tensor, y: Tensor) -> tuple[Tensor, State]:
-        h = self.embed(torch.cat([self.features(x), self.shifted_labels(y)], dim=-1))
+    def _run(self, x: Tensor, label_features: Tensor, y: Tensor) -> tuple[Tensor, State]:
+        h = self.embed(torch.cat([self.features(x), label_features], dim=-1))
         state = {}
         for i, block in enumerate(self.blocks):
             state[f"block{i}"] = h
@@ -340,10 +351,57 @@ class SNAIL(BlackBoxLearner):
         state["y_last"] = self.labels(y)[:, -1]
         return self.head(h), state
 
+    def online(self, x: Tensor, y: Tensor) -> tuple[Tensor, State]:
+        if self.label_input == "own":
+            raise ValueError("SNAIL(label_input='own') reads each label together with its input, so an "
+                             "online prediction would see its own answer; use label_input='previous'")
+        return self._run(x, self.shifted_labels(y), y)
+
+    def adapt(self, x: Tensor, y: Tensor) -> State:
+        if self.label_input == "own":
+            return self._run(x, self.labels(y), y)[1]
+        return self.online(x, y)[1]
+
     def predict(self, state: State, x: Tensor) -> Tensor:
         features = self.features(x)
         last = state["y_last"].unsqueeze(1).expand(-1, features.shape[1], -1)
+        if self.label_input == "own":
+            last = torch.zeros_like(last)
         h = self.embed(torch.cat([features, last], dim=-1))
         for i, block in enumerate(self.blocks):
             h = block.step(state[f"block{i}"], h)
         return self.head(h)
+
+
+class Embedded(BlackBoxLearner):
+    """A black-box learner over learned features: φ = A_θ({(e(x_i), y_i)}), ŷ = f_θ(e(x); φ).
+
+    ``encoder`` maps a batch of inputs ``(n, ...)`` to features ``(n, learner.x_dim)`` (e.g.
+    ``Conv4(None)``, a 64-d image embedding); it is trained with the learner, end to end. Each task's
+    points are encoded together (``torch.func.vmap`` over tasks), so an encoder with batch
+    normalisation uses the statistics of one task's support set, or of its query set, as
+    ProtoNets' embedding does in this course.
+    """
+
+    def __init__(self, encoder: nn.Module, learner: BlackBoxLearner):
+        super().__init__(learner.x_dim, learner.y_dim)
+        self.encoder, self.learner = encoder, learner
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.dim() < 3:
+            raise ValueError(f"inputs need shape (tasks, points, ...), got {tuple(x.shape)}; "
+                             "add a task dimension with x.unsqueeze(0)")
+        out = torch.func.vmap(self.encoder)(x)
+        if out.dim() != 3 or out.shape[-1] != self.x_dim:
+            raise ValueError(f"the encoder gives features of shape {tuple(out.shape)}; the learner "
+                             f"expects (tasks, points, {self.x_dim}): build it with x_dim={out.shape[-1]}")
+        return out
+
+    def adapt(self, x: Tensor, y: Tensor) -> State:
+        return self.learner.adapt(self.features(x), y)
+
+    def predict(self, state: State, x: Tensor) -> Tensor:
+        return self.learner.predict(state, self.features(x))
+
+    def online(self, x: Tensor, y: Tensor) -> tuple[Tensor, State]:
+        return self.learner.online(self.features(x), y)

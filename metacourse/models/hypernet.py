@@ -7,6 +7,11 @@ head's bias θ_0 starts at f's own initialisation, so before training the genera
 ordinary freshly initialised f. ``generate`` picks which of f's tensors are generated; the others
 stay shared meta-parameters (generating only the last layer is far cheaper: the head's output has
 one unit per generated number, which is why generating *all* weights of a large f is hard).
+
+``ClassifierHyperNetwork`` is the classification counterpart: it generates the weight matrix of a
+linear classifier, one row per class, each row from the support examples of its own class (as
+weight-generating few-shot learners do, e.g. Qiao et al. 2018, Gidaris & Komodakis 2018), so a
+task with N classes gets an N-row classifier whatever N is.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch import Tensor, nn
 from ..functional import forward
 from .blackbox import BlackBoxLearner, State, mlp
 
-__all__ = ["HyperNetwork"]
+__all__ = ["HyperNetwork", "ClassifierHyperNetwork"]
 
 
 class HyperNetwork(BlackBoxLearner):
@@ -68,3 +73,32 @@ class HyperNetwork(BlackBoxLearner):
 
     def predict(self, state: State, x: Tensor) -> Tensor:
         return forward(self.target, state, self.features(x), batched=True)
+
+
+class ClassifierHyperNetwork(BlackBoxLearner):
+    """Support set → a linear classifier over learned query features; ``adapt`` returns its weights.
+
+    φ = {W, b}: row k of W and entry k of b are the mean of h(x_i) over the support examples of
+    class k (h outputs ``features + 1`` numbers: a weight row and a bias); the query logits are
+    W u(x) + b, with h and u two MLPs trained end to end with whatever encodes x. Nothing fixes how
+    a query is compared with the support set: h, u and the bias are learned. With h and u the
+    identity and b_k = −‖w_k‖²/2 it would be a prototypical network (Lecture 2).
+    """
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 128, features: int = 64):
+        super().__init__(x_dim, y_dim)
+        self.weight_generator = mlp([x_dim, hidden, features + 1])  # h: a weight row and a bias
+        self.query_features = mlp([x_dim, hidden, features])        # u
+
+    def adapt(self, x: Tensor, y: Tensor) -> State:
+        if torch.is_floating_point(y):
+            raise ValueError("ClassifierHyperNetwork generates one classifier row per class: give integer "
+                             f"class labels in 0..{self.y_dim - 1}, not real-valued targets")
+        one_hot = self.labels(y)                                          # (tasks, points, N)
+        counts = one_hot.sum(dim=1).clamp_min(1.0).unsqueeze(-1)          # (tasks, N, 1)
+        rows = one_hot.transpose(1, 2) @ self.weight_generator(self.features(x)) / counts
+        return {"weight": rows[..., :-1], "bias": rows[..., -1]}
+
+    def predict(self, state: State, x: Tensor) -> Tensor:
+        logits = self.query_features(self.features(x)) @ state["weight"].transpose(1, 2)  # (tasks, points, N)
+        return logits + state["bias"].unsqueeze(1)

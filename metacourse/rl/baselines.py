@@ -323,14 +323,28 @@ def _optimistic_expectation(p_hat: np.ndarray, radius: np.ndarray, value: np.nda
 
 @dataclass(frozen=True)
 class BEB:
-    """(9) Bayesian exploration bonus (Kolter & Ng 2009) on the posterior-mean MDP."""
+    """(9) Bayesian exploration bonus (Kolter & Ng 2009) on the posterior-mean MDP.
+
+    Transitions: the Dirichlet(1 + N) posterior mean. Rewards: ``"posterior"`` means under the
+    true Normal(1, 1) prior, (1 + Σr)/(1 + n) (the default), or ``"empirical"`` means Σr/n with 0
+    where unvisited, the reading that lands on the paper's BEB row at n = 10 and 25 (see the notes
+    of ``metacourse reproduce rl2-mdp``).
+    """
 
     bonus: float = 1.0
     """β, the bonus scale (grid-searched)."""
     epsilon: float = 0.0
+    rewards: str = "posterior"
+    """``"posterior"`` (the prior mean 1 where unvisited) or ``"empirical"`` (0 where unvisited)."""
+
+    def __post_init__(self) -> None:
+        if self.rewards not in ("posterior", "empirical"):
+            raise ValueError(f"rewards must be 'posterior' or 'empirical', got {self.rewards!r}")
 
     def plan(self, stats, horizon, t, rng):
         transitions, rewards = stats.posterior_mean()
+        if self.rewards == "empirical":
+            rewards = stats.reward_sums / np.maximum(stats.visits, 1.0)
         return solve_finite_horizon(transitions, rewards + self.bonus / (1.0 + stats.visits), horizon)
 
 

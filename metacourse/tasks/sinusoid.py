@@ -25,6 +25,16 @@ def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
     return low, high
 
 
+def check_sample_request(n_tasks: int, k_shot: int, n_query: int, rng: np.random.Generator) -> None:
+    """The arguments every sinusoid sampler takes, checked with errors that say the fix."""
+    check_positive_int("n_tasks", n_tasks)
+    check_positive_int("k_shot", k_shot, "a task needs at least one support point")
+    check_positive_int("n_query", n_query, "a task needs at least one query point")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; "
+                        "pass rng=np.random.default_rng(seed)")
+
+
 @dataclass(frozen=True)
 class SinusoidTasks:
     """The task distribution p(T) of sinusoids; ``sample`` draws a batch of tasks."""
@@ -43,12 +53,7 @@ class SinusoidTasks:
     def sample(self, n_tasks: int, k_shot: int, n_query: int, rng: np.random.Generator,
                device: torch.device | str = "cpu") -> TaskBatch:
         """Draw ``n_tasks`` sinusoids with ``k_shot`` support and ``n_query`` query points each."""
-        check_positive_int("n_tasks", n_tasks)
-        check_positive_int("k_shot", k_shot, "a task needs at least one support point")
-        check_positive_int("n_query", n_query, "a task needs at least one query point")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; "
-                            "pass rng=np.random.default_rng(seed)")
+        check_sample_request(n_tasks, k_shot, n_query, rng)
         amplitude = rng.uniform(*self.amplitude, size=(n_tasks, 1, 1))
         phase = rng.uniform(*self.phase, size=(n_tasks, 1, 1))
         x = rng.uniform(*self.x_range, size=(n_tasks, k_shot + n_query, 1))

@@ -71,6 +71,30 @@ def test_fast_mann_omniglot_writes_json(tmp_path, omniglot_data):
     assert paper[("MANN", "acc%_instance2")] == 82.8 and paper[("LSTM", "acc%_instance10")] == 62.5
 
 
+@needs_omniglot
+def test_fast_blackbox_omniglot_writes_json_with_the_reference_numbers(tmp_path, omniglot_data):
+    out = tmp_path / "omniglot.json"
+    assert main(["reproduce", "blackbox-omniglot", "--method", "hypernetwork", "--shots", "1", "--fast",
+                 "--meta-steps", "2", "--no-progress", "--out-dir", str(tmp_path), "--json", str(out)]) == 0
+    result = _check_schema(out, "blackbox-omniglot", {"hypernetwork"})
+    (row,) = result["rows"]
+    assert row["metric"] == "accuracy_5w1s_%" and row["paper"] is None and row["ours"]["n"] == 10
+    assert result["budget"]["ways"] == 5 and result["budget"]["train_cpu_seconds"] > 0
+    notes = " ".join(result["notes"])
+    assert "paper 98.7" in notes and "paper 98.8" in notes
+
+
+def test_reference_notes_quote_the_course_runs_when_their_files_exist(tmp_path):
+    from metacourse.experiments.blackbox import reference_notes
+
+    (tmp_path / "omniglot-maml-5w1s.json").write_text(json.dumps({
+        "rows": [{"ours": {"mean": 95.0, "ci95": 0.4, "n": 600}}], "notes": [],
+        "budget": {"meta_steps": 2500, "meta_batch_size": 32}}))
+    maml, protonet = reference_notes(5, 1, tmp_path)
+    assert "paper 98.7" in maml and "ours 95.00 ± 0.40" in maml and "2,500 steps × 32" in maml
+    assert "paper 98.8" in protonet and "no course run found" in protonet
+
+
 def test_presentation_counts_each_class_and_episodes_hold_every_class_per_class_times():
     labels = torch.tensor([[0, 1, 0, 2, 1, 0]])
     assert presentation(labels, 3).tolist() == [[1, 1, 2, 1, 2, 3]]

@@ -79,3 +79,40 @@ def test_command_line_twenty_way_five_shot_json(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["budget"]["ways"] == 20 and saved["rows"][0]["metric"] == "accuracy_20w5s_%"
     assert torch.get_num_threads() >= 1
+
+
+def test_timing_sums_the_segments_of_a_resumed_run():
+    first = {"steps": [0, 40], "wall_seconds": 100.0, "cpu_seconds": 60.0}
+    second = {"steps": [40, 100], "wall_seconds": 50.0, "cpu_seconds": 45.0}
+    timing = omniglot._timing([first, second], 100)
+    assert (timing["train_seconds"], timing["train_cpu_seconds"]) == (150.0, 105.0)
+    # a part whose CPU time was not recorded: the CPU total is unknown, the wall total is not
+    assert omniglot._timing([first | {"cpu_seconds": None}, second], 100)["train_cpu_seconds"] is None
+    # parts that do not cover the whole run: no totals rather than a wrong one
+    assert omniglot._timing([second], 100)["train_seconds"] is None
+
+
+@needs_data
+def test_resumed_fast_run_records_both_segments_and_the_table_shows_them(tmp_path):
+    def options(steps):
+        return RunOptions(fast=True, meta_steps=steps, out_dir=str(tmp_path), progress=False,
+                          extra={"method": "protonet", "test_tasks": 2})
+
+    first = omniglot.run(options(3))
+    checkpoint = tmp_path / "checkpoints" / "protonet-omniglot-5w1s-seed0-3.pt"
+    payload = torch.load(checkpoint, weights_only=False)
+    payload["step"] = 2  # as if the first run had been stopped after step 2
+    torch.save(payload, checkpoint)
+    segments = json.loads(checkpoint.with_suffix(".times.json").read_text())["segments"]
+    checkpoint.with_suffix(".times.json").write_text(json.dumps({"segments": [
+        segments[0] | {"steps": [0, 2]}]}))
+    second = omniglot.run(options(3))
+    card = json.loads(Path(second.artifacts["card"]).read_text())
+    assert [s["steps"] for s in card["train_segments"]] == [[0, 2], [2, 3]]
+    assert card["train_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in card["train_segments"]))
+    assert second.budget["train_segments"] == 2 and first.budget["train_segments"] == 1
+    path = tmp_path / "omniglot-protonet-5w1s.json"
+    second.save_json(path)
+    table = omniglot.results_table([path])
+    assert "Prototypical Networks **FAST: smoke test, not a reproduction**" in table
+    assert "| 98.8 |" in table and "2 segments" in table

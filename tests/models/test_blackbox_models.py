@@ -6,7 +6,16 @@ import torch
 
 from metacourse.functional import forward
 from metacourse.models import MLP
-from metacourse.models.blackbox import CNP, MANN, SNAIL, CausalAttention, CausalDenseBlock, FeedForward, LSTMLearner
+from metacourse.models.blackbox import (
+    CNP,
+    MANN,
+    SNAIL,
+    CausalAttention,
+    CausalDenseBlock,
+    Embedded,
+    FeedForward,
+    LSTMLearner,
+)
 from metacourse.models.hypernet import HyperNetwork
 
 SEQUENCE_LEARNERS = {
@@ -164,3 +173,61 @@ def test_integer_labels_are_one_hot_and_images_are_flattened():
     out, state = model(x, y, stage="online")
     assert out.shape == (2, 6, 3)
     torch.testing.assert_close(state["y_last"], torch.nn.functional.one_hot(y[:, -1], 3).float())
+
+
+def _own_label_snail():
+    return SNAIL(3, 2, max_len=8, channels=8, filters=4, key_dim=4, value_dim=4, label_input="own")
+
+
+def test_snail_with_own_labels_reads_each_support_label_and_predicts_queries_independently():
+    torch.manual_seed(0)
+    model, (x, _) = _own_label_snail(), _data(points=5)
+    y = torch.tensor([[0, 1, 0, 1, 1], [1, 0, 0, 1, 0]])
+    xq = torch.randn(2, 4, 3)
+    predicted = model(model(x, y, stage="adapt"), xq, stage="predict")
+    flipped = y.clone()
+    flipped[:, -1] = 1 - flipped[:, -1]            # the last support label reaches the queries directly
+    assert not torch.allclose(model(model(x, flipped, stage="adapt"), xq, stage="predict"), predicted)
+    alone = model(model(x, y, stage="adapt"), xq[:, 2:3], stage="predict")
+    torch.testing.assert_close(alone[:, 0], predicted[:, 2])      # other queries do not matter
+    with pytest.raises(ValueError, match="label_input='previous'"):
+        model(x, y, stage="online")
+    with pytest.raises(ValueError, match="label_input"):
+        SNAIL(3, 2, label_input="next")
+
+
+def test_embedded_learner_encodes_each_task_with_its_own_batch_statistics():
+    from metacourse.models.conv4 import Conv4
+
+    torch.manual_seed(0)
+    learner = SNAIL(8, 5, max_len=6, channels=8, filters=4, key_dim=4, value_dim=4, label_input="own")
+    model = Embedded(Conv4(None, hidden=8), learner)
+    x, y, xq = torch.rand(3, 5, 1, 28, 28), torch.arange(5).repeat(3, 1), torch.rand(3, 10, 1, 28, 28)
+    together = model(model(x, y, stage="adapt"), xq, stage="predict")
+    first = model(model(x[:1], y[:1], stage="adapt"), xq[:1], stage="predict")
+    assert together.shape == (3, 10, 5)
+    torch.testing.assert_close(first[0], together[0], atol=1e-5, rtol=1e-5)   # task 0 ignores tasks 1, 2
+    with pytest.raises(ValueError, match="x_dim=8"):
+        Embedded(Conv4(None, hidden=8), CNP(64, 5))(x, y, stage="adapt")
+
+
+def test_classifier_hypernetwork_generates_one_row_per_class_from_that_class_only():
+    from metacourse.models.hypernet import ClassifierHyperNetwork
+
+    torch.manual_seed(0)
+    model = ClassifierHyperNetwork(3, 4, hidden=8, features=5)
+    x, y = torch.randn(2, 8, 3), torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3], [3, 3, 2, 2, 1, 1, 0, 0]])
+    phi = model(x, y, stage="adapt")
+    assert phi["weight"].shape == (2, 4, 5) and phi["bias"].shape == (2, 4)
+    generated = model.weight_generator(x)
+    for k in range(4):                                     # row k: the mean over class k's examples
+        torch.testing.assert_close(phi["weight"][0, k], generated[0, y[0] == k, :5].mean(0))
+        torch.testing.assert_close(phi["bias"][1, k], generated[1, y[1] == k, 5].mean(0))
+    order = torch.randperm(8)
+    shuffled = model(x[:, order], y[:, order], stage="adapt")
+    torch.testing.assert_close(shuffled["weight"], phi["weight"])
+    xq = torch.randn(2, 6, 3)
+    logits = model(phi, xq, stage="predict")
+    torch.testing.assert_close(logits, model.query_features(xq) @ phi["weight"].transpose(1, 2) + phi["bias"][:, None])
+    with pytest.raises(ValueError, match="integer class labels"):
+        model(x, torch.randn(2, 8, 4), stage="adapt")

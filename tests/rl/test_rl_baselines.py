@@ -115,6 +115,18 @@ def test_mdp_baselines_beat_random_and_random_earns_one_per_step():
     assert play(B.EpsilonGreedyMDP(0.0)) < play(B.EpsilonGreedyMDP(0.0, rewards="posterior"))
 
 
+def test_beb_reward_estimates():
+    stats = B.TabularStats.empty(1, 2, 2)
+    stats.update(np.array([0]), np.array([0]), np.array([3.0]), np.array([1]))
+    rng = np.random.default_rng(0)
+    last = lambda agent: agent.plan(stats, 1, 0, rng)[-1, 0]  # noqa: E731  (one step: Q = r + bonus)
+    # visited (0, 0): posterior (1 + 3) / 2 or empirical 3, bonus 1/2; unvisited: 1 or 0, bonus 1
+    assert np.allclose(last(B.BEB(1.0)), [[2.0 + 0.5, 1.0 + 1.0], [2.0, 2.0]])
+    assert np.allclose(last(B.BEB(1.0, rewards="empirical")), [[3.0 + 0.5, 1.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="rewards"):
+        B.BEB(1.0, rewards="mean")
+
+
 def test_grid_search_returns_the_best_point_and_every_score():
     best, scores = B.grid_search(lambda a, b: (a, b), {"a": (1, 2), "b": (10, 0)},
                                  lambda agent: -abs(agent[0] - 2) - agent[1])

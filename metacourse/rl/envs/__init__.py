@@ -17,16 +17,21 @@ from __future__ import annotations
 import gymnasium
 
 from .bandit import BatchedBernoulliBandit, BernoulliBanditEnv, sample_arm_means
+from .cartpole import BatchedCartPole, PoleLengthCartPoleEnv, sample_pole_lengths
 from .tabular_mdp import BatchedTabularMDP, TabularMDPEnv, sample_mdps, solve_finite_horizon
 
 __all__ = ["BernoulliBanditEnv", "BatchedBernoulliBandit", "sample_arm_means", "TabularMDPEnv",
-           "BatchedTabularMDP", "sample_mdps", "solve_finite_horizon", "ENV_IDS"]
+           "BatchedTabularMDP", "sample_mdps", "solve_finite_horizon", "PoleLengthCartPoleEnv",
+           "BatchedCartPole", "sample_pole_lengths", "ENV_IDS"]
 
 ENV_IDS = {
     "metacourse/BernoulliBandit-v0": "metacourse.rl.envs.bandit:BernoulliBanditEnv",
     "metacourse/TabularMDP-v0": "metacourse.rl.envs.tabular_mdp:TabularMDPEnv",
+    "metacourse/CartPolePoleLength-v0": "metacourse.rl.envs.cartpole:PoleLengthCartPoleEnv",
 }
+_MAX_EPISODE_STEPS = {"metacourse/CartPolePoleLength-v0": 200}
 
 for _id, _entry_point in ENV_IDS.items():
     if _id not in gymnasium.registry:  # importing twice (e.g. reloads) must not warn
-        gymnasium.register(id=_id, entry_point=_entry_point)
+        gymnasium.register(id=_id, entry_point=_entry_point,
+                           max_episode_steps=_MAX_EPISODE_STEPS.get(_id))

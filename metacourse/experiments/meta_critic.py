@@ -1,0 +1,481 @@
+"""Meta-Critic Networks (Sung et al. 2017): sinusoid regression and CartPole with varying pole length.
+
+``meta-critic-sinusoid``: the meta-critic is meta-trained on sinusoid tasks (Algorithm 1, the
+supervised one-step case), then fresh actors learn new sinusoids from K ∈ {4, 6, 8} labelled
+points by following it (Algorithm 2); their MSE on 100 points is compared with the same actor
+trained on the plain MSE of the K points, with MAML fine-tuned on the K points (the course's
+sinusoid MAML, ``metacourse.algorithms.maml``, trained as in ``metacourse reproduce sinusoid``),
+and with predicting 0 (the score of a learner that learns nothing).
+
+``meta-critic-cartpole``: the meta-critic is meta-trained on CartPoles with sampled pole lengths;
+on held-out pole lengths a fresh actor learns online by following it, against a standard
+actor-critic from scratch. The metric is the number of environment interactions until the mean
+return of the last 10 episodes reaches 195 (CartPole-v0's "solved" level, 200-step episodes).
+
+The paper gives no numbers we could read (docs/anchors.md §6): the rows have no paper column.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..evaluate import adaptation_curve, summarize
+from ..models import MLP
+from ..reproduce import Result, Row, RunOptions, register
+from ..rl import meta_critic
+from ..rl.envs import BatchedCartPole, sample_pole_lengths
+from ..tasks import SinusoidTasks
+from ..tasks.base import TaskBatch
+from ..train import TrainConfig, meta_train
+from ..utils import torch_threads
+from . import sinusoid
+
+SHOTS = (4, 6, 8)
+"""K, labelled points of a new task at meta-test (the paper's 4, 6 and 8)."""
+TARGET_RETURN = 195.0
+
+
+# ---- sinusoid regression ----
+
+def sinusoid_budget(options: RunOptions) -> dict:
+    """The run's budget (FAST: a smoke test)."""
+    fast = options.fast
+    return {"meta_steps": options.meta_steps or (300 if fast else 20_000), "meta_batch_size": 32,
+            "actor_lifetime": 100, "trace_points": [4, 8], "critic_points": 20,
+            "test_tasks": 100 if fast else 600, "test_steps": 100, "test_actor_lr": 1e-2,
+            "unlabelled_points": 100, "maml_meta_steps": 300 if fast else 70_000}
+
+
+class SinusoidStage:
+    """Algorithm 1 on sinusoids as ``meta_train``'s sampler and step: every ``actor_lifetime``
+    steps M new tasks and M fresh actors; each step draws K labelled points per task for the
+    trace (K uniform in ``trace_points``) and more for the critic. Checkpointed with the run."""
+
+    def __init__(self, critic: meta_critic.MetaCritic, actor_model: torch.nn.Module,
+                 cfg: meta_critic.Config, plan: dict) -> None:
+        self.critic, self.actor_model, self.cfg, self.plan = critic, actor_model, cfg, plan
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+        self.count, self.amplitude, self.phase, self.actors, self.actor_optimizer = 0, None, None, None, None
+
+    def sample(self, n_tasks: int, rng: np.random.Generator) -> TaskBatch:
+        family = SinusoidTasks()
+        if self.count % self.plan["actor_lifetime"] == 0:
+            self.amplitude = rng.uniform(*family.amplitude, size=(n_tasks, 1, 1))
+            self.phase = rng.uniform(*family.phase, size=(n_tasks, 1, 1))
+        k_shot = int(rng.integers(self.plan["trace_points"][0], self.plan["trace_points"][1] + 1))
+        x = rng.uniform(*family.x_range, size=(n_tasks, k_shot + self.plan["critic_points"], 1))
+        x_t, y_t = (torch.as_tensor(v, dtype=torch.float32) for v in (x, self.amplitude * np.sin(x + self.phase)))
+        return TaskBatch(x_t[:, :k_shot], y_t[:, :k_shot], x_t[:, k_shot:], y_t[:, k_shot:])
+
+    def step(self, tasks: TaskBatch) -> dict[str, float]:
+        if self.count % self.plan["actor_lifetime"] == 0:
+            self.actors = meta_critic.init_actors(self.actor_model, len(tasks))
+            self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=self.cfg.actor_lr)
+        metrics = meta_critic.supervised_meta_step(self.critic, self.critic_optimizer, self.actor_model,
+                                                   self.actors, self.actor_optimizer, tasks, self.cfg)
+        self.count += 1
+        return metrics
+
+    def state_dict(self) -> dict:
+        actors = None if self.actors is None else self.actors.state_dict()
+        actor_optimizer = None if self.actor_optimizer is None else self.actor_optimizer.state_dict()
+        return {"count": self.count, "amplitude": self.amplitude, "phase": self.phase, "actors": actors,
+                "actor_optimizer": actor_optimizer, "critic_optimizer": self.critic_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count, self.amplitude, self.phase = state["count"], state["amplitude"], state["phase"]
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if state["actors"] is not None:
+            self.actors = meta_critic.init_actors(self.actor_model, len(self.amplitude))
+            self.actors.load_state_dict(state["actors"])
+            self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=self.cfg.actor_lr)
+            self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+
+
+def train_sinusoid_critic(options: RunOptions, plan: dict, cfg: meta_critic.Config | None = None):
+    """Meta-train the meta-critic on sinusoids (checkpointed, resumable); returns it, the actor
+    architecture, the training history and the wall time."""
+    cfg = cfg or meta_critic.Config(actor_lr=1e-2, critic_lr=1e-3)
+    torch.manual_seed(options.seed)
+    critic, actor_model = meta_critic.MetaCritic(1, 1, cfg), MLP(1, (40, 40), 1)
+    stage = SinusoidStage(critic, actor_model, cfg, plan)
+    return _meta_train(stage, options, "sinusoid", plan["meta_steps"], plan["meta_batch_size"],
+                       checkpoint_every=plan["actor_lifetime"] * 10)
+
+
+def sinusoid_test_tasks(k_shot: int, n_tasks: int, seed: int) -> tuple[TaskBatch, torch.Tensor]:
+    """Held-out tasks with K labelled and 100 query points, and 100 unlabelled inputs each."""
+    rng = np.random.default_rng([seed, 2017, k_shot])
+    tasks = SinusoidTasks().sample(n_tasks, k_shot, 100, rng)
+    unlabelled = torch.as_tensor(rng.uniform(-5.0, 5.0, size=(n_tasks, 100, 1)), dtype=torch.float32)
+    return tasks, unlabelled
+
+
+def query_mse(actor_model: torch.nn.Module, actors, tasks: TaskBatch) -> np.ndarray:
+    """Per-task MSE of trained actors on the query points."""
+    with torch.no_grad():
+        predictions = meta_critic.act(actor_model, actors, tasks.x_query)
+    return ((predictions - tasks.y_query) ** 2).mean(dim=(1, 2)).numpy()
+
+
+def sinusoid_rows(critic, actor_model, maml_model, plan: dict, seed: int) -> tuple[list[Row], dict]:
+    """Train fresh actors on K points per held-out task each way; one table row per method and K."""
+    rows, values = [], {}
+    steps, lr = plan["test_steps"], plan["test_actor_lr"]
+    for k_shot in SHOTS:
+        tasks, unlabelled = sinusoid_test_tasks(k_shot, plan["test_tasks"], seed)
+        torch.manual_seed(seed + k_shot)  # the same fresh initialisations for every method
+        methods = {
+            "actor, plain MSE": partial(meta_critic.train_supervised_actors, actor_model, tasks, steps, lr),
+            "actor, meta-critic": partial(meta_critic.train_supervised_actors, actor_model, tasks, steps,
+                                          lr, critic),
+            "actor, meta-critic + unlabelled x": partial(meta_critic.train_supervised_actors, actor_model,
+                                                         tasks, steps, lr, critic, unlabelled),
+        }
+        for method, train in methods.items():
+            torch.manual_seed(seed + k_shot)
+            values[(method, k_shot)] = query_mse(actor_model, train(), tasks)
+        values[("predict 0 (no learning)", k_shot)] = (tasks.y_query ** 2).mean(dim=(1, 2)).numpy()
+        values[("MAML, 10 steps", k_shot)] = adaptation_curve(maml_model, tasks, (10,),
+                                                              inner_lr=sinusoid.INNER_LR)[10]
+    for (method, k_shot), mse in values.items():
+        rows.append(Row(method, f"mse_{k_shot}shot", None, summarize(mse)))
+    rows.sort(key=lambda row: (row.metric, row.method))
+    return rows, values
+
+
+@register("meta-critic-sinusoid",
+          "Meta-Critic Networks: sinusoid MSE of an actor taught by the meta-critic vs plain loss vs MAML")
+def run_sinusoid(options: RunOptions) -> Result:
+    with torch_threads(1):  # small networks: one thread is fastest and kind to a shared CPU
+        return _run_sinusoid(options)
+
+
+def _run_sinusoid(options: RunOptions) -> Result:
+    started, cpu_started = time.perf_counter(), time.process_time()
+    plan = sinusoid_budget(options)
+    critic, actor_model, history, seconds = train_sinusoid_critic(options, plan)
+    maml_plan = {**sinusoid.budget(RunOptions(fast=options.fast, meta_steps=plan["maml_meta_steps"])),
+                 "k_shot_train": 5}
+    maml_model, maml_seconds, _ = sinusoid.train_method("MAML", options, maml_plan, torch.device("cpu"))
+    rows, _ = sinusoid_rows(critic, actor_model, maml_model, plan, options.seed)
+    critic_losses = history.metrics.get("critic_loss", [])
+    plan.update(train_wall_seconds=round(seconds, 1), maml_train_wall_seconds=round(maml_seconds, 1),
+                critic_loss_curve=[round(float(np.mean(critic_losses[i:i + 500])), 4)
+                                   for i in range(0, len(critic_losses), 500)])
+    notes = [f"meta-critic: {plan['meta_steps']} steps of Algorithm 1 ({plan['meta_batch_size']} tasks, "
+             f"actors renewed every {plan['actor_lifetime']} steps), {seconds:.0f} s wall (this run; a "
+             "resumed run counts only its own time)",
+             f"meta-test: fresh 1-40-40-1 actors, {plan['test_steps']} Adam steps at "
+             f"{plan['test_actor_lr']:g} on the K points; the '+ unlabelled x' actors also follow the "
+             f"critic at {plan['unlabelled_points']} unlabelled inputs of the task (labels never used)",
+             f"MAML: {plan['maml_meta_steps']} meta-steps with K = 5 (as `metacourse reproduce sinusoid`; "
+             f"{maml_seconds:.0f} s here, 0 when its checkpoint existed), 10 fine-tuning steps at α = 0.01",
+             "predict 0 (no learning): the MSE of ŷ = 0 on the same tasks, E[A²]/2 ≈ 4.25 in expectation; "
+             "a learner above it has learned less than nothing from its K points"]
+    if options.fast:
+        notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+    result = Result("meta-critic-sinusoid", options.seed, "cpu", 0.0, plan, rows, notes)
+    plot_path = Path(options.out_dir) / f"meta-critic-sinusoid-seed{options.seed}.png"
+    result.artifacts["plot"] = save_sinusoid_plot(result.to_dict(), plot_path)
+    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def save_sinusoid_plot(result: dict, path: Path) -> str:
+    """Query MSE (mean ± 95% CI) of every method at K = 4, 6, 8, from a result's rows, as PNG."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    rows = result["rows"]
+    methods = sorted({row["method"] for row in rows})
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for offset, method in enumerate(methods):
+        cells = [next(r for r in rows if r["method"] == method and r["metric"] == f"mse_{k}shot")
+                 for k in SHOTS]
+        width = 0.8 / len(methods)
+        axis.bar(np.arange(len(SHOTS)) + width * (offset - (len(methods) - 1) / 2),
+                 [c["ours"]["mean"] for c in cells], width=width,
+                 yerr=[c["ours"]["ci95"] for c in cells], label=method)
+    axis.set(xticks=range(len(SHOTS)), xticklabels=[f"K = {k}" for k in SHOTS], yscale="log",
+             ylabel="query MSE (100 points)",
+             title=f"sinusoids: {rows[0]['ours']['n']} held-out tasks, seed {result['seed']}")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return str(path)
+
+
+# ---- CartPole with varying pole length ----
+
+HELD_OUT_LENGTHS = (0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.15)
+"""Pole half-lengths of the meta-test; training draws ℓ ~ U[0.2, 1.2] afresh, so these exact
+poles are never trained on."""
+
+
+def cartpole_budget(options: RunOptions) -> dict:
+    """The run's budget (FAST: a smoke test)."""
+    fast = options.fast
+    return {"meta_steps": options.meta_steps or (40 if fast else 6000), "tasks_per_step": 16,
+            "carts_per_task": 4, "steps_per_update": 10, "actor_lifetime": 20 if fast else 150,
+            "held_out_lengths": list(HELD_OUT_LENGTHS), "test_seeds": [0] if fast else [0, 1, 2],
+            "max_interactions": 2_000 if fast else 60_000, "actor_lr": 3e-3,
+            "actor_critic_lrs": [3e-3] if fast else [3e-3, 1e-2], "embedding_lengths": 24,
+            "embedding_updates": 10 if fast else 60}
+
+
+def cartpole_config() -> meta_critic.Config:
+    return meta_critic.Config(gamma=0.95, actor_lr=3e-3, critic_lr=1e-3, trace_length=20)
+
+
+class CartPoleStage:
+    """Algorithm 1 on CartPole as ``meta_train``'s sampler and step: every ``actor_lifetime``
+    steps M new pole lengths and M fresh actors (n carts each); each step collects a few steps in
+    every cart, moves the actors along the critic and takes a TD step. Checkpointed with the run."""
+
+    def __init__(self, critic: meta_critic.MetaCritic, actor_model: torch.nn.Module,
+                 cfg: meta_critic.Config, plan: dict) -> None:
+        self.critic, self.actor_model, self.cfg, self.plan = critic, actor_model, cfg, plan
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+        self.count, self.lengths, self.recent_return = 0, None, 0.0
+
+    def _start(self, lengths: np.ndarray, env_rng: np.random.Generator) -> None:
+        self.lengths = lengths
+        self.env = BatchedCartPole(np.repeat(lengths, self.plan["carts_per_task"]), env_rng)
+        self.states, self.running, self.trace = self.env.reset(), np.zeros(self.env.n_envs), None
+        self.actors = meta_critic.init_actors(self.actor_model, len(lengths))
+        self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=self.cfg.actor_lr)
+
+    def sample(self, n_tasks: int, rng: np.random.Generator) -> meta_critic.Transitions:
+        if self.count % self.plan["actor_lifetime"] == 0:
+            self._start(sample_pole_lengths(rng, n_tasks), np.random.default_rng(rng.integers(2**32)))
+        self.returns = [[] for _ in range(self.env.n_envs)]
+        batch, self.states = meta_critic.collect(self.env, self.actor_model, self.actors, self.states,
+                                                 self.plan["steps_per_update"], self.returns, self.running)
+        return batch
+
+    def step(self, batch: meta_critic.Transitions) -> dict[str, float]:
+        self.trace = meta_critic.update_trace(self.trace, batch, len(self.lengths), self.cfg.trace_length,
+                                              self.env.n_actions)
+        metrics = meta_critic.meta_step(self.critic, self.critic_optimizer, self.actor_model, self.actors,
+                                        self.actor_optimizer, batch, self.trace, self.cfg)
+        finished = [r for returns in self.returns for r in returns]
+        self.recent_return = float(np.mean(finished)) if finished else self.recent_return
+        self.count += 1
+        return {**metrics, "actor_return": self.recent_return}
+
+    def state_dict(self) -> dict:
+        if self.lengths is None:
+            return {"count": 0, "critic_optimizer": self.critic_optimizer.state_dict()}
+        return {"count": self.count, "lengths": self.lengths, "env_rng": self.env.rng.bit_generator.state,
+                "env_states": self.env.states, "env_steps": self.env.steps, "running": self.running,
+                "trace": self.trace, "actors": self.actors.state_dict(), "recent_return": self.recent_return,
+                "actor_optimizer": self.actor_optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = state["count"]
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if "lengths" not in state:
+            return
+        self._start(state["lengths"], np.random.default_rng())
+        self.env.rng.bit_generator.state = state["env_rng"]
+        self.env.states, self.env.steps = state["env_states"], state["env_steps"]
+        self.states, self.running, self.trace = self.env.states.astype(np.float32), state["running"], state["trace"]
+        self.recent_return = state["recent_return"]
+        self.actors.load_state_dict(state["actors"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+
+
+def train_cartpole_critic(options: RunOptions, plan: dict):
+    """Meta-train the meta-critic on CartPoles (checkpointed, resumable)."""
+    cfg = cartpole_config()
+    torch.manual_seed(options.seed)
+    critic, actor_model = meta_critic.MetaCritic(4, 2, cfg), MLP(4, (32,), 2)
+    stage = CartPoleStage(critic, actor_model, cfg, plan)
+    return _meta_train(stage, options, "cartpole", plan["meta_steps"], plan["tasks_per_step"],
+                       checkpoint_every=plan["actor_lifetime"] * 2)
+
+
+def _meta_train(stage, options: RunOptions, family: str, meta_steps: int, batch_size: int,
+                checkpoint_every: int):
+    """The meta-learning stage of one task family, checkpointed in ``out_dir/checkpoints`` and
+    resumed from there; returns the critic, the actor architecture, the history and the wall time."""
+    train_cfg = TrainConfig(
+        meta_steps=meta_steps, meta_batch_size=batch_size, seed=options.seed,
+        checkpoint_path=str(Path(options.out_dir) / "checkpoints"
+                            / f"meta-critic-{family}-seed{options.seed}-{meta_steps}.pt"),
+        checkpoint_every=checkpoint_every, progress=options.progress,
+        description=f"meta-critic ({family})")
+    started = time.perf_counter()
+    history = meta_train(stage.step, stage.sample, train_cfg,
+                         {"critic": stage.critic, "stage": stage})
+    return stage.critic, stage.actor_model, history, time.perf_counter() - started
+
+
+def learn_held_out(method: str, critic, actor_model, lengths, plan: dict, seed: int, lr: float) -> dict:
+    """Algorithm 2 on every pole of ``lengths`` at once (fresh actors, n carts each): following the
+    frozen meta-critic, or with a standard actor-critic learned from scratch."""
+    torch.manual_seed(seed)
+    env = BatchedCartPole(np.repeat(lengths, plan["carts_per_task"]), np.random.default_rng([seed, 195]))
+    actors = meta_critic.init_actors(actor_model, len(lengths))
+    if method == "meta-critic":
+        optimizer = torch.optim.Adam(actors.parameters(), lr=lr)
+        update = lambda batch, trace: meta_critic.actor_loss(  # noqa: E731
+            critic, actor_model, actors, batch.per_task("states", len(lengths)), critic.encoder(trace),
+            cartpole_config().entropy_coef)
+    else:
+        value_model = MLP(4, (64,), 1)
+        values = meta_critic.init_actors(value_model, len(lengths))
+        optimizer = torch.optim.Adam([*actors.parameters(), *values.parameters()], lr=lr)
+        update = partial(_actor_critic_update, actor_model, actors, value_model, values)
+    return meta_critic.learn_task(env, actor_model, actors, update, optimizer, plan["steps_per_update"],
+                                  plan["max_interactions"], TARGET_RETURN)
+
+
+def _actor_critic_update(actor_model, actors, value_model, values, batch, trace):
+    return meta_critic.actor_critic_loss(actor_model, actors, value_model, values, batch, gamma=0.99,
+                                         gae_lambda=0.95, entropy_coef=0.0)
+
+
+def embedding_points(critic, actor_model, plan: dict, seed: int) -> dict:
+    """TAEN codes z of fresh actors following the meta-critic on evenly spaced pole lengths, from
+    the 10th update on; their first two principal components, and how well a line through z
+    predicts the length (R² of least squares on held-out poles: every other length)."""
+    lengths = np.linspace(0.2, 1.2, plan["embedding_lengths"])
+    run = learn_held_out("meta-critic", critic, actor_model, lengths,
+                         {**plan, "max_interactions": plan["embedding_updates"] * plan["steps_per_update"]
+                          * plan["carts_per_task"]}, seed, plan["actor_lr"])
+    with torch.no_grad():
+        codes = torch.stack([critic.encoder(trace) for trace in run["traces"][min(9, len(run["traces"]) - 1):]])
+    z = codes.reshape(-1, codes.shape[-1]).numpy().astype(np.float64)
+    labels = np.tile(lengths, codes.shape[0])
+    centred = z - z.mean(axis=0)
+    components = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    features = np.c_[z, np.ones(len(z))]
+    train = np.isin(labels, lengths[::2])
+    weights = np.linalg.lstsq(features[train], labels[train], rcond=None)[0]
+    residual = labels[~train] - features[~train] @ weights
+    r2 = 1.0 - residual.var() / labels[~train].var()
+    return {"lengths": labels.round(4).tolist(), "pc": (centred @ components.T).round(4).tolist(),
+            "r2_length_from_z": round(float(r2), 4)}
+
+
+def compare_on_held_out(critic, actor_model, plan: dict) -> dict:
+    """Interactions to reach 195 on every held-out pole, per seed: the meta-critic's actor and the
+    actor-critic from scratch at each step size (NaN: not reached within ``max_interactions``)."""
+    lengths = np.array(plan["held_out_lengths"])
+    runs = {"meta-critic": [learn_held_out("meta-critic", critic, actor_model, lengths, plan, seed,
+                                           plan["actor_lr"]) for seed in plan["test_seeds"]]}
+    for lr in plan["actor_critic_lrs"]:
+        runs[f"actor-critic lr={lr:g}"] = [learn_held_out("actor-critic", None, actor_model, lengths, plan,
+                                                          seed, lr) for seed in plan["test_seeds"]]
+    return runs
+
+
+def _reached(run_list: list[dict]) -> np.ndarray:
+    """(seeds, lengths) interactions to the target, NaN where never reached."""
+    return np.stack([run["interactions_to_target"] for run in run_list])
+
+
+def _censored_median(values: np.ndarray) -> np.ndarray:
+    """Median over seeds counting 'not reached' as above the budget (inf), per length."""
+    return np.median(np.where(np.isnan(values), np.inf, values), axis=0)
+
+
+@register("meta-critic-cartpole",
+          "Meta-Critic Networks: interactions to return 195 on held-out CartPole poles vs actor-critic")
+def run_cartpole(options: RunOptions) -> Result:
+    with torch_threads(1):
+        return _run_cartpole(options)
+
+
+def _run_cartpole(options: RunOptions) -> Result:
+    started, cpu_started = time.perf_counter(), time.process_time()
+    plan = cartpole_budget(options)
+    critic, actor_model, history, seconds = train_cartpole_critic(options, plan)
+    runs = compare_on_held_out(critic, actor_model, plan)
+    cap = plan["max_interactions"]
+    medians = {name: _censored_median(_reached(run_list)) for name, run_list in runs.items()}
+    baselines = [name for name in runs if name != "meta-critic"]
+    best = min(baselines, key=lambda name: (np.median(medians[name]), name))
+    rows, wins = [], 0
+    for index, length in enumerate(plan["held_out_lengths"]):
+        for name in ("meta-critic", best):
+            values = _reached(runs[name])[:, index]
+            rows.append(Row(name, f"interactions_to_195_len{length:g}", None,
+                            summarize(np.where(np.isnan(values), cap, values))))
+        wins += int(medians["meta-critic"][index] < medians[best][index])
+    details = {"interactions_to_195": {name: _reached(run_list).tolist() for name, run_list in runs.items()},
+               "actor_return_curve": [round(float(np.mean(history.metrics["actor_return"][i:i + 150])), 1)
+                                      for i in range(0, len(history.steps), 150)],
+               "embedding": embedding_points(critic, actor_model, plan, options.seed)}
+    plan.update(train_wall_seconds=round(seconds, 1), best_actor_critic=best,
+                median_interactions={name: [None if np.isinf(v) else float(v) for v in values]
+                                     for name, values in medians.items()})
+    notes = [f"the meta-critic's actor reached 195 with fewer interactions (median over seeds "
+             f"{plan['test_seeds']}) than the actor-critic from scratch on {wins} of "
+             f"{len(plan['held_out_lengths'])} held-out poles",
+             f"actor-critic from scratch: Adam step size chosen among {plan['actor_critic_lrs']} by its "
+             f"median over all poles and seeds, on the test poles themselves (in its favour): {best}; "
+             + "; ".join(f"{name}: median {np.median(medians[name]):g}" for name in baselines),
+             f"not reached within {cap:,} interactions counts as {cap:,} in the means (a lower bound): "
+             + ", ".join(f"{name} {int(np.isnan(_reached(r)).sum())}" for name, r in runs.items()),
+             f"meta-training: {plan['meta_steps']} steps x {plan['tasks_per_step']} poles x "
+             f"{plan['carts_per_task']} carts x {plan['steps_per_update']} steps = "
+             f"{plan['meta_steps'] * plan['tasks_per_step'] * plan['carts_per_task'] * plan['steps_per_update']:,}"
+             f" interactions, {seconds:.0f} s wall (this run; a resumed run counts only its own time)",
+             f"TAEN codes: R² of pole length predicted linearly from z on held-out poles = "
+             f"{details['embedding']['r2_length_from_z']:.3f}"]
+    if options.fast:
+        notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+    result = Result("meta-critic-cartpole", options.seed, "cpu", 0.0, plan, rows, notes)
+    result.artifacts.update(save_cartpole_plots(runs, plan, details["embedding"], options))
+    result.artifacts["details"] = str(Path(options.out_dir) / f"meta-critic-cartpole-seed{options.seed}.details.json")
+    Path(result.artifacts["details"]).write_text(json.dumps(details) + "\n")
+    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def save_cartpole_plots(runs: dict, plan: dict, embedding: dict, options: RunOptions) -> dict[str, str]:
+    """Return-vs-interactions curves (first seed) and the TAEN codes coloured by pole length."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lengths = plan["held_out_lengths"]
+    figure, axes = plt.subplots(1, len(lengths), figsize=(2.6 * len(lengths), 2.6), sharey=True)
+    for index, axis in enumerate(axes):
+        for name, run_list in runs.items():
+            points = np.array(run_list[0]["episodes"][index] or [(0, 0.0)])
+            smooth = np.convolve(points[:, 1], np.ones(10) / 10, mode="valid") if len(points) >= 10 else points[:, 1]
+            axis.plot(points[len(points) - len(smooth):, 0], smooth, label=name, lw=1)
+        axis.axhline(TARGET_RETURN, color="k", ls=":", lw=0.8)
+        axis.set(title=f"ℓ = {lengths[index]:g}", xlabel="interactions", xscale="log")
+    axes[0].set_ylabel("return (mean of 10 episodes)")
+    axes[-1].legend(fontsize=6)
+    figure.tight_layout()
+    paths = {"curves": str(out / f"meta-critic-cartpole-seed{options.seed}.png"),
+             "embedding": str(out / f"meta-critic-cartpole-z-seed{options.seed}.png")}
+    figure.savefig(paths["curves"], dpi=110)
+    plt.close(figure)
+    figure = plt.figure(figsize=(4.5, 3.5))
+    pc = np.array(embedding["pc"])
+    plt.scatter(pc[:, 0], pc[:, 1], c=embedding["lengths"], s=4, cmap="viridis")
+    plt.colorbar(label="pole half-length ℓ (m)")
+    plt.xlabel("PC 1 of z")
+    plt.ylabel("PC 2 of z")
+    plt.title("TAEN codes of actors following the meta-critic", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(paths["embedding"], dpi=110)
+    plt.close(figure)
+    return paths
