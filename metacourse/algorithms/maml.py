@@ -30,7 +30,7 @@ Differs from plain fine-tuning by differentiating through the fine-tuning step i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -91,18 +91,27 @@ def _loss(model: nn.Module, params: Params, x: Tensor, y: Tensor, cfg: Config, b
 
 
 def adapt(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config,
-          inner_lrs: Mapping[str, Tensor] | None = None) -> Params:
+          inner_lrs: Mapping[str, Tensor] | None = None,
+          loss_fn: Callable[[nn.Module, Params, object], Tensor] | None = None) -> Params:
     """Eq. (1): ``inner_steps`` steps of gradient descent on the support set; returns φ.
 
     ``task`` is one ``Task`` with ordinary ``params``, or a ``TaskBatch`` with ``params`` expanded
     over tasks (``expand_over_tasks``); summing the per-task losses then gives each task's copy
     of θ exactly its own gradient. ``create_graph`` keeps the step differentiable (second order).
+
+    ``loss_fn(model, params, task)``, when given, replaces the support loss L(f_φ; D^tr): it
+    returns one loss per task (or a scalar), e.g. MAML-RL's policy-gradient loss on sampled
+    trajectories (``metacourse.rl.maml_rl``); ``cfg`` then needs only ``inner_lr``,
+    ``inner_steps`` and ``first_order``.
     """
     batched = isinstance(task, TaskBatch)
     step_size = _step_sizes(cfg, inner_lrs)
     adapted = params
     for _ in range(cfg.inner_steps):
-        support_loss = _loss(model, adapted, task.x_support, task.y_support, cfg, batched).sum()
+        if loss_fn is None:
+            support_loss = _loss(model, adapted, task.x_support, task.y_support, cfg, batched).sum()
+        else:
+            support_loss = loss_fn(model, adapted, task).sum()
         grads = torch.autograd.grad(support_loss, list(adapted.values()),
                                     create_graph=not cfg.first_order)
         adapted = sgd_step(adapted, grads, step_size)

@@ -1,0 +1,197 @@
+"""Public checks of Lab 7, MB-MPO's learned dynamics (``labs/lab07_mbmpo.ipynb``).
+
+Each check compares a student's function with the reference in :mod:`metacourse.rl.mbmpo` on a
+random float64 ensemble with random normalisation statistics, and prints one verdict line
+(``lab07/predict: 4/4 checks passed``); the usual mistakes are named in the failure message.
+
+- :func:`check_predict` — ``my_predict(ensemble, obs, actions)`` → s' = s + Δ for every model
+  (standardise (s, a), run the batched net, un-standardise Δ, add it to s).
+- :func:`check_model_loss` — ``my_model_loss(ensemble, obs, actions, next_obs)``, eq. (1): the mean
+  squared error of the standardised state change; values, gradients, and a short fit of a known
+  linear system with it.
+- :func:`check_imagine` — ``my_imagine(ensemble, policy_fn, starts, reward_fn, horizon)``, eq. (2):
+  imagined episodes in every model, the reward of (s_t, a_t), and no real environment anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..rl import mbmpo
+from . import assert_close, run_checks
+
+__all__ = ["check_predict", "check_model_loss", "check_imagine", "reference_imagine", "random_ensemble"]
+
+_ATOL, _RTOL = 1e-9, 1e-7
+
+
+def random_ensemble(seed: int, n_models: int = 3, obs_dim: int = 3, act_dim: int = 1,
+                    hidden: tuple[int, ...] = (16,)) -> mbmpo.DynamicsEnsemble:
+    """A float64 ensemble with random weights and random (non-trivial) normalisation statistics."""
+    generator = torch.Generator().manual_seed(seed)
+    ensemble = mbmpo.DynamicsEnsemble(obs_dim, act_dim, n_models, hidden).double()
+    with torch.no_grad():
+        for weight in ensemble.weights.values():
+            weight.copy_(torch.randn(weight.shape, generator=generator, dtype=torch.float64) * 0.5)
+        for name in ("in_mean", "out_mean"):
+            getattr(ensemble, name).copy_(torch.randn(getattr(ensemble, name).shape, generator=generator,
+                                                      dtype=torch.float64))
+        for name in ("in_std", "out_std"):
+            getattr(ensemble, name).copy_(0.5 + torch.rand(getattr(ensemble, name).shape, generator=generator,
+                                                           dtype=torch.float64))
+    return ensemble
+
+
+def _batch(seed: int, ensemble: mbmpo.DynamicsEnsemble, n: int = 7) -> tuple[Tensor, Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed + 1)
+    shape = (ensemble.n_models, n)
+    obs = torch.randn(*shape, ensemble.obs_dim, generator=generator, dtype=torch.float64)
+    actions = torch.randn(*shape, ensemble.act_dim, generator=generator, dtype=torch.float64)
+    next_obs = obs + 0.1 * torch.randn(*shape, ensemble.obs_dim, generator=generator, dtype=torch.float64)
+    return obs, actions, next_obs
+
+
+def check_predict(my_predict: Callable, seed: int = 0, label: str = "lab07/predict") -> None:
+    """``my_predict(ensemble, obs, actions)`` must equal ``ensemble.predict(obs, actions)``."""
+    ensemble = random_ensemble(seed)
+    obs, actions, _ = _batch(seed, ensemble)
+
+    def matches():
+        with torch.no_grad():
+            got, want = my_predict(ensemble, obs, actions), ensemble.predict(obs, actions)
+        delta = want - obs
+        if torch.is_tensor(got) and got.shape == want.shape and torch.allclose(got, delta):
+            raise AssertionError("my_predict returned the state change Δ; the next state is s + Δ")
+        raw = ensemble.normalized_forward((torch.cat([obs, actions], -1) - ensemble.in_mean) / ensemble.in_std)
+        if torch.is_tensor(got) and got.shape == want.shape and torch.allclose(got, obs + raw):
+            raise AssertionError("the network's output is the *standardised* Δ̃: multiply by "
+                                 "ensemble.out_std and add ensemble.out_mean before adding it to s")
+        assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="my_predict(ensemble, obs, actions)")
+
+    def models_are_separate():
+        with torch.no_grad():
+            swapped = my_predict(ensemble, obs.flip(0), actions.flip(0))
+            alone = ensemble.predict(obs.flip(0), actions.flip(0))
+        assert_close(swapped, alone, atol=_ATOL, rtol=_RTOL,
+                     what="my_predict with the rows of obs reordered (row k must go through model k)")
+
+    def one_model_per_row_shape():
+        with torch.no_grad():
+            got = my_predict(ensemble, obs[:, :1], actions[:, :1])
+        assert tuple(got.shape) == (ensemble.n_models, 1, ensemble.obs_dim), \
+            f"expected shape {(ensemble.n_models, 1, ensemble.obs_dim)}, got {tuple(got.shape)}"
+
+    def differentiable():
+        got = my_predict(ensemble, obs, actions)
+        assert got.requires_grad, "my_predict must stay differentiable in the ensemble's weights " \
+                                  "(do not wrap it in torch.no_grad or detach it)"
+
+    run_checks(label, [("matches ensemble.predict", matches), ("row k uses model k", models_are_separate),
+                       ("shape (K, N, obs_dim)", one_model_per_row_shape),
+                       ("differentiable in the weights", differentiable)])
+
+
+def check_model_loss(my_model_loss: Callable, seed: int = 0, label: str = "lab07/model_loss") -> None:
+    """``my_model_loss(ensemble, obs, actions, next_obs)`` must equal ``mbmpo.model_loss``, with
+    the same gradients, and fit a known linear system when minimised."""
+    ensemble = random_ensemble(seed)
+    obs, actions, next_obs = _batch(seed, ensemble)
+
+    def value():
+        got, want = my_model_loss(ensemble, obs, actions, next_obs), mbmpo.model_loss(ensemble, obs, actions, next_obs)
+        with torch.no_grad():
+            raw = ensemble.predict(obs, actions)
+            if torch.is_tensor(got) and got.dim() == 0 and torch.allclose(got, ((raw - next_obs) ** 2).mean()):
+                raise AssertionError("the loss is measured in real units; eq. (1) compares the "
+                                     "*standardised* Δ̃ = (s' − s − out_mean) / out_std with the network's output")
+        assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="my_model_loss(...)")
+
+    def gradients():
+        weights = list(ensemble.weights.values())
+        got = torch.autograd.grad(my_model_loss(ensemble, obs, actions, next_obs), weights)
+        want = torch.autograd.grad(mbmpo.model_loss(ensemble, obs, actions, next_obs), weights)
+        assert_close(dict(enumerate(got)), dict(enumerate(want)), atol=_ATOL, rtol=_RTOL,
+                     what="the gradient of my_model_loss with respect to the ensemble's weights")
+
+    def fits_a_linear_system():
+        torch.manual_seed(seed)
+        model = mbmpo.DynamicsEnsemble(2, 1, 2, (32,)).double()
+        generator = torch.Generator().manual_seed(seed + 2)
+        states = torch.rand(2, 400, 2, generator=generator, dtype=torch.float64) * 2 - 1
+        pushes = torch.rand(2, 400, 1, generator=generator, dtype=torch.float64) * 2 - 1
+        matrix = torch.tensor([[0.9, 0.2], [-0.2, 0.9]], dtype=torch.float64)
+        after = states @ matrix.T + 0.3 * pushes
+        model.set_normalizer(torch.cat([states, pushes], -1).flatten(0, 1), (after - states).flatten(0, 1))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(300):
+            optimizer.zero_grad()
+            my_model_loss(model, states, pushes, after).backward()
+            optimizer.step()
+        with torch.no_grad():
+            error = (model.predict(states, pushes) - after).abs().mean().item()
+        assert error < 0.02, f"after 300 Adam steps on my_model_loss the mean prediction error is " \
+                             f"{error:.3f} (the reference reaches < 0.01)"
+
+    run_checks(label, [("value equals eq. (1)", value), ("gradients", gradients),
+                       ("minimising it fits s' = A s + B a", fits_a_linear_system)])
+
+
+def reference_imagine(ensemble: mbmpo.DynamicsEnsemble, policy_fn: Callable[[Tensor], Tensor], starts: Tensor,
+                      reward_fn: Callable[[Tensor, Tensor], Tensor], horizon: int
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. (2) with a deterministic policy: obs (K, E, H, d), actions (K, E, H, a), rewards (K, E, H)."""
+    obs, record = starts, {"obs": [], "actions": [], "rewards": []}
+    with torch.no_grad():
+        for _ in range(horizon):
+            actions = policy_fn(obs)
+            record["obs"].append(obs), record["actions"].append(actions)
+            record["rewards"].append(reward_fn(obs, actions))
+            obs = ensemble.predict(obs, actions)
+    return (torch.stack(record["obs"], -2), torch.stack(record["actions"], -2),
+            torch.stack(record["rewards"], -1))
+
+
+def check_imagine(my_imagine: Callable, seed: int = 0, label: str = "lab07/imagine") -> None:
+    """``my_imagine(ensemble, policy_fn, starts, reward_fn, horizon)`` against ``reference_imagine``."""
+    ensemble = random_ensemble(seed, hidden=(8,))
+    with torch.no_grad():
+        for weight in ensemble.weights.values():
+            weight.mul_(0.3)  # a tame model: states stay moderate over the horizon
+    starts = _batch(seed, ensemble, n=4)[0]
+    policy_fn = lambda obs: torch.tanh(obs[..., :1] - 0.5 * obs[..., 1:2])  # noqa: E731 (state-dependent)
+    reward_fn = lambda obs, actions: -(obs ** 2).sum(-1) - 0.1 * actions[..., 0] ** 2  # noqa: E731
+    horizon = 6
+
+    def matches():
+        got = my_imagine(ensemble, policy_fn, starts, reward_fn, horizon)
+        want = reference_imagine(ensemble, policy_fn, starts, reward_fn, horizon)
+        if not isinstance(got, tuple) or len(got) != 3:
+            raise AssertionError("my_imagine must return a tuple (obs, actions, rewards)")
+        shifted = torch.cat([want[0][..., 1:, :], ensemble.predict(want[0][..., -1, :], want[1][..., -1, :])
+                             .unsqueeze(-2)], -2)
+        if got[0].shape == want[0].shape and torch.allclose(got[0].detach(), shifted):
+            raise AssertionError("obs[..., t, :] must be the state the action a_t was taken in (s_t), "
+                                 "not the state after it: record the state before stepping the model")
+        if got[2].shape == want[2].shape and torch.allclose(got[2].detach(), reward_fn(shifted, want[1])):
+            raise AssertionError("the reward is r(s_t, a_t), of the state the action was taken in, "
+                                 "not of the next state")
+        for name, mine, reference in zip(("obs", "actions", "rewards"), got, want):
+            assert_close(mine, reference, atol=_ATOL, rtol=_RTOL, what=f"my_imagine(...) {name}")
+
+    def starts_untouched():
+        before = starts.clone()
+        my_imagine(ensemble, policy_fn, starts, reward_fn, horizon)
+        assert torch.equal(starts, before), "my_imagine changed `starts` in place; build new tensors"
+
+    def no_real_environment():
+        calls = []
+        counting = lambda obs, actions: calls.append(1) or reward_fn(obs, actions)  # noqa: E731
+        my_imagine(ensemble, policy_fn, starts, counting, horizon)
+        assert len(calls) == horizon, f"reward_fn was called {len(calls)} times for {horizon} steps " \
+                                      "(once per step, on the whole batch)"
+
+    run_checks(label, [("matches eq. (2)", matches), ("starts left untouched", starts_untouched),
+                       ("one batched reward per step, nothing else", no_real_environment)])

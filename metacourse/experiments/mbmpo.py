@@ -1,0 +1,384 @@
+"""MB-MPO's sample efficiency on the Pendulum family: return vs real environment steps.
+
+``mbmpo-pendulum`` trains, from the same seed and on the same task family (Pendulum with mass and
+length drawn from U[0.5, 1.5], ``metacourse.rl.envs.pendulum``; every real episode is a fresh
+pendulum the agent is not told about):
+
+- **MB-MPO** (``metacourse.rl.mbmpo``): K = 5 dynamics models, the meta-policy trained with
+  MAML-RL on imagined episodes (α = 0.001, TRPO δ = 0.01, outer derivatives to first order: with α
+  this small the second-order terms are O(α), and dropping them halves a meta-step's cost), real
+  episodes collected with the K adapted policies;
+- **PPO** (``metacourse.rl.ppo``), the model-free baseline: the same Gaussian policy, a value MLP,
+  GAE, trained on real episodes only;
+- **MAML-RL** (``metacourse.rl.maml_rl``), model-free meta-RL: every task a real pendulum, one
+  inner step on real episodes; its real steps include the adaptation episodes.
+
+Every method is evaluated at checkpoints on the same held-out pendulums (sampled actions, the
+returns of MB-MPO's adapted policies averaged over the K models; evaluation episodes are not counted
+as training steps for any method). The target is PPO's final return (the mean of its last three
+evaluations); the table gives the real steps each method needed to first reach it, and their ratio.
+Each method checkpoints after every evaluation: an interrupted run resumes, and a run with a
+larger length (``mbmpo_iterations``, ``ppo_steps``, ``maml_rl_meta_steps``) continues a finished one.
+The paper reports learning curves only (docs/anchors.md §5: "two orders of magnitude less samples"
+than model-free methods on MuJoCo), so the rows have no paper column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..evaluate import Summary, summarize
+from ..functional import params_of
+from ..models import MLP
+from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..rl import maml_rl, mbmpo, ppo
+from ..rl.envs.pendulum import MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
+from ..rl.returns import gae
+from ..utils import torch_threads
+
+METHODS = ("MB-MPO", "PPO", "MAML-RL")
+
+
+def budget(options: RunOptions) -> dict:
+    """The run's budget (FAST: a smoke test). ``--meta-steps`` overrides MB-MPO's iterations."""
+    fast = options.fast
+    return {"n_models": 5, "model_hidden": [128, 128], "policy_hidden": [64, 64],
+            "mbmpo_iterations": options.meta_steps or (2 if fast else 20),
+            "meta_steps_per_iteration": 2 if fast else 30, "imagined_episodes": 4 if fast else 20,
+            "real_episodes_per_model": 1, "max_model_epochs": 5 if fast else 50,
+            "inner_lr": 0.001, "max_kl": 0.01, "gamma": 0.99, "gae_lambda": 0.97,
+            "ppo_steps": 4_000 if fast else 300_000, "ppo_envs": 20, "ppo_epochs": 10,
+            "ppo_minibatch": 64, "ppo_lr": 1e-3, "ppo_gamma": 0.95, "ppo_eval_every": 1 if fast else 5,
+            "maml_rl_meta_steps": 1 if fast else 20, "maml_rl_tasks": 2 if fast else 10,
+            "maml_rl_episodes": 2 if fast else 10, "maml_rl_inner_lr": 0.1,
+            "test_tasks": 4 if fast else 20, "test_episodes": 1 if fast else 2}
+
+
+# ---- evaluation on held-out pendulums (shared by every method) ----
+
+def test_pendulums(plan: dict, seed: int, repeat: int = 1) -> BatchedPendulum:
+    """The held-out pendulums (a stream separate from training's), each repeated ``repeat`` times."""
+    masses, lengths = sample_pendulums(np.random.default_rng([seed, 2018]), plan["test_tasks"])
+    return BatchedPendulum(np.tile(masses, repeat), np.tile(lengths, repeat))
+
+
+def real_returns(policy, params: dict, plan: dict, seed: int, n_policies: int = 1) -> np.ndarray:
+    """Mean return on each held-out pendulum, shape (test_tasks,). ``params`` is one policy or
+    ``n_policies`` batched ones (MB-MPO's adapted policies), each run on every pendulum."""
+    env = test_pendulums(plan, seed, n_policies)
+    if n_policies > 1:
+        params = {n: p.repeat_interleave(plan["test_tasks"], 0) for n, p in params.items()}
+    generator = torch.Generator().manual_seed(seed + 99)
+    returns = maml_rl.rollout(policy, params, env, plan["test_episodes"], generator).episode_returns
+    return returns.mean(-1).reshape(n_policies, plan["test_tasks"]).mean(0).numpy()
+
+
+# ---- checkpoints: every method resumes where it stopped ----
+
+LENGTHS = ("mbmpo_iterations", "ppo_steps", "maml_rl_meta_steps")
+"""Budget entries that only say how long to train: a larger value continues a finished run."""
+
+
+def _checkpoint(options: RunOptions, method: str, plan: dict) -> Path:
+    """One file per method, seed and setting (every budget entry but the lengths)."""
+    setting = json.dumps({k: v for k, v in plan.items() if k not in LENGTHS}, sort_keys=True)
+    tag = hashlib.sha1(setting.encode()).hexdigest()[:8]
+    return Path(options.out_dir) / "checkpoints" / f"mbmpo-pendulum-{method}-seed{options.seed}-{tag}.pt"
+
+
+def _save(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, str(path) + ".tmp")
+    Path(str(path) + ".tmp").replace(path)
+
+
+def _load(path: Path) -> dict | None:
+    return torch.load(path, weights_only=False) if path.exists() else None
+
+
+class Clock:
+    """Wall and CPU seconds spent on one method, carried across resumed runs."""
+
+    def __init__(self, wall: float = 0.0, cpu: float = 0.0) -> None:
+        self.wall0, self.cpu0 = wall, cpu
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+
+    def totals(self) -> tuple[float, float]:
+        return (self.wall0 + time.perf_counter() - self.started,
+                self.cpu0 + time.process_time() - self.cpu_started)
+
+
+# ---- MB-MPO ----
+
+def mbmpo_config(plan: dict) -> mbmpo.Config:
+    return mbmpo.Config(
+        n_models=plan["n_models"], model_hidden=tuple(plan["model_hidden"]),
+        max_model_epochs=plan["max_model_epochs"], imagined_episodes=plan["imagined_episodes"],
+        real_episodes=plan["real_episodes_per_model"], meta_steps=plan["meta_steps_per_iteration"],
+        maml=maml_rl.Config(inner_lr=plan["inner_lr"], max_kl=plan["max_kl"], gamma=plan["gamma"],
+                            gae_lambda=plan["gae_lambda"], first_order=True))
+
+
+def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
+    """Algorithm 1 for ``mbmpo_iterations`` iterations, evaluated after each; checkpointed."""
+    cfg, path = mbmpo_config(plan), _checkpoint(options, "mbmpo", plan)
+    torch.manual_seed(options.seed)
+    policy = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"])
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, cfg.n_models, cfg.model_hidden)
+    data, generator = mbmpo.RealData(), torch.Generator().manual_seed(options.seed)
+    rng, curve, state = np.random.default_rng([options.seed, 1]), [], _load(path)
+    clock = Clock()
+    if state is not None:
+        policy.load_state_dict(state["policy"]), ensemble.load_state_dict(state["ensemble"])
+        data.load_state_dict(state["data"]), generator.set_state(state["generator"])
+        rng.bit_generator.state, curve = state["rng"], state["curve"]
+        clock = Clock(*state["clock"])
+    if not data.n_steps:  # D starts with one episode of the initial policy per model
+        theta = {n: p.detach() for n, p in params_of(policy).items()}
+        first = maml_rl.rollout(policy, theta, BatchedPendulum(*sample_pendulums(rng, cfg.n_models)),
+                                cfg.real_episodes, generator)
+        data.add(first, MAX_TORQUE)
+        curve.append({"real_steps": data.n_steps,
+                      "return": float(real_returns(policy, theta, plan, options.seed).mean())})
+    while len(curve) <= plan["mbmpo_iterations"]:
+        real_env = BatchedPendulum(*sample_pendulums(rng, cfg.n_models))
+        metrics = mbmpo.iteration(policy, ensemble, data, real_env, pendulum_reward, cfg, generator,
+                                  MAX_TORQUE)
+        imagined = mbmpo.ImaginedEnv(ensemble, data, pendulum_reward, 200, MAX_TORQUE)
+        adapted = mbmpo.adapt_to_models(policy, imagined, cfg, generator)
+        returns = real_returns(policy, adapted, plan, options.seed, cfg.n_models)
+        curve.append({"real_steps": data.n_steps, "return": float(returns.mean()),
+                      **{k: round(v, 4) for k, v in metrics.items() if k != "real_steps"}})
+        _save(path, {"policy": policy.state_dict(), "ensemble": ensemble.state_dict(),
+                     "data": data.state_dict(), "generator": generator.get_state(),
+                     "rng": rng.bit_generator.state, "curve": curve, "clock": clock.totals(),
+                     "final": returns})
+        if progress:
+            progress(f"MB-MPO iteration {len(curve) - 1}: {data.n_steps} real steps, return {returns.mean():.1f}")
+    wall, cpu = clock.totals()
+    return {"curve": curve, "final": _load(path)["final"], "wall": wall, "cpu": cpu,
+            "real_steps": data.n_steps, "resumed": state is not None}
+
+
+# ---- PPO (model-free baseline) ----
+
+def ppo_batch(policy, value, trajectories: maml_rl.Trajectories, plan: dict) -> dict:
+    """One PPO batch from real episodes (T, 1, H): old log-probs, GAE advantages, value targets."""
+    obs, actions = trajectories.obs.flatten(0, 1), trajectories.actions.flatten(0, 1)
+    with torch.no_grad():
+        values = value(obs).squeeze(-1)
+        old = maml_rl.distribution(policy, params_of(policy), obs).log_prob(actions).sum(-1)
+    advantages, returns = gae(trajectories.rewards.flatten(0, 1), values, plan["ppo_gamma"], 0.95)
+    return {"obs": obs.flatten(0, 1), "actions": actions.flatten(0, 1),
+            "old_log_probs": old.flatten(), "advantages": advantages.flatten(), "returns": returns.flatten()}
+
+
+def train_ppo(options: RunOptions, plan: dict, progress=None) -> dict:
+    """PPO on real episodes (``ppo_envs`` fresh pendulums per update), evaluated every few updates."""
+    path = _checkpoint(options, "ppo", plan)
+    torch.manual_seed(options.seed)
+    policy, value = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"]), MLP(3, tuple(plan["policy_hidden"]), 1)
+    optimizer = torch.optim.Adam([*policy.parameters(), *value.parameters()], lr=plan["ppo_lr"])
+    steps_per_update = plan["ppo_envs"] * 200
+    cfg = ppo.Config(epochs=plan["ppo_epochs"], minibatches=steps_per_update // plan["ppo_minibatch"],
+                     outer_lr=plan["ppo_lr"], entropy_coef=0.0)
+    generator, rng = torch.Generator().manual_seed(options.seed), np.random.default_rng([options.seed, 2])
+    curve, steps, state, clock = [], 0, _load(path), Clock()
+    if state is not None:
+        policy.load_state_dict(state["policy"]), value.load_state_dict(state["value"])
+        optimizer.load_state_dict(state["optimizer"]), generator.set_state(state["generator"])
+        rng.bit_generator.state, curve, steps = state["rng"], state["curve"], state["steps"]
+        clock = Clock(*state["clock"])
+    final = state["final"] if state is not None else None
+    n_updates = math.ceil(plan["ppo_steps"] / steps_per_update)
+    while steps < n_updates * steps_per_update:
+        for _ in range(plan["ppo_eval_every"]):
+            env = BatchedPendulum(*sample_pendulums(rng, plan["ppo_envs"]))
+            trajectories = maml_rl.rollout(policy, params_of(policy), env, 1, generator)
+            steps += int(trajectories.mask.sum())
+            batch = ppo_batch(policy, value, trajectories, plan)
+            obs, actions = batch.pop("obs"), batch.pop("actions")
+            ppo.update(partial(_ppo_evaluate, policy, value, obs, actions), optimizer, batch, cfg)
+            if steps >= n_updates * steps_per_update:
+                break
+        theta = {n: p.detach() for n, p in params_of(policy).items()}
+        final = real_returns(policy, theta, plan, options.seed)
+        curve.append({"real_steps": steps, "return": float(final.mean())})
+        _save(path, {"policy": policy.state_dict(), "value": value.state_dict(),
+                     "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                     "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
+                     "clock": clock.totals(), "final": final})
+        if progress:
+            progress(f"PPO: {steps} real steps, return {final.mean():.1f}")
+    wall, cpu = clock.totals()
+    return {"curve": curve, "final": final, "wall": wall, "cpu": cpu, "real_steps": steps,
+            "resumed": state is not None}
+
+
+def _ppo_evaluate(policy, value, obs, actions, indices):
+    """PPO's ``evaluate``: log π(a|s), entropy and V(s) of the current networks on a minibatch."""
+    dist = maml_rl.distribution(policy, params_of(policy), obs[indices])
+    return dist.log_prob(actions[indices]).sum(-1), dist.entropy().sum(-1), value(obs[indices]).squeeze(-1)
+
+
+# ---- MAML-RL (model-free meta-RL) ----
+
+def train_maml_rl(options: RunOptions, plan: dict, progress=None) -> dict:
+    """MAML-RL on real pendulums (each meta-step: ``maml_rl_tasks`` fresh pendulums, K episodes
+    before and K after adaptation); evaluated after one inner step on the held-out pendulums."""
+    path = _checkpoint(options, "maml-rl", plan)
+    cfg = maml_rl.Config(inner_lr=plan["maml_rl_inner_lr"], episodes_per_task=plan["maml_rl_episodes"],
+                         gamma=plan["gamma"], gae_lambda=plan["gae_lambda"], max_kl=plan["max_kl"])
+    torch.manual_seed(options.seed)
+    policy = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"])
+    generator, rng = torch.Generator().manual_seed(options.seed), np.random.default_rng([options.seed, 3])
+    curve, steps, state, clock = [], 0, _load(path), Clock()
+    if state is not None:
+        policy.load_state_dict(state["policy"]), generator.set_state(state["generator"])
+        rng.bit_generator.state, curve, steps = state["rng"], state["curve"], state["steps"]
+        clock = Clock(*state["clock"])
+    final = state["final"] if state is not None else None
+    while len(curve) < plan["maml_rl_meta_steps"]:
+        env = BatchedPendulum(*sample_pendulums(rng, plan["maml_rl_tasks"]))
+        theta = {n: p.detach() for n, p in params_of(policy).items()}
+        pre = maml_rl.rollout(policy, theta, env, cfg.episodes_per_task, generator)
+        maml_rl.meta_step(policy, pre, partial(_post_rollout, policy, env, cfg.episodes_per_task, generator), cfg)
+        steps += 2 * int(pre.mask.sum())  # the post-adaptation episodes are as many as the pre ones
+        test = test_pendulums(plan, options.seed)
+        final = maml_rl.evaluate(policy, test, replace(cfg, inner_lr=plan["maml_rl_inner_lr"]), steps=1,
+                                 n_episodes=plan["test_episodes"],
+                                 generator=torch.Generator().manual_seed(options.seed + 99))[1]
+        curve.append({"real_steps": steps, "return": float(final.mean())})
+        _save(path, {"policy": policy.state_dict(), "generator": generator.get_state(),
+                     "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
+                     "clock": clock.totals(), "final": final})
+        if progress:
+            progress(f"MAML-RL: {steps} real steps, return after one step {final.mean():.1f}")
+    wall, cpu = clock.totals()
+    return {"curve": curve, "final": final, "wall": wall, "cpu": cpu, "real_steps": steps,
+            "resumed": state is not None}
+
+
+def _post_rollout(policy, env, n_episodes, generator, adapted):
+    return maml_rl.rollout(policy, adapted, env, n_episodes, generator)
+
+
+# ---- the comparison ----
+
+def steps_to_reach(curve: list[dict], target: float) -> int | None:
+    """Real steps at the first evaluation whose return is at least ``target`` (None: never)."""
+    return next((point["real_steps"] for point in curve if point["return"] >= target), None)
+
+
+def _count(value: float | None) -> Summary:
+    number = float("nan") if value is None else float(value)
+    return Summary(number, float("nan"), number, 1)
+
+
+@register("mbmpo-pendulum",
+          "MB-MPO vs model-free PPO and MAML-RL on Pendulum (sampled mass, length): return vs real steps",
+          arguments=(Argument("--methods", str, "all", ("all", "mbmpo+ppo"),
+                              "which methods to train (MAML-RL is the slowest)"),))
+def run(options: RunOptions) -> Result:
+    with torch_threads(1):  # small networks: one thread is fastest and kind to a shared CPU
+        return _run(options)
+
+
+def _run(options: RunOptions) -> Result:
+    started, cpu_started = time.perf_counter(), time.process_time()
+    plan = budget(options)
+    say = print if options.progress else None
+    trainers = {"MB-MPO": train_mbmpo, "PPO": train_ppo, "MAML-RL": train_maml_rl}
+    if options.extra.get("methods", "all") != "all":
+        trainers.pop("MAML-RL")
+    outcomes = {name: train(options, plan, say) for name, train in trainers.items()}
+    target = _final_return(outcomes["PPO"]["curve"])
+    reached = {name: steps_to_reach(o["curve"], target) for name, o in outcomes.items()}
+    mbmpo_final = _final_return(outcomes["MB-MPO"]["curve"])
+    ppo_to_mbmpo = steps_to_reach(outcomes["PPO"]["curve"], mbmpo_final)
+    labels = {"MB-MPO": "MB-MPO (after adaptation)", "PPO": "PPO (model-free)",
+              "MAML-RL": "MAML-RL (after 1 step)"}
+    rows = [Row(labels[name], "final_return", None, summarize(o["final"])) for name, o in outcomes.items()]
+    rows += [Row(labels[name], "real_steps_to_target", None, _count(reached[name])) for name in outcomes]
+    rows += [Row(labels[name], "real_steps_total", None, _count(o["real_steps"])) for name, o in outcomes.items()]
+    ratio = None if reached["MB-MPO"] is None or reached["PPO"] is None else reached["PPO"] / reached["MB-MPO"]
+    rows.append(Row("PPO / MB-MPO", "step_ratio_to_target", None, _count(ratio)))
+    rows.append(Row(labels["PPO"], "real_steps_to_mbmpo_final", None, _count(ppo_to_mbmpo)))
+    plan.update(target_return=round(target, 2), steps_to_target=reached,
+                step_ratio=None if ratio is None else round(ratio, 2),
+                mbmpo_final_return=round(mbmpo_final, 2), ppo_steps_to_mbmpo_final=ppo_to_mbmpo,
+                curves={name: o["curve"] for name, o in outcomes.items()},
+                method_wall_seconds={name: round(o["wall"], 1) for name, o in outcomes.items()},
+                method_cpu_seconds={name: round(o["cpu"], 1) for name, o in outcomes.items()})
+    notes = _notes(outcomes, target, reached, ratio, plan)
+    if options.fast:
+        notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+    result = Result("mbmpo-pendulum", options.seed, "cpu", 0.0, plan, rows, notes)
+    plot = Path(options.out_dir) / f"mbmpo-pendulum-seed{options.seed}.png"
+    result.artifacts["plot"] = save_plot(result.to_dict(), plot)
+    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    result.wall_seconds = time.perf_counter() - started
+    if any(o["resumed"] for o in outcomes.values()):
+        notes.append("resumed from checkpoints: the command's wall and CPU time cover this session only; "
+                     "each method's times above add up every session")
+    return result
+
+
+def _final_return(curve: list[dict]) -> float:
+    """A method's final return: the mean of its last three evaluations (one is noisy)."""
+    return float(np.mean([point["return"] for point in curve[-3:]]))
+
+
+def _notes(outcomes: dict, target: float, reached: dict, ratio, plan: dict) -> list[str]:
+    notes = [f"target return = PPO's final return (mean of its last 3 evaluations): {target:.1f}; "
+             f"MB-MPO's final return, the same way: {plan['mbmpo_final_return']:.1f} (PPO first reached it at "
+             f"{plan['ppo_steps_to_mbmpo_final'] or 'no'} real steps)"]
+    for name, o in outcomes.items():
+        steps = "never reached" if reached[name] is None else f"reached at {reached[name]:,} real steps"
+        notes.append(f"{name}: target {steps}; {o['real_steps']:,} real steps in all; "
+                     f"{o['wall']:.0f} s wall, {o['cpu']:.0f} s CPU (1 torch thread; a resumed run adds "
+                     "the time of its earlier parts)")
+    if ratio is not None:
+        notes.append(f"MB-MPO reached PPO's final return with {ratio:.1f}x fewer real steps")
+    notes.append(f"evaluation: {plan['test_tasks']} held-out pendulums x {plan['test_episodes']} episodes, "
+                 "sampled actions; evaluation episodes are not counted as training steps")
+    return notes
+
+
+def save_plot(result: dict, path: Path) -> str:
+    """Return vs real environment steps (log x) for every method, the target and the step counts."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    budget = result["budget"]
+    colors = {"MB-MPO": "tab:blue", "PPO": "tab:orange", "MAML-RL": "tab:green"}
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, curve in budget["curves"].items():
+        axis.plot([p["real_steps"] for p in curve], [p["return"] for p in curve], "o-", ms=3,
+                  color=colors[name], label=name)
+    axis.axhline(budget["target_return"], color="grey", ls="--", lw=1,
+                 label=f"PPO's final return ({budget['target_return']:.0f})")
+    low, high = axis.get_ylim()
+    for name, steps in budget["steps_to_target"].items():
+        if steps is not None:
+            axis.axvline(steps, color=colors[name], ls=":", lw=1)
+            axis.text(steps * 1.08, low + 0.3 * (high - low), f"{name}: {steps:,} steps",
+                      color=colors[name], rotation=90, va="bottom", fontsize=8)
+    ratio = budget["step_ratio"]
+    axis.set(xscale="log", xlabel="real environment steps", ylabel="average return (held-out pendulums)",
+             title="Pendulum, sampled mass and length" + (f": PPO needs {ratio:.1f}x MB-MPO's real steps"
+                                                           if ratio else ""))
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return str(path)

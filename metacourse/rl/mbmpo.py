@@ -1,0 +1,299 @@
+"""MB-MPO: meta-learn a policy that adapts, in one policy-gradient step, to any model of a learned ensemble.
+
+Clavera, Rothfuss, Schulman, Fujita, Asfour, Abbeel, "Model-Based Reinforcement Learning via
+Meta-Policy Optimization", CoRL 2018 (arXiv:1809.05214), Algorithm 1.
+
+    (1) model loss      min_φk  mean_{(s,a,s') ∈ D}  ‖ Δ̃(s, a) − f̂_φk(s̃, ã) ‖²,   Δ = s' − s
+                        (tildes: inputs and targets standardised with D's mean and std)
+    (2) imagination     ŝ_{t+1} = ŝ_t + f̂_φk(ŝ_t, a_t),   r_t = r(ŝ_t, a_t)   (the reward is known),
+                        ŝ_0 drawn from the real episodes' first states
+    (3) task k          J_k(θ) = E[Σ_t r_t] under π_θ in model k: each ensemble member is a task
+    (4) meta-objective  max_θ (1/K) Σ_k J_k(θ'_k),   θ'_k = θ + α ∇_θ J_k(θ)  (MAML-RL, ``maml_rl``)
+    (5) outer loop      repeat: collect real episodes with π_θ'_1..π_θ'_K → add them to D → refit
+                        every model on all of D (validation split, early stopping) → ``meta_steps``
+                        MAML-RL updates of θ on imagined trajectories (2) of every model
+
+| symbol | identifier |
+|---|---|
+| f̂_φ1 … f̂_φK | ``DynamicsEnsemble`` (K = ``cfg.n_models``), ``ensemble.predict(obs, actions)`` |
+| (1) | ``model_loss`` (``squared_errors`` per model), minimised by ``fit_ensemble`` |
+| D | ``RealData`` (every real transition; ``n_steps`` counts the real environment steps) |
+| r(s, a) | ``reward_fn`` (e.g. ``envs.pendulum_reward``) |
+| θ, θ'_k | ``policy`` / ``params``, ``adapted`` (batched over the K models) |
+| α, δ (TRPO's trust region) | ``cfg.maml.inner_lr``, ``cfg.maml.max_kl`` |
+
+Lecture: lectures/07_mbmpo.ipynb.
+Differs from MAML-RL by its tasks: the models of a learned ensemble instead of real environments,
+so the meta-policy costs imagined steps, and real steps are spent only on refitting the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import Params, expand_over_tasks, forward, params_of
+from ..models import MLP
+from ..utils import check_nonnegative, check_positive_int
+from . import maml_rl
+
+__all__ = ["Config", "DynamicsEnsemble", "RealData", "ImaginedEnv", "squared_errors", "model_loss",
+           "fit_ensemble", "imagine", "adapt_to_models", "collect_real", "meta_policy_step", "iteration"]
+
+RewardFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Config:
+    """MB-MPO's hyper-parameters (defaults: the official run script, scaled to a CPU, docs/anchors.md §5)."""
+
+    n_models: int = 5
+    """K, dynamics models in the ensemble (= tasks of the meta-policy). Paper: 5."""
+    model_hidden: tuple[int, ...] = (128, 128)
+    """Hidden widths of each model's MLP. Paper: (512, 512)."""
+    model_lr: float = 1e-3
+    """Adam's step size for the models."""
+    model_batch_size: int = 256
+    """Minibatch of transitions per model step."""
+    max_model_epochs: int = 50
+    """Upper limit on passes over the data per refit. Paper: 500."""
+    validation_fraction: float = 0.2
+    """Share of each model's data held out for early stopping. Paper: 0.2."""
+    patience: int = 5
+    """Stop a refit when no model's validation loss improved for this many epochs."""
+    imagined_episodes: int = 20
+    """Imagined episodes per model, before and after adaptation. Official run script: 50."""
+    real_episodes: int = 1
+    """Real episodes collected with each adapted policy per iteration (K · this per iteration)."""
+    meta_steps: int = 30
+    """MAML-RL meta-steps on imagined data per iteration. Paper: 30."""
+    maml: maml_rl.Config = field(default_factory=lambda: maml_rl.Config(inner_lr=0.001))
+    """The meta-policy's MAML-RL settings (α, γ, δ, …). Paper: α = 0.001, δ = 0.01, γ = 0.99."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_models", "model_batch_size", "max_model_epochs", "patience",
+                     "imagined_episodes", "real_episodes", "meta_steps"):
+            check_positive_int(name, getattr(self, name))
+        check_nonnegative("model_lr", self.model_lr)
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must lie in (0, 1), got {self.validation_fraction}")
+
+
+class DynamicsEnsemble(nn.Module):
+    """K MLPs f̂_φk(s̃, ã) → Δ̃ held as one set of batched weights (leading dim K), so all K run in
+    one batched matmul. Inputs and outputs are standardised with statistics of the real data
+    (``set_normalizer``); ``predict`` works in real units: s' = s + Δ."""
+
+    def __init__(self, obs_dim: int, act_dim: int, n_models: int = 5,
+                 hidden: Sequence[int] = (128, 128)) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.n_models = obs_dim, act_dim, n_models
+        self.template = MLP(obs_dim + act_dim, tuple(hidden), obs_dim)  # its own weights are unused
+        members = [params_of(MLP(obs_dim + act_dim, tuple(hidden), obs_dim)) for _ in range(n_models)]
+        self.weights = nn.ParameterDict({name.replace(".", "/"): nn.Parameter(
+            torch.stack([m[name].detach() for m in members])) for name in members[0]})
+        for name, size in (("in_mean", obs_dim + act_dim), ("out_mean", obs_dim)):
+            self.register_buffer(name, torch.zeros(size))
+            self.register_buffer(name.replace("mean", "std"), torch.ones(size))
+
+    def set_normalizer(self, inputs: Tensor, deltas: Tensor) -> None:
+        """Standardise with the mean and std of (s, a) and Δ over the data (std floored at 1e-6)."""
+        self.in_mean.copy_(inputs.mean(0)), self.in_std.copy_(inputs.std(0).clamp_min(1e-6))
+        self.out_mean.copy_(deltas.mean(0)), self.out_std.copy_(deltas.std(0).clamp_min(1e-6))
+
+    def normalized_forward(self, inputs: Tensor) -> Tensor:
+        """f̂ on standardised (s, a) of shape (K, N, obs+act) → standardised Δ̃ (K, N, obs)."""
+        params = {name.replace("/", "."): weight for name, weight in self.weights.items()}
+        return forward(self.template, params, inputs, batched=True)
+
+    def predict(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """s' = s + Δ for obs (K, N, obs_dim), actions (K, N, act_dim): model k moves row k."""
+        inputs = (torch.cat([obs, actions], -1) - self.in_mean) / self.in_std
+        return obs + self.normalized_forward(inputs) * self.out_std + self.out_mean
+
+
+class RealData:
+    """D: every real transition (s, a, s'), the episodes' first states, and the real step count."""
+
+    def __init__(self) -> None:
+        self.obs: list[Tensor] = []
+        self.actions: list[Tensor] = []
+        self.next_obs: list[Tensor] = []
+        self.starts: list[Tensor] = []
+        self.n_steps = 0
+
+    def add(self, trajectories: maml_rl.Trajectories, action_clip: float | None = None) -> None:
+        """Add real episodes (T, E, H, …). All T·E·H steps count as real steps; H − 1 transitions
+        per episode enter D (the state after the last step is not recorded by ``rollout``)."""
+        obs = trajectories.obs.reshape(-1, *trajectories.obs.shape[-2:])
+        actions = trajectories.actions.reshape(-1, *trajectories.actions.shape[-2:])
+        if action_clip is not None:
+            actions = actions.clamp(-action_clip, action_clip)
+        self.n_steps += int(trajectories.mask.sum())
+        self.obs.append(obs[:, :-1].reshape(-1, obs.shape[-1]))
+        self.actions.append(actions[:, :-1].reshape(-1, actions.shape[-1]))
+        self.next_obs.append(obs[:, 1:].reshape(-1, obs.shape[-1]))
+        self.starts.append(obs[:, 0])
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
+        """All transitions as (obs, actions, next_obs), each (N, ·)."""
+        if not self.obs:
+            raise ValueError("no real data yet: add real episodes (collect_real) before fitting models")
+        return torch.cat(self.obs), torch.cat(self.actions), torch.cat(self.next_obs)
+
+    def state_dict(self) -> dict:
+        return {"obs": self.obs, "actions": self.actions, "next_obs": self.next_obs,
+                "starts": self.starts, "n_steps": self.n_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def _split(n: int, n_models: int, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A different random train / validation split of the N transitions for every model, (K, ·)."""
+    order = torch.stack([torch.randperm(n, generator=generator) for _ in range(n_models)])
+    n_val = max(1, int(round(fraction * n)))
+    return order[:, n_val:], order[:, :n_val]
+
+
+def squared_errors(ensemble: DynamicsEnsemble, obs: Tensor, actions: Tensor, next_obs: Tensor) -> Tensor:
+    """Every model's squared error on its standardised state change, shape (K, N, obs_dim);
+    row k of the (K, N, ·) inputs is model k's data."""
+    inputs = (torch.cat([obs, actions], -1) - ensemble.in_mean) / ensemble.in_std
+    targets = (next_obs - obs - ensemble.out_mean) / ensemble.out_std
+    return (ensemble.normalized_forward(inputs) - targets) ** 2
+
+
+def model_loss(ensemble: DynamicsEnsemble, obs: Tensor, actions: Tensor, next_obs: Tensor) -> Tensor:
+    """(1) The mean squared error of the standardised state change, averaged over models,
+    transitions and dimensions (a sum over models would only rescale Adam's steps)."""
+    return squared_errors(ensemble, obs, actions, next_obs).mean()
+
+
+def fit_ensemble(ensemble: DynamicsEnsemble, data: RealData, cfg: Config,
+                 generator: torch.Generator | None = None) -> dict[str, float]:
+    """(1) Refit every model on all of D (warm start), each on its own split; early stopping on
+    the validation MSE keeps every model's best weights. Returns the final validation MSEs."""
+    obs, actions, next_obs = data.tensors()
+    ensemble.set_normalizer(torch.cat([obs, actions], -1), next_obs - obs)
+    train, val = _split(len(obs), cfg.n_models, cfg.validation_fraction, generator or torch.default_generator)
+    optimizer = torch.optim.Adam(ensemble.weights.parameters(), lr=cfg.model_lr)
+    best = torch.full((cfg.n_models,), float("inf"))
+    best_weights = {n: w.detach().clone() for n, w in ensemble.weights.items()}
+    stale, epochs = 0, 0
+    while epochs < cfg.max_model_epochs:
+        epochs += 1
+        order = train[:, torch.randperm(train.shape[1], generator=generator)]
+        for batch in order.split(cfg.model_batch_size, dim=1):
+            loss = model_loss(ensemble, obs[batch], actions[batch], next_obs[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            val_loss = squared_errors(ensemble, obs[val], actions[val], next_obs[val]).mean((1, 2))
+            improved = val_loss < best - 1e-6
+            for name, weight in ensemble.weights.items():
+                best_weights[name][improved] = weight[improved]
+            best = torch.where(improved, val_loss, best)
+        stale = 0 if bool(improved.any()) else stale + 1
+        if stale >= cfg.patience:
+            break
+    with torch.no_grad():
+        for name, weight in ensemble.weights.items():
+            weight.copy_(best_weights[name])
+    return {"model_val_mse": float(best.mean()), "model_epochs": float(epochs),
+            "transitions": float(len(obs))}
+
+
+class ImaginedEnv:
+    """The ensemble as a batched task env for ``maml_rl.rollout``: task k is model k (2).
+
+    ``reset(E)`` draws E first states per model from the real episodes' first states; ``step``
+    moves every state with its model and scores it with the known reward. A model may step far
+    outside the data it was fitted on (and a poor one diverges), so imagined states are clipped
+    to the range of the real states, widened by ``margin`` of that range on each side. Episodes
+    never end early; the horizon is H. No real step is ever taken.
+    """
+
+    def __init__(self, ensemble: DynamicsEnsemble, data: RealData, reward_fn: RewardFn,
+                 horizon: int, action_clip: float | None = None, margin: float = 0.1) -> None:
+        obs = data.tensors()[0]
+        span = obs.max(0).values - obs.min(0).values
+        self.low, self.high = obs.min(0).values - margin * span, obs.max(0).values + margin * span
+        self.ensemble, self.starts, self.reward_fn = ensemble, torch.cat(data.starts), reward_fn
+        self.n_tasks, self.horizon = ensemble.n_models, check_positive_int("horizon", horizon)
+        self.action_clip = action_clip
+        self.obs: Tensor | None = None
+
+    def reset(self, n_episodes: int, generator: torch.Generator | None = None) -> Tensor:
+        index = torch.randint(len(self.starts), (self.n_tasks, n_episodes), generator=generator)
+        self.obs = self.starts[index]
+        return self.obs
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.action_clip is not None:
+            actions = actions.clamp(-self.action_clip, self.action_clip)
+        with torch.no_grad():
+            rewards = self.reward_fn(self.obs, actions)
+            self.obs = torch.clamp(self.ensemble.predict(self.obs, actions), self.low, self.high)
+        return self.obs, rewards, torch.zeros(rewards.shape, dtype=torch.bool)
+
+
+def imagine(policy: nn.Module, params: Params, env: ImaginedEnv, n_episodes: int,
+            generator: torch.Generator | None = None) -> maml_rl.Trajectories:
+    """(2) ``n_episodes`` imagined episodes of π_params in every model: Trajectories (K, E, H, …)."""
+    return maml_rl.rollout(policy, params, env, n_episodes, generator)
+
+
+def adapt_to_models(policy: nn.Module, env: ImaginedEnv, cfg: Config,
+                    generator: torch.Generator | None = None) -> Params:
+    """θ'_k for every model k: one MAML-RL inner step on imagined episodes of π_θ (no meta-gradient)."""
+    theta = {n: p.detach().requires_grad_() for n, p in params_of(policy).items()}
+    pre = imagine(policy, theta, env, cfg.imagined_episodes, generator)
+    step_cfg = replace(cfg.maml, first_order=True)
+    with torch.enable_grad():
+        adapted = maml_rl.adapt(policy, expand_over_tasks(theta, env.n_tasks), pre, step_cfg)
+    return {n: p.detach() for n, p in adapted.items()}
+
+
+def collect_real(policy: nn.Module, adapted: Params, real_env, data: RealData, cfg: Config,
+                 generator: torch.Generator | None = None, action_clip: float | None = None
+                 ) -> maml_rl.Trajectories:
+    """(5) Real episodes with π_θ'_k, model k's adapted policy in real task k (``real_env`` has K
+    tasks), added to D. Returns them (their returns are what the agent really earned)."""
+    trajectories = maml_rl.rollout(policy, adapted, real_env, cfg.real_episodes, generator)
+    data.add(trajectories, action_clip)
+    return trajectories
+
+
+def meta_policy_step(policy: nn.Module, env: ImaginedEnv, cfg: Config,
+                     generator: torch.Generator | None = None) -> dict[str, float]:
+    """(4) One MAML-RL meta-step on imagined data: pre-update episodes in every model, then
+    ``maml_rl.meta_step``, whose post-update episodes are imagined in the same models."""
+    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    pre = imagine(policy, theta, env, cfg.imagined_episodes, generator)
+    return maml_rl.meta_step(policy, pre, lambda adapted: imagine(policy, adapted, env,
+                                                                  cfg.imagined_episodes, generator),
+                             cfg.maml)
+
+
+def iteration(policy: nn.Module, ensemble: DynamicsEnsemble, data: RealData, real_env,
+              reward_fn: RewardFn, cfg: Config, generator: torch.Generator | None = None,
+              action_clip: float | None = None) -> dict[str, float]:
+    """(5) One outer iteration of Algorithm 1: real data with the adapted policies → refit the
+    ensemble → ``cfg.meta_steps`` meta-policy steps on imagined data. Before the first
+    iteration, fill D with some episodes (e.g. of the initial policy) so models can be fitted."""
+    imagined = ImaginedEnv(ensemble, data, reward_fn, real_env.horizon, action_clip)
+    adapted = adapt_to_models(policy, imagined, cfg, generator)
+    real = collect_real(policy, adapted, real_env, data, cfg, generator, action_clip)
+    metrics = {"real_return": float(real.episode_returns.mean()), "real_steps": float(data.n_steps)}
+    metrics.update(fit_ensemble(ensemble, data, cfg, generator))
+    imagined = ImaginedEnv(ensemble, data, reward_fn, real_env.horizon, action_clip)
+    steps = [meta_policy_step(policy, imagined, cfg, generator) for _ in range(cfg.meta_steps)]
+    for key in ("return_before", "return_after"):
+        metrics[f"imagined_{key}"] = steps[-1][key]
+    return metrics

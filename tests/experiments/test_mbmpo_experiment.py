@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from metacourse import cli
+from metacourse.experiments import mbmpo as experiment
+from metacourse.reproduce import RunOptions
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny_plan(iterations: int) -> dict:
+    plan = experiment.budget(RunOptions(fast=True))
+    plan.update(mbmpo_iterations=iterations, meta_steps_per_iteration=1, imagined_episodes=2,
+                max_model_epochs=2, test_tasks=2, policy_hidden=[8], model_hidden=[16])
+    return plan
+
+
+def test_an_interrupted_mbmpo_run_resumes_to_the_same_curve(tmp_path):
+    """Policy, ensemble, real data and both random streams live in the checkpoint: 1 iteration,
+    then 1 more from the checkpoint (a longer budget continues a run), equal 2 iterations in one go."""
+    straight = experiment.train_mbmpo(RunOptions(out_dir=str(tmp_path / "a"), progress=False), tiny_plan(2))
+    experiment.train_mbmpo(RunOptions(out_dir=str(tmp_path / "b"), progress=False), tiny_plan(1))
+    (saved,) = (tmp_path / "b" / "checkpoints").glob("*mbmpo-seed0-*.pt")
+    resumed = experiment.train_mbmpo(RunOptions(out_dir=str(tmp_path / "b"), progress=False), tiny_plan(2))
+    assert [p["real_steps"] for p in straight["curve"]] == [1000, 2000, 3000]
+    assert resumed["curve"] == straight["curve"]
+    assert resumed["real_steps"] == straight["real_steps"] == 3000
+    assert resumed["resumed"] and not straight["resumed"] and saved.exists()
+
+
+def test_steps_to_reach_takes_the_first_evaluation_at_or_above_the_target():
+    curve = [{"real_steps": 10, "return": -900.0}, {"real_steps": 20, "return": -300.0},
+             {"real_steps": 30, "return": -200.0}]
+    assert experiment.steps_to_reach(curve, -300.0) == 20
+    assert experiment.steps_to_reach(curve, -100.0) is None
+
+
+def test_fast_run_returns_rows_for_every_method_and_a_plot(tmp_path, capsys):
+    out = tmp_path / "mbmpo.json"
+    code = cli.main(["reproduce", "mbmpo-pendulum", "--fast", "--no-progress", "--out-dir", str(tmp_path),
+                     "--json", str(out)])
+    assert code == 0 and "FAST mode" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    metrics = {(row["method"].split()[0], row["metric"]) for row in result["rows"]}
+    for method in ("MB-MPO", "PPO", "MAML-RL"):
+        assert {(method, "final_return"), (method, "real_steps_to_target"), (method, "real_steps_total")} <= metrics
+    budget = result["budget"]
+    assert budget["curves"]["MB-MPO"][-1]["real_steps"] == 5 * 200 * (1 + budget["mbmpo_iterations"])
+    assert budget["steps_to_target"]["PPO"] is not None  # PPO reaches its own final return
+    assert set(budget["method_cpu_seconds"]) == {"MB-MPO", "PPO", "MAML-RL"} and budget["cpu_seconds"] > 0
+    assert open(result["artifacts"]["plot"], "rb").read(4) == b"\x89PNG"

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+
+from metacourse.functional import params_of
+from metacourse.rl import maml_rl, mbmpo
+from metacourse.rl.envs import BatchedPendulum, pendulum_reward, sample_pendulums
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def linear_system_data(n_episodes: int = 20, horizon: int = 30, seed: int = 0) -> mbmpo.RealData:
+    """Episodes of s' = A s + B a with random actions, as real data."""
+    rng = np.random.default_rng(seed)
+    a_matrix = np.array([[0.9, 0.1, 0.0], [-0.1, 0.9, 0.05], [0.0, 0.0, 0.95]])
+    b_matrix = np.array([[0.0], [0.1], [0.2]])
+    obs = np.zeros((1, n_episodes, horizon, 3), dtype=np.float32)
+    actions = rng.uniform(-1, 1, size=(1, n_episodes, horizon, 1)).astype(np.float32)
+    obs[:, :, 0] = rng.uniform(-1, 1, size=(1, n_episodes, 3))
+    for t in range(horizon - 1):
+        obs[:, :, t + 1] = obs[:, :, t] @ a_matrix.T + actions[:, :, t] @ b_matrix.T
+    data = mbmpo.RealData()
+    zeros = torch.zeros(1, n_episodes, horizon)
+    data.add(maml_rl.Trajectories(torch.as_tensor(obs), torch.as_tensor(actions), zeros, zeros))
+    return data, a_matrix, b_matrix
+
+
+def test_ensemble_fits_a_known_linear_system_and_counts_every_real_step():
+    torch.manual_seed(0)
+    data, a_matrix, b_matrix = linear_system_data()
+    assert data.n_steps == 20 * 30  # every step counts, although the last of each episode is not a transition
+    assert len(data.tensors()[0]) == 20 * 29
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, n_models=3, hidden=(32, 32))
+    cfg = mbmpo.Config(n_models=3, max_model_epochs=60, patience=10, model_lr=3e-3, model_batch_size=128)
+    metrics = mbmpo.fit_ensemble(ensemble, data, cfg, torch.Generator().manual_seed(0))
+    assert metrics["model_val_mse"] < 0.02  # standardised units
+    test_obs = torch.as_tensor(np.random.default_rng(1).uniform(-1, 1, (3, 100, 3)), dtype=torch.float32)
+    test_act = torch.as_tensor(np.random.default_rng(2).uniform(-1, 1, (3, 100, 1)), dtype=torch.float32)
+    expected = test_obs @ torch.as_tensor(a_matrix.T, dtype=torch.float32) \
+        + test_act @ torch.as_tensor(b_matrix.T, dtype=torch.float32)
+    predicted = ensemble.predict(test_obs, test_act)
+    assert predicted.shape == (3, 100, 3)
+    assert (predicted - expected).abs().mean() < 0.03
+
+
+def test_models_of_the_ensemble_differ_and_each_moves_its_own_row():
+    torch.manual_seed(0)
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, n_models=4, hidden=(16,))
+    obs, actions = torch.randn(1, 5, 3).expand(4, 5, 3), torch.randn(1, 5, 1).expand(4, 5, 1)
+    predicted = ensemble.predict(obs, actions)
+    assert not torch.allclose(predicted[0], predicted[1])  # independent initialisations
+    alone = ensemble.predict(obs[2:3].expand(4, 5, 3), actions[2:3].expand(4, 5, 1))
+    assert torch.allclose(alone[2], predicted[2])
+
+
+def small_setup(seed: int = 0):
+    torch.manual_seed(seed)
+    policy = maml_rl.GaussianPolicy(3, 1, (16, 16))
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, n_models=3, hidden=(32,))
+    data = mbmpo.RealData()
+    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    real = BatchedPendulum(*sample_pendulums(np.random.default_rng(seed), 3))
+    data.add(maml_rl.rollout(policy, theta, real, 1, torch.Generator().manual_seed(seed)), 2.0)
+    cfg = mbmpo.Config(n_models=3, max_model_epochs=3, imagined_episodes=3, meta_steps=1,
+                       maml=maml_rl.Config(inner_lr=0.01, first_order=True))
+    mbmpo.fit_ensemble(ensemble, data, cfg, torch.Generator().manual_seed(seed))
+    return policy, ensemble, data, cfg
+
+
+def test_imagined_rollouts_are_deterministic_under_a_seed_and_take_no_real_step():
+    policy, ensemble, data, cfg = small_setup()
+    steps_before = data.n_steps
+    env = mbmpo.ImaginedEnv(ensemble, data, pendulum_reward, horizon=30, action_clip=2.0)
+    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    first = mbmpo.imagine(policy, theta, env, 4, torch.Generator().manual_seed(7))
+    second = mbmpo.imagine(policy, theta, env, 4, torch.Generator().manual_seed(7))
+    other = mbmpo.imagine(policy, theta, env, 4, torch.Generator().manual_seed(8))
+    assert first.obs.shape == (3, 4, 30, 3)  # (models, episodes, horizon, obs)
+    assert torch.equal(first.obs, second.obs) and torch.equal(first.rewards, second.rewards)
+    assert not torch.equal(first.obs, other.obs)
+    assert data.n_steps == steps_before
+    # every imagined reward is the known reward of the imagined state and action
+    assert torch.allclose(first.rewards, pendulum_reward(first.obs, first.actions.clamp(-2, 2)))
+    # models differ, so the same start and noise give different imagined futures
+    assert not torch.allclose(first.obs[0, :, -1], first.obs[1, :, -1])
+
+
+def test_one_iteration_collects_k_real_episodes_with_the_adapted_policies():
+    policy, ensemble, data, cfg = small_setup()
+    steps_before = data.n_steps
+    real = BatchedPendulum(*sample_pendulums(np.random.default_rng(5), 3))
+    metrics = mbmpo.iteration(policy, ensemble, data, real, pendulum_reward, cfg,
+                              torch.Generator().manual_seed(0), action_clip=2.0)
+    assert data.n_steps - steps_before == 3 * 1 * 200  # K models x 1 episode x H steps, exactly
+    assert metrics["real_steps"] == data.n_steps
+    assert np.isfinite(metrics["model_val_mse"]) and np.isfinite(metrics["imagined_return_after"])
+    assert all(torch.isfinite(p).all() for p in params_of(policy).values())
+
+
+def test_config_and_data_errors_say_how_to_fix_them():
+    with pytest.raises(ValueError, match="validation_fraction"):
+        mbmpo.Config(validation_fraction=1.0)
+    with pytest.raises(ValueError, match="collect_real"):
+        mbmpo.RealData().tensors()
+
+
+def test_imagined_states_stay_in_the_range_of_the_real_data_even_when_a_model_diverges():
+    policy, ensemble, data, cfg = small_setup()
+    ensemble.out_std.mul_(1e6)  # a wildly wrong model
+    env = mbmpo.ImaginedEnv(ensemble, data, pendulum_reward, horizon=20, action_clip=2.0)
+    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    imagined = mbmpo.imagine(policy, theta, env, 2, torch.Generator().manual_seed(0))
+    real_obs = data.tensors()[0]
+    span = real_obs.max(0).values - real_obs.min(0).values
+    assert torch.isfinite(imagined.rewards).all()
+    assert (imagined.obs <= real_obs.max(0).values + 0.1 * span + 1e-6).all()
