@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from .tasks.base import TaskBatch
 from .utils import DivergenceError, check_positive_int
 
-__all__ = ["TrainConfig", "History", "meta_train", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainConfig", "History", "meta_train", "save_checkpoint", "load_checkpoint",
+           "save_atomically"]
 
 Sampler = Callable[[int, np.random.Generator], TaskBatch]
 
@@ -83,6 +84,12 @@ def save_checkpoint(path: str | os.PathLike, step: int, rng: np.random.Generator
         "history": history.__dict__,
         "state": {name: obj.state_dict() for name, obj in state.items()},
     }
+    save_atomically(payload, path)
+
+
+def save_atomically(payload: object, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file, then rename it over ``path``: an interrupted save
+    never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -43,6 +43,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl, mbmpo, ppo
 from ..rl.envs.pendulum import MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
 from ..rl.returns import gae
+from ..train import save_atomically
 from ..utils import torch_threads
 
 METHODS = ("MB-MPO", "PPO", "MAML-RL")
@@ -93,12 +94,6 @@ def _checkpoint(options: RunOptions, method: str, plan: dict) -> Path:
     setting = json.dumps({k: v for k, v in plan.items() if k not in LENGTHS}, sort_keys=True)
     tag = hashlib.sha1(setting.encode()).hexdigest()[:8]
     return Path(options.out_dir) / "checkpoints" / f"mbmpo-pendulum-{method}-seed{options.seed}-{tag}.pt"
-
-
-def _save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
 
 
 def _load(path: Path) -> dict | None:
@@ -158,10 +153,10 @@ def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
         returns = real_returns(policy, adapted, plan, options.seed, cfg.n_models)
         curve.append({"real_steps": data.n_steps, "return": float(returns.mean()),
                       **{k: round(v, 4) for k, v in metrics.items() if k != "real_steps"}})
-        _save(path, {"policy": policy.state_dict(), "ensemble": ensemble.state_dict(),
-                     "data": data.state_dict(), "generator": generator.get_state(),
-                     "rng": rng.bit_generator.state, "curve": curve, "clock": clock.totals(),
-                     "final": returns})
+        save_atomically({"policy": policy.state_dict(), "ensemble": ensemble.state_dict(),
+                         "data": data.state_dict(), "generator": generator.get_state(),
+                         "rng": rng.bit_generator.state, "curve": curve, "clock": clock.totals(),
+                         "final": returns}, path)
         if progress:
             progress(f"MB-MPO iteration {len(curve) - 1}: {data.n_steps} real steps, return {returns.mean():.1f}")
     wall, cpu = clock.totals()
@@ -213,10 +208,10 @@ def train_ppo(options: RunOptions, plan: dict, progress=None) -> dict:
         theta = {n: p.detach() for n, p in params_of(policy).items()}
         final = real_returns(policy, theta, plan, options.seed)
         curve.append({"real_steps": steps, "return": float(final.mean())})
-        _save(path, {"policy": policy.state_dict(), "value": value.state_dict(),
-                     "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                     "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
-                     "clock": clock.totals(), "final": final})
+        save_atomically({"policy": policy.state_dict(), "value": value.state_dict(),
+                         "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                         "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
+                         "clock": clock.totals(), "final": final}, path)
         if progress:
             progress(f"PPO: {steps} real steps, return {final.mean():.1f}")
     wall, cpu = clock.totals()
@@ -258,9 +253,9 @@ def train_maml_rl(options: RunOptions, plan: dict, progress=None) -> dict:
                                  n_episodes=plan["test_episodes"],
                                  generator=torch.Generator().manual_seed(options.seed + 99))[1]
         curve.append({"real_steps": steps, "return": float(final.mean())})
-        _save(path, {"policy": policy.state_dict(), "generator": generator.get_state(),
-                     "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
-                     "clock": clock.totals(), "final": final})
+        save_atomically({"policy": policy.state_dict(), "generator": generator.get_state(),
+                         "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
+                         "clock": clock.totals(), "final": final}, path)
         if progress:
             progress(f"MAML-RL: {steps} real steps, return after one step {final.mean():.1f}")
     wall, cpu = clock.totals()

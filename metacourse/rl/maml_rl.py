@@ -47,7 +47,7 @@ from ..algorithms import maml
 from ..functional import Params, expand_over_tasks, forward, params_of
 from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
-from . import linear_baseline, trpo
+from . import linear_baseline, ppo, trpo
 from .returns import discounted_returns, gae
 
 __all__ = ["Config", "GaussianPolicy", "Trajectories", "BatchedTaskEnv", "distribution", "rollout",
@@ -209,11 +209,8 @@ def advantages(trajectories: Trajectories, cfg: Config) -> Tensor:
     returns = discounted_returns(trajectories.rewards, cfg.gamma, dones=trajectories.dones)
     values = linear_baseline.fit_predict(trajectories.obs, returns, mask, cfg.baseline_reg)
     adv, _ = gae(trajectories.rewards, values, cfg.gamma, cfg.gae_lambda, dones=trajectories.dones)
-    if cfg.normalize_advantages:
-        count = mask.sum((-2, -1), keepdim=True)
-        mean = (adv * mask).sum((-2, -1), keepdim=True) / count
-        std = (((adv - mean) * mask) ** 2).sum((-2, -1), keepdim=True).div(count).sqrt()
-        adv = (adv - mean) / (std + 1e-8)
+    if cfg.normalize_advantages:  # per task: each task's advantages to mean 0, std 1
+        adv = ppo.normalize(adv, mask, dim=(-2, -1))
     return adv * mask
 
 
@@ -226,7 +223,7 @@ def with_advantages(trajectories: Trajectories, cfg: Config) -> Trajectories:
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Mean over each task's valid steps: shape (T,) (or a scalar for one task)."""
-    return (values * mask).sum((-2, -1)) / mask.sum((-2, -1))
+    return ppo.masked_mean(values, mask, dim=(-2, -1))
 
 
 def inner_loss(policy: nn.Module, params: Params, trajectories: Trajectories, cfg: Config) -> Tensor:

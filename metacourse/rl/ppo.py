@@ -73,18 +73,24 @@ class Config:
         check_nonnegative("max_grad_norm", self.max_grad_norm)
 
 
-def masked_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean over the entries where ``mask`` is true (all entries when ``mask`` is None)."""
+def masked_mean(values: Tensor, mask: Tensor | None = None, dim: int | tuple[int, ...] | None = None,
+                keepdim: bool = False) -> Tensor:
+    """Mean over the entries where ``mask`` is true (all entries when ``mask`` is None): over
+    every dimension, or over ``dim`` only (e.g. ``dim=(-2, -1)``: one mean per task)."""
     if mask is None:
-        return values.mean()
+        return values.mean() if dim is None else values.mean(dim, keepdim=keepdim)
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+    if dim is None:
+        return (values * mask).sum() / mask.sum().clamp_min(1.0)
+    return (values * mask).sum(dim, keepdim=keepdim) / mask.sum(dim, keepdim=keepdim).clamp_min(1.0)
 
 
-def normalize(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
-    """Standardise advantages to mean 0 and standard deviation 1 (over ``mask``)."""
-    mean = masked_mean(advantages, mask)
-    std = masked_mean((advantages - mean) ** 2, mask).sqrt()
+def normalize(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8,
+              dim: int | tuple[int, ...] | None = None) -> Tensor:
+    """Standardise advantages to mean 0 and standard deviation 1 (over ``mask``; over ``dim``
+    only when given, e.g. per task)."""
+    mean = masked_mean(advantages, mask, dim, keepdim=True)
+    std = masked_mean((advantages - mean) ** 2, mask, dim, keepdim=True).sqrt()
     return (advantages - mean) / (std + eps)
 
 
