@@ -63,10 +63,10 @@ def sample_batch(n_tasks: int, rng: np.random.Generator) -> tuple[np.ndarray, in
     return sample_goals(rng, n_tasks), int(rng.integers(2**62))
 
 
-def training_step(policy: maml_rl.GaussianPolicy, cfg: maml_rl.Config, batch) -> dict[str, float]:
-    """Sample K trajectories of θ per task, then one MAML-RL meta-step (rollouts of φ inside)."""
-    goals, seed = batch
-    env, generator = BatchedNavigation2D(goals), torch.Generator().manual_seed(seed)
+def meta_iteration(policy: maml_rl.GaussianPolicy, cfg: maml_rl.Config, env, seed: int) -> dict[str, float]:
+    """Sample K trajectories of θ in every task of ``env``, then one MAML-RL meta-step (its
+    rollouts of φ in the same tasks); ``seed`` seeds the action and start noise."""
+    generator = torch.Generator().manual_seed(seed)
     theta = {n: p.detach() for n, p in params_of(policy).items()}
     pre = maml_rl.rollout(policy, theta, env, cfg.episodes_per_task, generator)
     return maml_rl.meta_step(
@@ -74,18 +74,65 @@ def training_step(policy: maml_rl.GaussianPolicy, cfg: maml_rl.Config, batch) ->
         cfg)
 
 
+def training_step(policy: maml_rl.GaussianPolicy, cfg: maml_rl.Config, batch) -> dict[str, float]:
+    """One meta-iteration on a meta-batch of goals (``sample_batch``)."""
+    goals, seed = batch
+    return meta_iteration(policy, cfg, BatchedNavigation2D(goals), seed)
+
+
+def training_curve(history, plan: dict) -> dict[str, list[float]]:
+    """The training returns before/after adaptation, KL and backtracks of every meta-iteration;
+    records the mean returns over the last 10% of iterations in ``plan``."""
+    curve = {key: [round(v, 3) for v in history.metrics.get(key, [])]
+             for key in ("return_before", "return_after", "kl", "backtracks")}
+    last = max(1, len(curve["return_after"]) // 10)
+    plan["training_returns_last_10pct"] = {key: round(float(np.mean(curve[key][-last:])), 3)
+                                           for key in ("return_before", "return_after")}
+    return curve
+
+
+def plot_training(axis, curve: dict) -> None:
+    """Returns before (θ) and after one step (φ) at every meta-iteration."""
+    axis.plot(curve["return_before"], label="before adaptation (θ)")
+    axis.plot(curve["return_after"], label="after one step (φ)")
+    axis.set(xlabel="meta-iteration", ylabel="average return", title="meta-training")
+    axis.legend()
+
+
+def plot_steps(axis, curves: dict, paper: dict | None) -> None:
+    """Average return (± 95% CI) after 0..3 test steps of every method, and the paper's MAML."""
+    steps = np.arange(EVAL_STEPS + 1)
+    for method, values in curves.items():
+        stats = [summarize(values[k]) for k in steps]
+        axis.errorbar(steps, [s.mean for s in stats], [s.ci95 for s in stats], marker="o",
+                      capsize=3, label=f"{method} (ours)")
+    if paper:
+        axis.plot(steps, [paper[k] for k in steps], "k--", marker="s", label="MAML (paper)")
+    axis.set(xlabel="gradient steps at test time", ylabel="average return", xticks=steps,
+             title="new tasks")
+    axis.legend()
+
+
+def train_config(options: RunOptions, plan: dict, stem: str, description: str,
+                 checkpoint_every: int) -> TrainConfig:
+    """``meta_train``'s settings for a MAML-RL run; the checkpoint's name holds the seed and the
+    budget (``<stem>-seed<S>-<meta-steps>x<tasks>x<trajectories>-H<horizon>-<fisher>.pt``)."""
+    fisher = "exact" if plan["exact_fisher"] else "adapted"
+    name = (f"{stem}-seed{options.seed}-{plan['meta_steps']}x{plan['meta_batch_size']}"
+            f"x{plan['episodes_per_task']}-H{plan['horizon']}-{fisher}")
+    return TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
+                       seed=options.seed, checkpoint_every=checkpoint_every, progress=options.progress,
+                       checkpoint_path=str(Path(options.out_dir) / "checkpoints" / f"{name}.pt"),
+                       description=description)
+
+
 def train(options: RunOptions, plan: dict):
     """Meta-train (checkpointed every 10 iterations, resumed if a checkpoint exists)."""
     torch.manual_seed(options.seed)
     policy = maml_rl.GaussianPolicy(2, 2, tuple(plan["hidden"]))
     cfg = make_cfg(plan)
-    fisher = "exact" if plan["exact_fisher"] else "adapted"
-    name = (f"maml-rl-navigation-seed{options.seed}-{plan['meta_steps']}x{plan['meta_batch_size']}"
-            f"x{plan['episodes_per_task']}-{fisher}")
-    train_cfg = TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
-                            seed=options.seed, checkpoint_every=10, progress=options.progress,
-                            checkpoint_path=str(Path(options.out_dir) / "checkpoints" / f"{name}.pt"),
-                            description="MAML-RL 2D navigation")
+    train_cfg = train_config(options, plan, "maml-rl-navigation", "MAML-RL 2D navigation",
+                             checkpoint_every=10)
     started, cpu_started = time.perf_counter(), time.process_time()
     history = meta_train(lambda batch: training_step(policy, cfg, batch), sample_batch, train_cfg,
                          {"policy": policy})
@@ -135,11 +182,7 @@ def _run(options: RunOptions) -> Result:
              f"paper, context vector (Table 4, 0/1/2/3 steps): {context}"]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    curve = {key: [round(v, 3) for v in history.metrics.get(key, [])]
-             for key in ("return_before", "return_after", "kl", "backtracks")}
-    last = max(1, len(curve["return_after"]) // 10)
-    plan["training_returns_last_10pct"] = {key: round(float(np.mean(curve[key][-last:])), 3)
-                                           for key in ("return_before", "return_after")}
+    curve = training_curve(history, plan)
     result = Result("maml-rl-navigation", options.seed, "cpu", 0.0, plan, rows, notes)
     result.artifacts["learning_curve"] = save_curve(curve, options)
     result.artifacts["plot"] = save_plot(policy, curves, curve, options)
@@ -185,19 +228,8 @@ def save_plot(policy, curves: dict, curve: dict, options: RunOptions) -> str:
 
     plan = budget(options)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    axes[0].plot(curve["return_before"], label="before adaptation (θ)")
-    axes[0].plot(curve["return_after"], label="after one step (φ)")
-    axes[0].set(xlabel="meta-iteration", ylabel="average return", title="meta-training")
-    axes[0].legend()
-    steps = np.arange(EVAL_STEPS + 1)
-    for method, values in curves.items():
-        stats = [summarize(values[k]) for k in steps]
-        axes[1].errorbar(steps, [s.mean for s in stats], [s.ci95 for s in stats], marker="o",
-                         capsize=3, label=f"{method} (ours)")
-    axes[1].plot(steps, [PAPER["MAML"][k] for k in steps], "k--", marker="s", label="MAML (paper)")
-    axes[1].set(xlabel="gradient steps at test time", ylabel="average return", xticks=steps,
-                title="new tasks")
-    axes[1].legend()
+    plot_training(axes[0], curve)
+    plot_steps(axes[1], curves, PAPER["MAML"])
     goals = sample_goals(np.random.default_rng([options.seed, 7]), 3)
     before, after = example_trajectories(policy, make_cfg(plan), goals, options.seed, 1, 1)
     for i, goal in enumerate(goals):

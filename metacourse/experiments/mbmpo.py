@@ -52,24 +52,35 @@ METHODS = ("MB-MPO", "PPO", "MAML-RL")
 def budget(options: RunOptions) -> dict:
     """The run's budget (FAST: a smoke test). ``--meta-steps`` overrides MB-MPO's iterations."""
     fast = options.fast
-    return {"n_models": 5, "model_hidden": [128, 128], "policy_hidden": [64, 64],
+    return {"pendulums": options.extra.get("pendulums", "family"),
+            "n_models": 5, "model_hidden": [128, 128], "policy_hidden": [64, 64],
             "mbmpo_iterations": options.meta_steps or (2 if fast else 20),
             "meta_steps_per_iteration": 2 if fast else 30, "imagined_episodes": 4 if fast else 20,
             "real_episodes_per_model": 1, "max_model_epochs": 5 if fast else 50,
             "inner_lr": 0.001, "max_kl": 0.01, "gamma": 0.99, "gae_lambda": 0.97,
             "ppo_steps": 4_000 if fast else 300_000, "ppo_envs": 20, "ppo_epochs": 10,
-            "ppo_minibatch": 64, "ppo_lr": 1e-3, "ppo_gamma": 0.95, "ppo_eval_every": 1 if fast else 5,
+            "ppo_minibatch": 64, "ppo_lr": 1e-3, "ppo_gamma": 0.95, "ppo_eval_every": 1,
             "maml_rl_meta_steps": 1 if fast else 20, "maml_rl_tasks": 2 if fast else 10,
             "maml_rl_episodes": 2 if fast else 10, "maml_rl_inner_lr": 0.1,
             "test_tasks": 4 if fast else 20, "test_episodes": 1 if fast else 2}
 
 
-# ---- evaluation on held-out pendulums (shared by every method) ----
+# ---- the pendulums: the family, or the standard pendulum every time ----
+
+def draw_pendulums(plan: dict, rng: np.random.Generator, n: int, repeat: int = 1) -> BatchedPendulum:
+    """``n`` pendulums, each repeated ``repeat`` times: fresh draws from the family (mass, length
+    ~ U[0.5, 1.5]; the agent is not told which), or, with ``plan["pendulums"] == "standard"``,
+    the standard pendulum (mass = length = 1, Gymnasium's Pendulum-v1) every time: the
+    single-environment setting of the MB-MPO paper's benchmarks. The rng advances alike in both."""
+    masses, lengths = sample_pendulums(rng, n)
+    if plan["pendulums"] == "standard":
+        masses, lengths = np.ones(n), np.ones(n)
+    return BatchedPendulum(np.tile(masses, repeat), np.tile(lengths, repeat))
+
 
 def test_pendulums(plan: dict, seed: int, repeat: int = 1) -> BatchedPendulum:
     """The held-out pendulums (a stream separate from training's), each repeated ``repeat`` times."""
-    masses, lengths = sample_pendulums(np.random.default_rng([seed, 2018]), plan["test_tasks"])
-    return BatchedPendulum(np.tile(masses, repeat), np.tile(lengths, repeat))
+    return draw_pendulums(plan, np.random.default_rng([seed, 2018]), plan["test_tasks"], repeat)
 
 
 def real_returns(policy, params: dict, plan: dict, seed: int, n_policies: int = 1) -> np.ndarray:
@@ -139,13 +150,13 @@ def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
         clock = Clock(*state["clock"])
     if not data.n_steps:  # D starts with one episode of the initial policy per model
         theta = {n: p.detach() for n, p in params_of(policy).items()}
-        first = maml_rl.rollout(policy, theta, BatchedPendulum(*sample_pendulums(rng, cfg.n_models)),
+        first = maml_rl.rollout(policy, theta, draw_pendulums(plan, rng, cfg.n_models),
                                 cfg.real_episodes, generator)
         data.add(first, MAX_TORQUE)
         curve.append({"real_steps": data.n_steps,
                       "return": float(real_returns(policy, theta, plan, options.seed).mean())})
     while len(curve) <= plan["mbmpo_iterations"]:
-        real_env = BatchedPendulum(*sample_pendulums(rng, cfg.n_models))
+        real_env = draw_pendulums(plan, rng, cfg.n_models)
         metrics = mbmpo.iteration(policy, ensemble, data, real_env, pendulum_reward, cfg, generator,
                                   MAX_TORQUE)
         imagined = mbmpo.ImaginedEnv(ensemble, data, pendulum_reward, 200, MAX_TORQUE)
@@ -197,7 +208,7 @@ def train_ppo(options: RunOptions, plan: dict, progress=None) -> dict:
     n_updates = math.ceil(plan["ppo_steps"] / steps_per_update)
     while steps < n_updates * steps_per_update:
         for _ in range(plan["ppo_eval_every"]):
-            env = BatchedPendulum(*sample_pendulums(rng, plan["ppo_envs"]))
+            env = draw_pendulums(plan, rng, plan["ppo_envs"])
             trajectories = maml_rl.rollout(policy, params_of(policy), env, 1, generator)
             steps += int(trajectories.mask.sum())
             batch = ppo_batch(policy, value, trajectories, plan)
@@ -243,7 +254,7 @@ def train_maml_rl(options: RunOptions, plan: dict, progress=None) -> dict:
         clock = Clock(*state["clock"])
     final = state["final"] if state is not None else None
     while len(curve) < plan["maml_rl_meta_steps"]:
-        env = BatchedPendulum(*sample_pendulums(rng, plan["maml_rl_tasks"]))
+        env = draw_pendulums(plan, rng, plan["maml_rl_tasks"])
         theta = {n: p.detach() for n, p in params_of(policy).items()}
         pre = maml_rl.rollout(policy, theta, env, cfg.episodes_per_task, generator)
         maml_rl.meta_step(policy, pre, partial(_post_rollout, policy, env, cfg.episodes_per_task, generator), cfg)
@@ -282,7 +293,10 @@ def _count(value: float | None) -> Summary:
 @register("mbmpo-pendulum",
           "MB-MPO vs model-free PPO and MAML-RL on Pendulum (sampled mass, length): return vs real steps",
           arguments=(Argument("--methods", str, "all", ("all", "mbmpo+ppo"),
-                              "which methods to train (MAML-RL is the slowest)"),))
+                              "which methods to train (MAML-RL is the slowest)"),
+                     Argument("--pendulums", str, "family", ("family", "standard"),
+                              "family: every episode a fresh pendulum (mass, length ~ U[0.5, 1.5]); "
+                              "standard: mass = length = 1 throughout (the paper's single-environment setting)")))
 def run(options: RunOptions) -> Result:
     with torch_threads(1):  # small networks: one thread is fastest and kind to a shared CPU
         return _run(options)
@@ -318,7 +332,8 @@ def _run(options: RunOptions) -> Result:
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     result = Result("mbmpo-pendulum", options.seed, "cpu", 0.0, plan, rows, notes)
-    plot = Path(options.out_dir) / f"mbmpo-pendulum-seed{options.seed}.png"
+    setting = "" if plan["pendulums"] == "family" else f"-{plan['pendulums']}"
+    plot = Path(options.out_dir) / f"mbmpo-pendulum{setting}-seed{options.seed}.png"
     result.artifacts["plot"] = save_plot(result.to_dict(), plot)
     plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
     result.wall_seconds = time.perf_counter() - started
@@ -368,9 +383,12 @@ def save_plot(result: dict, path: Path) -> str:
             axis.text(steps * 1.08, low + 0.3 * (high - low), f"{name}: {steps:,} steps",
                       color=colors[name], rotation=90, va="bottom", fontsize=8)
     ratio = budget["step_ratio"]
+    title = ("Pendulum, sampled mass and length" if budget.get("pendulums", "family") == "family"
+             else "Standard pendulum (mass = length = 1)")
+    if ratio:
+        title += f"\nPPO needs {ratio:.1f}x MB-MPO's real steps to its final return"
     axis.set(xscale="log", xlabel="real environment steps", ylabel="average return (held-out pendulums)",
-             title="Pendulum, sampled mass and length" + (f": PPO needs {ratio:.1f}x MB-MPO's real steps"
-                                                           if ratio else ""))
+             title=title)
     axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import gymnasium
 
 from .bandit import BatchedBernoulliBandit, BernoulliBanditEnv, sample_arm_means
 from .cartpole import BatchedCartPole, PoleLengthCartPoleEnv, sample_pole_lengths
+from .cheetah import BatchedCheetah, HalfCheetahDirEnv, HalfCheetahVelEnv  # MuJoCo only when made
 from .navigation import BatchedNavigation2D, Navigation2DEnv, sample_goals
 from .pendulum import BatchedPendulum, MassLengthPendulumEnv, pendulum_reward, sample_pendulums
 from .tabular_mdp import BatchedTabularMDP, TabularMDPEnv, sample_mdps, solve_finite_horizon
@@ -26,7 +27,7 @@ __all__ = ["BernoulliBanditEnv", "BatchedBernoulliBandit", "sample_arm_means", "
            "BatchedTabularMDP", "sample_mdps", "solve_finite_horizon", "PoleLengthCartPoleEnv",
            "BatchedCartPole", "sample_pole_lengths", "Navigation2DEnv", "BatchedNavigation2D",
            "sample_goals", "MassLengthPendulumEnv", "BatchedPendulum", "pendulum_reward",
-           "sample_pendulums", "ENV_IDS"]
+           "sample_pendulums", "HalfCheetahDirEnv", "HalfCheetahVelEnv", "BatchedCheetah", "ENV_IDS"]
 
 ENV_IDS = {
     "metacourse/BernoulliBandit-v0": "metacourse.rl.envs.bandit:BernoulliBanditEnv",
@@ -34,9 +35,12 @@ ENV_IDS = {
     "metacourse/CartPolePoleLength-v0": "metacourse.rl.envs.cartpole:PoleLengthCartPoleEnv",
     "metacourse/Navigation2D-v0": "metacourse.rl.envs.navigation:Navigation2DEnv",
     "metacourse/PendulumMassLength-v0": "metacourse.rl.envs.pendulum:MassLengthPendulumEnv",
+    "metacourse/HalfCheetahDir-v0": "metacourse.rl.envs.cheetah:HalfCheetahDirEnv",  # needs MuJoCo
+    "metacourse/HalfCheetahVel-v0": "metacourse.rl.envs.cheetah:HalfCheetahVelEnv",  # needs MuJoCo
 }
 _MAX_EPISODE_STEPS = {"metacourse/CartPolePoleLength-v0": 200, "metacourse/Navigation2D-v0": 100,
-                      "metacourse/PendulumMassLength-v0": 200}
+                      "metacourse/PendulumMassLength-v0": 200, "metacourse/HalfCheetahDir-v0": 200,
+                      "metacourse/HalfCheetahVel-v0": 200}
 
 for _id, _entry_point in ENV_IDS.items():
     if _id not in gymnasium.registry:  # importing twice (e.g. reloads) must not warn
