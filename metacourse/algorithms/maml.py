@@ -20,9 +20,13 @@ ICML 2017 (arXiv:1703.03400); Meta-SGD: Li et al. 2017 (arXiv:1707.09835).
 | D^tr_T, D^ts_T | ``task.x_support, task.y_support`` / ``task.x_query, task.y_query`` |
 | B | ``tasks`` (a ``TaskBatch``) |
 
-Backends compute (3) the same way: ``loop`` adapts one task at a time; ``vmap`` gives every
-task its own view of θ (``expand_over_tasks``) and adapts them all in one batched computation —
-task t's loss depends only on copy t, so one ``autograd.grad`` returns every task's gradient.
+Backends compute (3) the same way: ``loop`` adapts one task at a time; ``vmap`` adapts them all
+in one batched computation. For networks whose layers broadcast over a leading task dimension
+(``MLP``) it gives every task its own view of θ (``expand_over_tasks``) — task t's loss depends
+only on copy t, so one ``autograd.grad`` returns every task's gradient. For the others (``Conv4``)
+it maps one task's whole inner loop over the tasks with ``torch.func.vmap``, its gradients taken
+with ``torch.func.grad`` (``adapt(..., functional=True)``): θ then enters every task unbatched, so
+the first support pass is one large convolution over all tasks' images instead of T small ones.
 
 Lecture: lectures/04_maml.ipynb.
 Differs from plain fine-tuning by differentiating through the fine-tuning step itself.
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.func import grad, vmap
 
 from ..functional import LOSSES, Params, expand_over_tasks, forward, params_of, sgd_step
 from ..tasks.base import Task, TaskBatch, stack_tasks
@@ -60,6 +65,10 @@ class Config:
     backend: str = "auto"
     """``"loop"`` over tasks, ``"vmap"`` (all tasks batched), or ``"auto"`` (vmap unless the
     model holds ``nn.BatchNorm`` layers, whose batched second derivatives are not exact)."""
+    task_chunk: int | None = None
+    """``meta_step`` takes the meta-gradient this many tasks at a time, with a backward pass after
+    each chunk: memory then holds one chunk's graph instead of the whole meta-batch's, and the
+    gradient is the same (chunked vmap). None: all tasks at once."""
 
     def __post_init__(self) -> None:
         check_nonnegative("inner_lr", self.inner_lr, "the inner step size α must be >= 0")
@@ -69,6 +78,9 @@ class Config:
             raise ValueError(f"loss={self.loss!r} is unknown; choose one of {sorted(LOSSES)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r} is unknown; choose one of {BACKENDS}")
+        if self.task_chunk is not None:
+            check_positive_int("task_chunk", self.task_chunk,
+                               "give the number of tasks per chunk, or None for the whole meta-batch")
 
 
 def init_inner_lrs(params: Params, cfg: Config) -> nn.ParameterDict:
@@ -92,7 +104,8 @@ def _loss(model: nn.Module, params: Params, x: Tensor, y: Tensor, cfg: Config, b
 
 def adapt(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config,
           inner_lrs: Mapping[str, Tensor] | None = None,
-          loss_fn: Callable[[nn.Module, Params, object], Tensor] | None = None) -> Params:
+          loss_fn: Callable[[nn.Module, Params, object], Tensor] | None = None,
+          functional: bool = False) -> Params:
     """Eq. (1): ``inner_steps`` steps of gradient descent on the support set; returns φ.
 
     ``task`` is one ``Task`` with ordinary ``params``, or a ``TaskBatch`` with ``params`` expanded
@@ -103,25 +116,36 @@ def adapt(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config,
     returns one loss per task (or a scalar), e.g. MAML-RL's policy-gradient loss on sampled
     trajectories (``metacourse.rl.maml_rl``); ``cfg`` then needs only ``inner_lr``,
     ``inner_steps`` and ``first_order``.
+
+    ``functional=True`` takes the gradients with ``torch.func.grad`` instead of
+    ``torch.autograd.grad``: the same numbers, but usable inside ``torch.func.vmap`` (the ``vmap``
+    backend for networks that do not broadcast over tasks); the outer ``backward`` still sees
+    through them, so the meta-gradient keeps its second-order terms.
     """
     batched = isinstance(task, TaskBatch)
     step_size = _step_sizes(cfg, inner_lrs)
+
+    def support_loss(adapted: Params) -> Tensor:
+        if loss_fn is None:
+            return _loss(model, adapted, task.x_support, task.y_support, cfg, batched).sum()
+        return loss_fn(model, adapted, task).sum()
+
     adapted = params
     for _ in range(cfg.inner_steps):
-        if loss_fn is None:
-            support_loss = _loss(model, adapted, task.x_support, task.y_support, cfg, batched).sum()
+        if functional:
+            by_name = grad(support_loss)(adapted)
+            grads = [by_name[name].detach() if cfg.first_order else by_name[name] for name in adapted]
         else:
-            support_loss = loss_fn(model, adapted, task).sum()
-        grads = torch.autograd.grad(support_loss, list(adapted.values()),
-                                    create_graph=not cfg.first_order)
+            grads = torch.autograd.grad(support_loss(adapted), list(adapted.values()),
+                                        create_graph=not cfg.first_order)
         adapted = sgd_step(adapted, grads, step_size)
     return adapted
 
 
 def task_loss(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config,
-              inner_lrs: Mapping[str, Tensor] | None = None) -> Tensor:
+              inner_lrs: Mapping[str, Tensor] | None = None, functional: bool = False) -> Tensor:
     """Eq. (2): the query loss after adaptation, L(f_φ; D^ts) (one value per task if batched)."""
-    adapted = adapt(model, params, task, cfg, inner_lrs)
+    adapted = adapt(model, params, task, cfg, inner_lrs, functional=functional)
     return _loss(model, adapted, task.x_query, task.y_query, cfg, isinstance(task, TaskBatch))
 
 
@@ -140,14 +164,31 @@ def meta_loss(model: nn.Module, params: Params, tasks: TaskBatch, cfg: Config,
     if choose_backend(model, cfg) == "loop":
         losses = [task_loss(model, params, tasks[i], cfg, inner_lrs) for i in range(len(tasks))]
         return torch.stack(losses).mean()
-    return task_loss(model, expand_over_tasks(params, len(tasks)), tasks, cfg, inner_lrs).mean()
+    if getattr(model, "broadcasts_over_tasks", False):  # batched matmuls on expanded views of θ
+        return task_loss(model, expand_over_tasks(params, len(tasks)), tasks, cfg, inner_lrs).mean()
+
+    def one_task(x_support: Tensor, y_support: Tensor, x_query: Tensor, y_query: Tensor) -> Tensor:
+        return task_loss(model, params, Task(x_support, y_support, x_query, y_query), cfg, inner_lrs,
+                         functional=True)
+
+    return vmap(one_task, randomness="different")(tasks.x_support, tasks.y_support, tasks.x_query,
+                                                  tasks.y_query).mean()
 
 
 def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBatch, cfg: Config,
               inner_lrs: Mapping[str, Tensor] | None = None) -> dict[str, float]:
-    """Eq. (4): one outer update of θ (and of Meta-SGD's α when ``inner_lrs`` is given)."""
+    """Eq. (4): one outer update of θ (and of Meta-SGD's α when ``inner_lrs`` is given).
+
+    With ``cfg.task_chunk`` the meta-gradient is accumulated chunk by chunk: chunk c adds
+    ∇ (|c| / |B|) meta_loss(c), so the sum over chunks is ∇ of eq. (3) over the whole batch.
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss = meta_loss(model, params_of(model), tasks, cfg, inner_lrs)
-    loss.backward()
+    tasks = stack_tasks(tasks)
+    chunks = tasks.split(cfg.task_chunk) if cfg.task_chunk else [tasks]
+    total = 0.0
+    for chunk in chunks:
+        loss = meta_loss(model, params_of(model), chunk, cfg, inner_lrs) * (len(chunk) / len(tasks))
+        loss.backward()
+        total += loss.item()
     optimizer.step()
-    return {"meta_loss": loss.item()}
+    return {"meta_loss": total}
