@@ -39,7 +39,8 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     centred = x - mean
     variance = (centred * centred).mean(dim=dims, keepdim=True)
     shape = (1, -1) + (1,) * (x.dim() - 2)
-    return centred * torch.rsqrt(variance + eps) * weight.view(shape) + bias.view(shape)
+    scale = torch.rsqrt(variance + eps) * weight.view(shape)  # per channel: one full-size product
+    return centred * scale + bias.view(shape)
 
 
 class BatchNorm(nn.Module):
