@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .algorithms import maml
-from .functional import LOSSES, accuracy, expand_over_tasks, forward, params_of
+from .functional import LOSSES, accuracy, expand_over_tasks, forward, frozen_params
 from .tasks.base import TaskBatch, stack_tasks
 
 __all__ = ["Summary", "summarize", "adaptation_curve"]
@@ -69,7 +69,7 @@ def adaptation_curve(model: nn.Module, tasks: TaskBatch, steps: Iterable[int], i
     if not wanted or wanted[0] < 0:
         raise ValueError(f"steps={list(steps)!r} must be non-negative step counts, e.g. (0, 1, 5, 10)")
     cfg = maml.Config(inner_lr=inner_lr, inner_steps=1, first_order=True, loss=loss, backend="vmap")
-    theta = {n: p.detach() for n, p in params_of(model).items()}
+    theta = frozen_params(model)
     results: dict[int, list[np.ndarray]] = {s: [] for s in wanted}
     for chunk in stack_tasks(tasks).split(chunk_size):
         adapted = {n: p.requires_grad_() for n, p in expand_over_tasks(theta, len(chunk)).items()}

@@ -25,6 +25,7 @@ Params = dict[str, Tensor]
 __all__ = [
     "Params",
     "params_of",
+    "frozen_params",
     "forward",
     "sgd_step",
     "expand_over_tasks",
@@ -38,6 +39,12 @@ __all__ = [
 def params_of(model: nn.Module) -> Params:
     """The model's trainable parameters as a name → tensor dict (the tensors themselves, not copies)."""
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def frozen_params(model: nn.Module) -> Params:
+    """θ detached from the graph: the model's current weights for rollouts and evaluation,
+    through which no gradient flows back to the model."""
+    return {name: p.detach() for name, p in params_of(model).items()}
 
 
 def _call(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:

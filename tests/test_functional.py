@@ -7,6 +7,7 @@ from metacourse.functional import (
     cross_entropy_loss,
     expand_over_tasks,
     forward,
+    frozen_params,
     mse_loss,
     params_of,
     sgd_step,
@@ -56,3 +57,10 @@ def test_losses_keep_task_dimensions():
     expected = torch.nn.functional.cross_entropy(logits[1], labels[1])
     assert torch.allclose(cross_entropy_loss(logits, labels)[1], expected)
     assert accuracy(logits, labels).shape == (4,)
+
+
+def test_frozen_params_are_the_weights_without_the_graph():
+    model = torch.nn.Linear(3, 2)
+    frozen = frozen_params(model)
+    assert list(frozen) == ["weight", "bias"]
+    assert all(not t.requires_grad and torch.equal(t, p) for t, p in zip(frozen.values(), model.parameters()))

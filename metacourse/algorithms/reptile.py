@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..functional import LOSSES, Params, accuracy, expand_over_tasks, forward, params_of
+from ..functional import LOSSES, Params, accuracy, expand_over_tasks, forward, frozen_params, params_of
 from ..tasks.base import Task, TaskBatch, stack_tasks
 from ..utils import check_nonnegative, check_positive_int
 
@@ -148,7 +148,7 @@ def evaluate(model: nn.Module, tasks: TaskBatch, cfg: Config, seed: int = 0) -> 
     """Per-task query accuracy after adapting θ to each support set with eq. (1); the mini-batch
     order comes from ``seed``, so the same model and tasks always give the same numbers."""
     tasks = stack_tasks(tasks)
-    theta = {n: p.detach() for n, p in params_of(model).items()}
+    theta = frozen_params(model)
     generator = torch.Generator().manual_seed(seed)
     adapted = adapt(model, expand_over_tasks(theta, len(tasks)), tasks, cfg, generator)
     with torch.no_grad():

@@ -23,14 +23,14 @@ def _problem(seed: int = 0, episodes: int = 3, horizon: int = 8):
     """A float64 policy, env, and pre-update trajectories in three tasks."""
     import torch
 
-    from ..functional import params_of
+    from ..functional import frozen_params
     from ..rl import maml_rl
     from ..rl.envs import BatchedNavigation2D
 
     torch.manual_seed(seed)
     policy = maml_rl.GaussianPolicy(2, 2, hidden=(16,), init_std=0.5).double()
     env = BatchedNavigation2D(_GOALS, dtype=torch.float64)
-    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    theta = frozen_params(policy)
     generator = torch.Generator().manual_seed(seed)
     pre = maml_rl.rollout(policy, theta, env, episodes, generator, horizon=horizon)
     cfg = maml_rl.Config(inner_lr=0.3, episodes_per_task=episodes)

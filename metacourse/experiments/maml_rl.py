@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..evaluate import summarize
-from ..functional import params_of
+from ..functional import frozen_params
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl
 from ..rl.envs import BatchedNavigation2D, sample_goals
@@ -67,7 +67,7 @@ def meta_iteration(policy: maml_rl.GaussianPolicy, cfg: maml_rl.Config, env, see
     """Sample K trajectories of θ in every task of ``env``, then one MAML-RL meta-step (its
     rollouts of φ in the same tasks); ``seed`` seeds the action and start noise."""
     generator = torch.Generator().manual_seed(seed)
-    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    theta = frozen_params(policy)
     pre = maml_rl.rollout(policy, theta, env, cfg.episodes_per_task, generator)
     return maml_rl.meta_step(
         policy, pre, lambda adapted: maml_rl.rollout(policy, adapted, env, cfg.episodes_per_task, generator),
@@ -211,7 +211,7 @@ def example_trajectories(policy, cfg: maml_rl.Config, goals: np.ndarray, seed: i
                          n_episodes: int = 20):
     """Trajectories of θ and of φ after ``steps`` inner steps for a few goals (for plots)."""
     env, generator = BatchedNavigation2D(goals), torch.Generator().manual_seed(seed)
-    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    theta = frozen_params(policy)
     params = {n: p.unsqueeze(0).repeat(len(goals), *[1] * p.dim()).requires_grad_() for n, p in theta.items()}
     found = [maml_rl.rollout(policy, params, env, n_episodes, generator)]
     for step in range(steps):

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..evaluate import Summary, summarize
-from ..functional import params_of
+from ..functional import frozen_params, params_of
 from ..models import MLP
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl, mbmpo, ppo
@@ -123,6 +123,42 @@ class Clock:
                 self.cpu0 + time.process_time() - self.cpu_started)
 
 
+class Resumable:
+    """What one method's training carries across interrupted runs: its ``parts`` (anything with
+    ``state_dict``/``load_state_dict``: networks, optimizer, real data), the two random streams,
+    the evaluation curve, the real-step count, the last evaluation and the time spent. Made from
+    the checkpoint at ``path`` when there is one; ``record`` appends an evaluation and saves."""
+
+    def __init__(self, path: Path, parts: dict, generator: torch.Generator, rng: np.random.Generator) -> None:
+        self.path, self.parts, self.generator, self.rng = path, parts, generator, rng
+        self.curve, self.steps, self.final, clock = [], 0, None, (0.0, 0.0)
+        state = _load(path)
+        self.resumed = state is not None
+        if state is not None:
+            for name, part in parts.items():
+                part.load_state_dict(state[name])
+            generator.set_state(state["generator"])
+            rng.bit_generator.state = state["rng"]
+            self.curve, self.steps, self.final = state["curve"], state.get("steps", 0), state["final"]
+            clock = state["clock"]
+        self.clock = Clock(*clock)
+
+    def record(self, point: dict, final) -> None:
+        """Append an evaluation ``point`` ({"real_steps", "return", ...}) and checkpoint."""
+        self.curve.append(point)
+        self.final = final
+        save_atomically({**{name: part.state_dict() for name, part in self.parts.items()},
+                         "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
+                         "curve": self.curve, "steps": self.steps, "clock": self.clock.totals(),
+                         "final": final}, self.path)
+
+    def outcome(self, real_steps: int) -> dict:
+        """The method's curve, last evaluation, times (all sessions) and real steps."""
+        wall, cpu = self.clock.totals()
+        return {"curve": self.curve, "final": self.final, "wall": wall, "cpu": cpu,
+                "real_steps": real_steps, "resumed": self.resumed}
+
+
 # ---- MB-MPO ----
 
 def mbmpo_config(plan: dict) -> mbmpo.Config:
@@ -136,43 +172,32 @@ def mbmpo_config(plan: dict) -> mbmpo.Config:
 
 def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
     """Algorithm 1 for ``mbmpo_iterations`` iterations, evaluated after each; checkpointed."""
-    cfg, path = mbmpo_config(plan), _checkpoint(options, "mbmpo", plan)
+    cfg = mbmpo_config(plan)
     torch.manual_seed(options.seed)
     policy = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"])
     ensemble = mbmpo.DynamicsEnsemble(3, 1, cfg.n_models, cfg.model_hidden)
     data, generator = mbmpo.RealData(), torch.Generator().manual_seed(options.seed)
-    rng, curve, state = np.random.default_rng([options.seed, 1]), [], _load(path)
-    clock = Clock()
-    if state is not None:
-        policy.load_state_dict(state["policy"]), ensemble.load_state_dict(state["ensemble"])
-        data.load_state_dict(state["data"]), generator.set_state(state["generator"])
-        rng.bit_generator.state, curve = state["rng"], state["curve"]
-        clock = Clock(*state["clock"])
+    run = Resumable(_checkpoint(options, "mbmpo", plan), {"policy": policy, "ensemble": ensemble, "data": data},
+                    generator, np.random.default_rng([options.seed, 1]))
     if not data.n_steps:  # D starts with one episode of the initial policy per model
-        theta = {n: p.detach() for n, p in params_of(policy).items()}
-        first = maml_rl.rollout(policy, theta, draw_pendulums(plan, rng, cfg.n_models),
+        theta = frozen_params(policy)
+        first = maml_rl.rollout(policy, theta, draw_pendulums(plan, run.rng, cfg.n_models),
                                 cfg.real_episodes, generator)
         data.add(first, MAX_TORQUE)
-        curve.append({"real_steps": data.n_steps,
-                      "return": float(real_returns(policy, theta, plan, options.seed).mean())})
-    while len(curve) <= plan["mbmpo_iterations"]:
-        real_env = draw_pendulums(plan, rng, cfg.n_models)
+        run.curve.append({"real_steps": data.n_steps,
+                          "return": float(real_returns(policy, theta, plan, options.seed).mean())})
+    while len(run.curve) <= plan["mbmpo_iterations"]:
+        real_env = draw_pendulums(plan, run.rng, cfg.n_models)
         metrics = mbmpo.iteration(policy, ensemble, data, real_env, pendulum_reward, cfg, generator,
                                   MAX_TORQUE)
         imagined = mbmpo.ImaginedEnv(ensemble, data, pendulum_reward, 200, MAX_TORQUE)
         adapted = mbmpo.adapt_to_models(policy, imagined, cfg, generator)
         returns = real_returns(policy, adapted, plan, options.seed, cfg.n_models)
-        curve.append({"real_steps": data.n_steps, "return": float(returns.mean()),
-                      **{k: round(v, 4) for k, v in metrics.items() if k != "real_steps"}})
-        save_atomically({"policy": policy.state_dict(), "ensemble": ensemble.state_dict(),
-                         "data": data.state_dict(), "generator": generator.get_state(),
-                         "rng": rng.bit_generator.state, "curve": curve, "clock": clock.totals(),
-                         "final": returns}, path)
+        run.record({"real_steps": data.n_steps, "return": float(returns.mean()),
+                    **{k: round(v, 4) for k, v in metrics.items() if k != "real_steps"}}, returns)
         if progress:
-            progress(f"MB-MPO iteration {len(curve) - 1}: {data.n_steps} real steps, return {returns.mean():.1f}")
-    wall, cpu = clock.totals()
-    return {"curve": curve, "final": _load(path)["final"], "wall": wall, "cpu": cpu,
-            "real_steps": data.n_steps, "resumed": state is not None}
+            progress(f"MB-MPO iteration {len(run.curve) - 1}: {data.n_steps} real steps, return {returns.mean():.1f}")
+    return run.outcome(data.n_steps)
 
 
 # ---- PPO (model-free baseline) ----
@@ -190,44 +215,31 @@ def ppo_batch(policy, value, trajectories: maml_rl.Trajectories, plan: dict) -> 
 
 def train_ppo(options: RunOptions, plan: dict, progress=None) -> dict:
     """PPO on real episodes (``ppo_envs`` fresh pendulums per update), evaluated every few updates."""
-    path = _checkpoint(options, "ppo", plan)
     torch.manual_seed(options.seed)
     policy, value = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"]), MLP(3, tuple(plan["policy_hidden"]), 1)
     optimizer = torch.optim.Adam([*policy.parameters(), *value.parameters()], lr=plan["ppo_lr"])
     steps_per_update = plan["ppo_envs"] * 200
     cfg = ppo.Config(epochs=plan["ppo_epochs"], minibatches=steps_per_update // plan["ppo_minibatch"],
                      outer_lr=plan["ppo_lr"], entropy_coef=0.0)
-    generator, rng = torch.Generator().manual_seed(options.seed), np.random.default_rng([options.seed, 2])
-    curve, steps, state, clock = [], 0, _load(path), Clock()
-    if state is not None:
-        policy.load_state_dict(state["policy"]), value.load_state_dict(state["value"])
-        optimizer.load_state_dict(state["optimizer"]), generator.set_state(state["generator"])
-        rng.bit_generator.state, curve, steps = state["rng"], state["curve"], state["steps"]
-        clock = Clock(*state["clock"])
-    final = state["final"] if state is not None else None
+    generator = torch.Generator().manual_seed(options.seed)
+    run = Resumable(_checkpoint(options, "ppo", plan), {"policy": policy, "value": value, "optimizer": optimizer},
+                    generator, np.random.default_rng([options.seed, 2]))
     n_updates = math.ceil(plan["ppo_steps"] / steps_per_update)
-    while steps < n_updates * steps_per_update:
+    while run.steps < n_updates * steps_per_update:
         for _ in range(plan["ppo_eval_every"]):
-            env = draw_pendulums(plan, rng, plan["ppo_envs"])
+            env = draw_pendulums(plan, run.rng, plan["ppo_envs"])
             trajectories = maml_rl.rollout(policy, params_of(policy), env, 1, generator)
-            steps += int(trajectories.mask.sum())
+            run.steps += int(trajectories.mask.sum())
             batch = ppo_batch(policy, value, trajectories, plan)
             obs, actions = batch.pop("obs"), batch.pop("actions")
             ppo.update(partial(_ppo_evaluate, policy, value, obs, actions), optimizer, batch, cfg)
-            if steps >= n_updates * steps_per_update:
+            if run.steps >= n_updates * steps_per_update:
                 break
-        theta = {n: p.detach() for n, p in params_of(policy).items()}
-        final = real_returns(policy, theta, plan, options.seed)
-        curve.append({"real_steps": steps, "return": float(final.mean())})
-        save_atomically({"policy": policy.state_dict(), "value": value.state_dict(),
-                         "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                         "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
-                         "clock": clock.totals(), "final": final}, path)
+        final = real_returns(policy, frozen_params(policy), plan, options.seed)
+        run.record({"real_steps": run.steps, "return": float(final.mean())}, final)
         if progress:
-            progress(f"PPO: {steps} real steps, return {final.mean():.1f}")
-    wall, cpu = clock.totals()
-    return {"curve": curve, "final": final, "wall": wall, "cpu": cpu, "real_steps": steps,
-            "resumed": state is not None}
+            progress(f"PPO: {run.steps} real steps, return {final.mean():.1f}")
+    return run.outcome(run.steps)
 
 
 def _ppo_evaluate(policy, value, obs, actions, indices):
@@ -241,37 +253,26 @@ def _ppo_evaluate(policy, value, obs, actions, indices):
 def train_maml_rl(options: RunOptions, plan: dict, progress=None) -> dict:
     """MAML-RL on real pendulums (each meta-step: ``maml_rl_tasks`` fresh pendulums, K episodes
     before and K after adaptation); evaluated after one inner step on the held-out pendulums."""
-    path = _checkpoint(options, "maml-rl", plan)
     cfg = maml_rl.Config(inner_lr=plan["maml_rl_inner_lr"], episodes_per_task=plan["maml_rl_episodes"],
                          gamma=plan["gamma"], gae_lambda=plan["gae_lambda"], max_kl=plan["max_kl"])
     torch.manual_seed(options.seed)
     policy = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"])
-    generator, rng = torch.Generator().manual_seed(options.seed), np.random.default_rng([options.seed, 3])
-    curve, steps, state, clock = [], 0, _load(path), Clock()
-    if state is not None:
-        policy.load_state_dict(state["policy"]), generator.set_state(state["generator"])
-        rng.bit_generator.state, curve, steps = state["rng"], state["curve"], state["steps"]
-        clock = Clock(*state["clock"])
-    final = state["final"] if state is not None else None
-    while len(curve) < plan["maml_rl_meta_steps"]:
-        env = draw_pendulums(plan, rng, plan["maml_rl_tasks"])
-        theta = {n: p.detach() for n, p in params_of(policy).items()}
-        pre = maml_rl.rollout(policy, theta, env, cfg.episodes_per_task, generator)
+    generator = torch.Generator().manual_seed(options.seed)
+    run = Resumable(_checkpoint(options, "maml-rl", plan), {"policy": policy}, generator,
+                    np.random.default_rng([options.seed, 3]))
+    while len(run.curve) < plan["maml_rl_meta_steps"]:
+        env = draw_pendulums(plan, run.rng, plan["maml_rl_tasks"])
+        pre = maml_rl.rollout(policy, frozen_params(policy), env, cfg.episodes_per_task, generator)
         maml_rl.meta_step(policy, pre, partial(_post_rollout, policy, env, cfg.episodes_per_task, generator), cfg)
-        steps += 2 * int(pre.mask.sum())  # the post-adaptation episodes are as many as the pre ones
+        run.steps += 2 * int(pre.mask.sum())  # the post-adaptation episodes are as many as the pre ones
         test = test_pendulums(plan, options.seed)
         final = maml_rl.evaluate(policy, test, replace(cfg, inner_lr=plan["maml_rl_inner_lr"]), steps=1,
                                  n_episodes=plan["test_episodes"],
                                  generator=torch.Generator().manual_seed(options.seed + 99))[1]
-        curve.append({"real_steps": steps, "return": float(final.mean())})
-        save_atomically({"policy": policy.state_dict(), "generator": generator.get_state(),
-                         "rng": rng.bit_generator.state, "curve": curve, "steps": steps,
-                         "clock": clock.totals(), "final": final}, path)
+        run.record({"real_steps": run.steps, "return": float(final.mean())}, final)
         if progress:
-            progress(f"MAML-RL: {steps} real steps, return after one step {final.mean():.1f}")
-    wall, cpu = clock.totals()
-    return {"curve": curve, "final": final, "wall": wall, "cpu": cpu, "real_steps": steps,
-            "resumed": state is not None}
+            progress(f"MAML-RL: {run.steps} real steps, return after one step {final.mean():.1f}")
+    return run.outcome(run.steps)
 
 
 def _post_rollout(policy, env, n_episodes, generator, adapted):

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 
 from ..algorithms import maml
-from ..functional import Params, expand_over_tasks, forward, params_of
+from ..functional import Params, expand_over_tasks, forward, frozen_params, params_of
 from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
 from . import linear_baseline, ppo, trpo
@@ -295,7 +295,7 @@ def evaluate(policy: nn.Module, env: BatchedTaskEnv, cfg: Config, steps: int = 3
         [cfg.inner_lr] + [cfg.inner_lr / 2] * max(0, steps - 1)
     if len(step_sizes) < steps:
         raise ValueError(f"step_sizes has {len(step_sizes)} values for steps={steps}; give one per step")
-    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    theta = frozen_params(policy)
     params = {n: p.clone().requires_grad_() for n, p in expand_over_tasks(theta, env.n_tasks).items()}
     results = {}
     for step in range(steps + 1):

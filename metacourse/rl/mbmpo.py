@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
-from ..functional import Params, expand_over_tasks, forward, params_of
+from ..functional import Params, expand_over_tasks, forward, frozen_params, params_of
 from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
 from . import maml_rl
@@ -274,7 +274,7 @@ def meta_policy_step(policy: nn.Module, env: ImaginedEnv, cfg: Config,
                      generator: torch.Generator | None = None) -> dict[str, float]:
     """(4) One MAML-RL meta-step on imagined data: pre-update episodes in every model, then
     ``maml_rl.meta_step``, whose post-update episodes are imagined in the same models."""
-    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    theta = frozen_params(policy)
     pre = imagine(policy, theta, env, cfg.imagined_episodes, generator)
     return maml_rl.meta_step(policy, pre, lambda adapted: imagine(policy, adapted, env,
                                                                   cfg.imagined_episodes, generator),
