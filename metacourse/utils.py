@@ -85,6 +85,18 @@ def check_nonnegative(name: str, value: object, hint: str = "") -> float:
     return float(value)
 
 
+def check_positive(name: str, value: object, hint: str = "") -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise with the fix."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})") from None
+    if not np.isfinite(number) or number <= 0.0:
+        fix = f"; {hint}" if hint else ""
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}{fix}")
+    return number
+
+
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run the body with ``n`` torch CPU threads (None or 0: leave the setting alone), then

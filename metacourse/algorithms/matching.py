@@ -43,6 +43,8 @@ class Config:
 
     temperature: float = 0.1
     """τ of eq. (1); the paper's softmax over raw cosines is τ = 1, which caps the confidence."""
+    compile: bool = False
+    """Run the embedding through ``torch.compile`` (as ``protonet.Config.compile``)."""
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -57,7 +59,7 @@ def attention(query: Tensor, support: Tensor, temperature: float) -> Tensor:
 
 def adapt(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config) -> tuple[Tensor, Tensor]:
     """What a task contributes: the support embeddings and their one-hot labels."""
-    support = embed(model, params, task.x_support, isinstance(task, TaskBatch))
+    support = embed(model, params, task.x_support, isinstance(task, TaskBatch), cfg.compile)
     one_hot = F.one_hot(task.y_support, n_classes(task.y_support)).to(support.dtype)
     return support, one_hot
 
@@ -65,7 +67,7 @@ def adapt(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config)
 def predict(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config) -> Tensor:
     """Eq. (2): class probabilities of the query set, ``(m, N)`` or ``(T, m, N)``."""
     support, one_hot = adapt(model, params, task, cfg)
-    query = embed(model, params, task.x_query, isinstance(task, TaskBatch))
+    query = embed(model, params, task.x_query, isinstance(task, TaskBatch), cfg.compile)
     return attention(query, support, cfg.temperature) @ one_hot
 
 

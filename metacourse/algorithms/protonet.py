@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from ..compiled import call_embedding
 from ..functional import Params, accuracy, cross_entropy_loss, params_of
 from ..tasks.base import Task, TaskBatch, stack_tasks
 
@@ -51,15 +52,22 @@ class Config:
 
     distance: str = "euclidean"
     """d in eq. (2): ``"euclidean"`` (squared, the paper's choice) or ``"cosine"``."""
+    compile: bool = False
+    """Run f_θ through ``torch.compile`` (``metacourse.compiled``): the same numbers up to rounding,
+    faster once each input shape has compiled (``benchmarks/protonet_compile.py``)."""
 
     def __post_init__(self) -> None:
         if self.distance not in DISTANCES:
             raise ValueError(f"distance={self.distance!r} is unknown; choose one of {DISTANCES}")
 
 
-def embed(model: nn.Module, params: Params, x: Tensor, batched: bool = False) -> Tensor:
+def embed(model: nn.Module, params: Params, x: Tensor, batched: bool = False,
+          compile: bool = False) -> Tensor:
     """f_θ(x): ``(n, ...)`` → ``(n, d)``; with ``batched``, ``(T, n, ...)`` → ``(T, n, d)``, one
-    shared θ and each task normalised with its own batch statistics."""
+    shared θ and each task normalised with its own batch statistics. ``compile``: through
+    ``torch.compile`` (``metacourse.compiled.call_embedding``)."""
+    if compile:
+        return call_embedding(model, params, x, batched)
     if not batched:
         return functional_call(model, params, (x,))
     return vmap(lambda images: functional_call(model, params, (images,)), randomness="same")(x)
@@ -88,14 +96,14 @@ def class_logits(query: Tensor, centres: Tensor, distance: str = "euclidean") ->
 def adapt(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config) -> Tensor:
     """The prototypes of the task's support set: ``(N, d)``, or ``(T, N, d)`` for a batch."""
     batched = isinstance(task, TaskBatch)
-    support = embed(model, params, task.x_support, batched)
+    support = embed(model, params, task.x_support, batched, cfg.compile)
     return prototypes(support, task.y_support)
 
 
 def predict(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config) -> Tensor:
     """Logits of the query set, ``(m, N)`` or ``(T, m, N)``."""
     centres = adapt(model, params, task, cfg)
-    query = embed(model, params, task.x_query, isinstance(task, TaskBatch))
+    query = embed(model, params, task.x_query, isinstance(task, TaskBatch), cfg.compile)
     return class_logits(query, centres, cfg.distance)
 
 

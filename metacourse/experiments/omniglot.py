@@ -84,6 +84,8 @@ ARGUMENTS = (
     Argument("--test-tasks", int, 600, None, "number of test tasks"),
     Argument("--backend", str, "auto", ("auto", "loop", "vmap"), "MAML backend"),
     Argument("--threads", int, 1, None, "torch CPU threads (1 is fastest on a shared CPU; 0: all)"),
+    Argument("--compile", int, 0, (0, 1),
+             "1: torch.compile the embedding network (protonet, matching; see metacourse.compiled)"),
 )
 
 
@@ -104,7 +106,8 @@ def budget(options: RunOptions) -> dict:
                  "n_query_train": shots, "backend": extra["backend"]}
     elif method in ("protonet", "matching"):
         plan |= {"meta_steps": 20_000 if gpu else 5_000, "meta_batch_size": 1, "train_ways": 60,
-                 "k_shot_train": shots, "n_query_train": 5, "halve_lr_every": 2_000}
+                 "k_shot_train": shots, "n_query_train": 5, "halve_lr_every": 2_000,
+                 "compile": bool(extra["compile"])}
     elif method == "reptile":
         five = ways == 5
         plan |= {"meta_steps": 100_000 if gpu else 5_000, "meta_batch_size": 5,
@@ -180,8 +183,8 @@ def build_step(plan: dict, model: nn.Module):
         return step, {"model": model, "optimizer": optimizer}
     module = protonet if method == "protonet" else matching
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, plan["halve_lr_every"], gamma=0.5)
-    step = partial(_scheduled, partial(module.meta_step, model, optimizer, cfg=module.Config()),
-                   schedule)
+    cfg = module.Config(compile=plan["compile"])
+    step = partial(_scheduled, partial(module.meta_step, model, optimizer, cfg=cfg), schedule)
     return step, {"model": model, "optimizer": optimizer, "schedule": schedule}
 
 
@@ -206,13 +209,17 @@ def evaluate_model(plan: dict, model: nn.Module, tasks: TaskBatch, chunk_size: i
                    ) -> np.ndarray:
     """Per-task query accuracy of a trained model, adapted to each task as its method prescribes.
 
-    MAML's and fine-tuning's few steps run one task at a time on a CPU (batched weights make
-    grouped convolutions there, slower than a loop), Reptile's 50 steps 10 tasks at a time, and
-    everything ``chunk_size`` tasks at a time on a GPU.
+    On a CPU, MAML's and fine-tuning's few steps run one task at a time (batched weights make
+    grouped convolutions there, slower than a loop), Reptile's 50 steps 10 tasks at a time, and the
+    embedding methods (ProtoNets, matching networks, nearest neighbour) one task at a time too: 50
+    tasks in one vmapped pass take about twice as long per task, their activations no longer fit
+    in cache (``benchmarks/protonet_compile.py``). On a GPU everything runs ``chunk_size`` tasks
+    at a time.
     """
     method = plan["method"]
     model.eval()
-    per_task = 1 if tasks.x_support.device.type == "cpu" else chunk_size
+    on_cpu = tasks.x_support.device.type == "cpu"
+    per_task = 1 if on_cpu else chunk_size
     if method in ("maml", "fomaml"):
         steps = plan["inner_steps_test"]
         return adaptation_curve(model, tasks, (steps,), plan["inner_lr"], loss="cross_entropy",
@@ -221,8 +228,8 @@ def evaluate_model(plan: dict, model: nn.Module, tasks: TaskBatch, chunk_size: i
         return baselines.finetune_accuracy(model, tasks, plan["finetune_lr"],
                                            plan["finetune_steps"], per_task)
     values = []
-    reptile_chunk = 10 if tasks.x_support.device.type == "cpu" else chunk_size  # fastest on CPU
-    for chunk in tasks.split(reptile_chunk if method == "reptile" else chunk_size):
+    cpu_chunk = 10 if method == "reptile" else 1
+    for chunk in tasks.split(cpu_chunk if on_cpu else chunk_size):
         if method == "reptile":
             cfg = reptile.Config(inner_lr=plan["inner_lr"], inner_steps=plan["inner_steps_test"],
                                  inner_batch=plan["inner_batch"])
@@ -234,7 +241,7 @@ def evaluate_model(plan: dict, model: nn.Module, tasks: TaskBatch, chunk_size: i
             else:
                 module = protonet if method == "protonet" else matching
                 logits = module.predict(model, dict(model.named_parameters()), chunk,
-                                        module.Config())
+                                        module.Config(compile=plan.get("compile", False)))
                 values.append((logits.argmax(-1) == chunk.y_query).float().mean(-1).numpy())
     return np.concatenate([np.asarray(v) for v in values])
 

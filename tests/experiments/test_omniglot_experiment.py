@@ -37,6 +37,8 @@ def test_protonet_budget_follows_the_paper_and_options_override():
     assert (plan["train_ways"], plan["k_shot_train"], plan["n_query_train"]) == (60, 5, 5)
     assert _plan(method="protonet", train_ways=20)["train_ways"] == 20
     assert omniglot.budget(RunOptions(meta_steps=7, extra={"method": "matching"}))["meta_steps"] == 7
+    assert _plan(method="protonet")["compile"] is False
+    assert _plan(method="matching", compile=1)["compile"] is True
 
 
 def test_unknown_method_or_shape_is_a_clear_error():
@@ -45,6 +47,20 @@ def test_unknown_method_or_shape_is_a_clear_error():
         with_defaults(experiment, {"method": "siamese"})
     with pytest.raises(ValueError, match="--ways 10 is not allowed"):
         with_defaults(experiment, {"ways": 10})
+
+
+@needs_data
+def test_compiled_protonet_run_scores_as_its_checkpoint_does_in_eager_mode(tmp_path):
+    options = RunOptions(fast=True, out_dir=str(tmp_path), progress=False,
+                         extra={"method": "protonet", "test_tasks": 4, "compile": 1})
+    result = omniglot.run(options)
+    (row,) = result.rows
+    plan = json.loads(Path(result.artifacts["card"]).read_text())["budget"]
+    assert plan["compile"] is True
+    model = omniglot.load_file(result.artifacts["checkpoint"])
+    eager = 100 * omniglot.evaluate_model({**plan, "compile": False}, model,
+                                          omniglot.test_tasks(plan))
+    assert eager.mean() == pytest.approx(row.ours.mean, abs=1e-4)
 
 
 @needs_data

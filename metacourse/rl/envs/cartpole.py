@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from ...utils import check_positive_int
+from ...utils import check_positive, check_positive_int
 
 __all__ = ["PoleLengthCartPoleEnv", "BatchedCartPole", "sample_pole_lengths", "LENGTH_RANGE",
            "MAX_EPISODE_STEPS"]
@@ -53,14 +53,6 @@ def _check_range(length_range) -> tuple[float, float]:
     return low, high
 
 
-def _check_length(length: object) -> float:
-    value = float(length)
-    if not np.isfinite(value) or value <= 0.0:
-        raise ValueError(f"a pole length must be a positive number of metres, got {length!r}; "
-                         "use env.sample_tasks(n) to make valid tasks")
-    return value
-
-
 class PoleLengthCartPoleEnv(CartPoleEnv):
     """Gymnasium's CartPole whose pole half-length is the task. Observation, actions and reward
     are Gymnasium's: (x, ẋ, θ, θ̇); push left (0) or right (1); +1 per step. No rendering: Gymnasium
@@ -81,7 +73,8 @@ class PoleLengthCartPoleEnv(CartPoleEnv):
         """Make ``task`` (a dict with ``"length"``, the pole's half-length) the following episodes' pole."""
         if not isinstance(task, dict) or "length" not in task:
             raise TypeError(f"a CartPole task is a dict with key 'length', got {task!r}")
-        self.length = _check_length(task["length"])
+        self.length = check_positive("a pole length (metres)", task["length"],
+                                     "use env.sample_tasks(n) to make valid tasks")
         self.polemass_length = self.masspole * self.length
         self._task_set = True
 

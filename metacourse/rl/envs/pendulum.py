@@ -30,7 +30,7 @@ import torch
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from torch import Tensor
 
-from ...utils import check_positive_int
+from ...utils import check_positive, check_positive_int
 
 __all__ = ["MassLengthPendulumEnv", "BatchedPendulum", "pendulum_reward", "sample_pendulums",
            "MASS_RANGE", "LENGTH_RANGE", "MAX_EPISODE_STEPS", "MAX_TORQUE"]
@@ -62,14 +62,6 @@ def _check_range(name: str, values) -> tuple[float, float]:
     return low, high
 
 
-def _check_positive(name: str, value: object) -> float:
-    number = float(value)
-    if not np.isfinite(number) or number <= 0.0:
-        raise ValueError(f"a pendulum's {name} must be a positive number, got {value!r}; "
-                         "use env.sample_tasks(n) to make valid tasks")
-    return number
-
-
 class MassLengthPendulumEnv(PendulumEnv):
     """Gymnasium's Pendulum whose mass and length are the task. No rendering: Gymnasium draws it
     with pygame, which the course does not install."""
@@ -91,7 +83,9 @@ class MassLengthPendulumEnv(PendulumEnv):
         """Make ``task`` (a dict with ``"mass"`` and ``"length"``) the following episodes' pendulum."""
         if not isinstance(task, dict) or not {"mass", "length"} <= set(task):
             raise TypeError(f"a Pendulum task is a dict with keys 'mass' and 'length', got {task!r}")
-        self.m, self.l = _check_positive("mass", task["mass"]), _check_positive("length", task["length"])
+        hint = "use env.sample_tasks(n) to make valid tasks"
+        self.m = check_positive("a pendulum's mass", task["mass"], hint)
+        self.l = check_positive("a pendulum's length", task["length"], hint)
         self._task_set = True
 
     def get_task(self) -> dict:
