@@ -72,3 +72,14 @@ def test_a_single_method_and_bad_options(tmp_path, capsys):
     assert "UCB1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "rl2-bandits", "--arms", "7"])
+
+
+def test_training_time_adds_every_session_of_a_resumed_run():
+    point = lambda wall, cpu: {"wall_seconds": wall, "cpu_seconds": cpu}  # noqa: E731
+    one_session = [point(10, 8), point(20, 16)]
+    assert experiment.training_time(one_session, (21, 17)) == (21, 17)
+    resumed = [point(10, 8), point(20, 16), point(5, 4), point(12, 9)]  # clocks restart at 5
+    assert experiment.training_time(resumed, (13, 10)) == (33, 26)
+    # a finished run resumed only to be evaluated: the last session trained for 0 s
+    assert experiment.training_time(one_session, (0.0, 0.0)) == (20, 16)
+    assert experiment.training_time([], (3.0, 2.0)) == (3.0, 2.0)
