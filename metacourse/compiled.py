@@ -4,7 +4,7 @@ Compiling pays where one network call is most of the work and no gradient of a g
 the embedding f_θ(x) of ProtoNets and matching networks, in training (forward and backward) and in
 evaluation (forward only). ``embedding_call(model, batched)`` is
 ``functional_call(model, params, (x,))`` — vmapped over a leading task dimension when
-``batched`` — compiled once per model with ``torch.compile(dynamic=False)``: every distinct
+``batched`` — through ``torch.compile(dynamic=False)``: every model and every distinct
 input shape (the support and the query set of an N-way K-shot task) compiles its own kernels the
 first time it is seen, about 10–40 s each on a CPU, so compiling pays on long runs, not on a few
 calls. The compiled function is the same mathematics as the eager one; its results differ only by
@@ -32,26 +32,25 @@ __all__ = ["embedding_call", "call_embedding"]
 
 EmbeddingFn = Callable[[Mapping[str, Tensor], Tensor], Tensor]
 
-_compiled: weakref.WeakKeyDictionary[nn.Module, dict[bool, EmbeddingFn]] = weakref.WeakKeyDictionary()
 _failed: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
-def _eager(model: nn.Module, batched: bool) -> EmbeddingFn:
-    def single(params: Mapping[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(model, dict(params), (x,))
-
+def _eager(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, batched: bool) -> Tensor:
     if not batched:
-        return single
-    return lambda params, x: vmap(lambda images: single(params, images), randomness="same")(x)
+        return functional_call(model, dict(params), (x,))
+    return vmap(lambda images: functional_call(model, dict(params), (images,)),
+                randomness="same")(x)
+
+
+_compiled = torch.compile(_eager, dynamic=False)
+"""One compiled function for every model: TorchDynamo guards on the model it is given (and on
+``batched`` and the input shapes) and compiles again for a new one, without keeping it alive."""
 
 
 def embedding_call(model: nn.Module, batched: bool = False) -> EmbeddingFn:
     """``f(params, x)``: the model with weights ``params`` on ``x`` (``(T, n, ...)`` when
-    ``batched``, one shared θ), compiled once per model and kept while the model lives."""
-    per_model = _compiled.setdefault(model, {})
-    if batched not in per_model:
-        per_model[batched] = torch.compile(_eager(model, batched), dynamic=False)
-    return per_model[batched]
+    ``batched``, one shared θ), through ``torch.compile``."""
+    return lambda params, x: _compiled(model, params, x, batched)
 
 
 def call_embedding(model: nn.Module, params: Mapping[str, Tensor], x: Tensor,
@@ -59,11 +58,11 @@ def call_embedding(model: nn.Module, params: Mapping[str, Tensor], x: Tensor,
     """``embedding_call(model, batched)(params, x)``, or the eager call once compiling has failed
     for this model (with one warning that says why)."""
     if model in _failed:
-        return _eager(model, batched)(params, x)
+        return _eager(model, params, x, batched)
     try:
         return embedding_call(model, batched)(params, x)
     except torch._dynamo.exc.TorchDynamoException as error:
-        result = _eager(model, batched)(params, x)  # a wrong input raises its own error here
+        result = _eager(model, params, x, batched)  # a wrong input raises its own error here
         _failed.add(model)
         warnings.warn(f"torch.compile failed for {type(model).__name__} and the embedding runs "
                       f"eagerly from now on ({type(error).__name__}: {str(error).splitlines()[0]}). "

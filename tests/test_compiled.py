@@ -1,7 +1,9 @@
 """torch.compile of the metric learners' embedding: the same numbers as eager mode up to rounding,
 and a warning plus eager execution when compiling fails."""
 
+import gc
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -57,12 +59,10 @@ def test_compiled_matching_and_single_task_match_eager():
 
 
 def test_failed_compile_warns_once_and_runs_eagerly(monkeypatch):
-    def broken(fn, **kwargs):
-        def call(*args):
-            raise torch._dynamo.exc.TorchDynamoException("backend failed: no C++ compiler found")
-        return call
+    def broken(*args):
+        raise torch._dynamo.exc.TorchDynamoException("backend failed: no C++ compiler found")
 
-    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(compiled, "_compiled", broken)
     model, tasks = _model(), _tasks()
     cfg = protonet.Config(compile=True)
     with pytest.warns(RuntimeWarning, match="C\\+\\+ compiler"):
@@ -79,3 +79,12 @@ def test_wrong_input_raises_its_own_error_when_compiled():
     model = _model()
     with pytest.raises(ValueError, match="Conv4 expects images"):
         compiled.call_embedding(model, params_of(model), torch.randn(4, 14, 14))
+
+
+def test_the_compiled_call_does_not_keep_a_model_alive():
+    model, tasks = _model(), _tasks()
+    compiled.call_embedding(model, params_of(model), tasks.x_support, batched=True)
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
