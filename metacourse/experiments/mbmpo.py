@@ -351,8 +351,9 @@ def _final_return(curve: list[dict]) -> float:
 
 def _notes(outcomes: dict, target: float, reached: dict, ratio, plan: dict) -> list[str]:
     notes = [f"target return = PPO's final return (mean of its last 3 evaluations): {target:.1f}; "
-             f"MB-MPO's final return, the same way: {plan['mbmpo_final_return']:.1f} (PPO first reached it at "
-             f"{plan['ppo_steps_to_mbmpo_final'] or 'no'} real steps)"]
+             f"MB-MPO's final return, the same way: {plan['mbmpo_final_return']:.1f} ("
+             + ("PPO never reached it" if plan["ppo_steps_to_mbmpo_final"] is None
+                else f"PPO first reached it at {plan['ppo_steps_to_mbmpo_final']:,} real steps") + ")"]
     for name, o in outcomes.items():
         steps = "never reached" if reached[name] is None else f"reached at {reached[name]:,} real steps"
         notes.append(f"{name}: target {steps}; {o['real_steps']:,} real steps in all; "
