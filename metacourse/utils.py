@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -95,6 +96,24 @@ def check_positive(name: str, value: object, hint: str = "") -> float:
         fix = f"; {hint}" if hint else ""
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}{fix}")
     return number
+
+
+class Clock:
+    """Wall and CPU seconds since it was made, plus ``wall``/``cpu`` carried over from earlier
+    sessions of a resumed run: ``clock.totals()`` → ``(wall, cpu)``."""
+
+    def __init__(self, wall: float = 0.0, cpu: float = 0.0) -> None:
+        self.wall0, self.cpu0 = wall, cpu
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+
+    def wall(self) -> float:
+        return self.wall0 + time.perf_counter() - self.started
+
+    def cpu(self) -> float:
+        return self.cpu0 + time.process_time() - self.cpu_started
+
+    def totals(self) -> tuple[float, float]:
+        return self.wall(), self.cpu()
 
 
 @contextmanager

@@ -62,11 +62,11 @@ class Config:
 
 
 def embed(model: nn.Module, params: Params, x: Tensor, batched: bool = False,
-          compile: bool = False) -> Tensor:
+          compiled: bool = False) -> Tensor:
     """f_θ(x): ``(n, ...)`` → ``(n, d)``; with ``batched``, ``(T, n, ...)`` → ``(T, n, d)``, one
-    shared θ and each task normalised with its own batch statistics. ``compile``: through
+    shared θ and each task normalised with its own batch statistics. ``compiled``: through
     ``torch.compile`` (``metacourse.compiled.call_embedding``)."""
-    if compile:
+    if compiled:
         return call_embedding(model, params, x, batched)
     if not batched:
         return functional_call(model, params, (x,))

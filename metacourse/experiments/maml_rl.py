@@ -17,7 +17,6 @@ Training runs through ``train.meta_train`` (checkpointed in ``out_dir``, resumab
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl
 from ..rl.envs import BatchedNavigation2D, sample_goals
 from ..train import TrainConfig, meta_train
-from ..utils import torch_threads
+from ..utils import Clock, torch_threads
 
 PAPER = {  # MAML Table 4 (App. C.2): 2D point-mass navigation, average return after k grad steps
     "MAML": {0: -40.41, 1: -11.68, 2: -3.33, 3: -3.23},
@@ -133,11 +132,10 @@ def train(options: RunOptions, plan: dict):
     cfg = make_cfg(plan)
     train_cfg = train_config(options, plan, "maml-rl-navigation", "MAML-RL 2D navigation",
                              checkpoint_every=10)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Clock()
     history = meta_train(lambda batch: training_step(policy, cfg, batch), sample_batch, train_cfg,
                          {"policy": policy})
-    plan["train_wall_seconds"] = round(time.perf_counter() - started, 1)
-    plan["train_cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    plan["train_wall_seconds"], plan["train_cpu_seconds"] = (round(t, 1) for t in clock.totals())
     return policy, cfg, history
 
 
@@ -160,7 +158,7 @@ def run(options: RunOptions) -> Result:
 
 
 def _run(options: RunOptions) -> Result:
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Clock()
     plan = budget(options)
     policy, cfg, history = train(options, plan)
     curves = {"MAML": evaluate(policy, cfg, plan, options.seed)}
@@ -187,8 +185,7 @@ def _run(options: RunOptions) -> Result:
     result.artifacts["learning_curve"] = save_curve(curve, options)
     result.artifacts["plot"] = save_plot(policy, curves, curve, options)
     result.artifacts["policy"] = save_policy(policy, plan, options)
-    result.wall_seconds = time.perf_counter() - started
-    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 

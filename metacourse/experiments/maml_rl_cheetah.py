@@ -26,7 +26,6 @@ Training runs through ``train.meta_train`` (checkpointed in ``out_dir``, resumab
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl
 from ..rl.envs.cheetah import HORIZON, TASK_FAMILIES, BatchedCheetah
 from ..train import meta_train
-from ..utils import torch_threads
+from ..utils import Clock, torch_threads
 from .maml_rl import (
     EVAL_STEP_SIZES,
     EVAL_STEPS,
@@ -110,12 +109,11 @@ def train(family: str, options: RunOptions, plan: dict):
     env = BatchedCheetah(family, placeholders, plan["horizon"])
     train_cfg = train_config(options, plan, f"maml-rl-cheetah-{family}", f"MAML-RL cheetah {TITLES[family]}",
                              checkpoint_every=5)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Clock()
     history = meta_train(lambda batch: training_step(policy, cfg, env, batch),
                          lambda n, rng: sample_batch(family, n, rng), train_cfg, {"policy": policy})
     env.close()
-    plan["train_wall_seconds"] = round(time.perf_counter() - started, 1)
-    plan["train_cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    plan["train_wall_seconds"], plan["train_cpu_seconds"] = (round(t, 1) for t in clock.totals())
     return policy, cfg, history
 
 
@@ -153,7 +151,7 @@ def run_family(family: str, options: RunOptions) -> Result:
 
 
 def _run(family: str, options: RunOptions) -> Result:
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Clock()
     name = f"maml-rl-cheetah-{family}"
     plan = budget(options)
     policy, cfg, history = train(family, options, plan)
@@ -181,8 +179,7 @@ def _run(family: str, options: RunOptions) -> Result:
     curve = training_curve(history, plan)
     result = Result(name, options.seed, "cpu", 0.0, plan, result_rows(family, curves, plan), notes)
     result.artifacts.update(save_artifacts(family, policy, curves, curve, plan, options))
-    result.wall_seconds = time.perf_counter() - started
-    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -44,7 +43,7 @@ from ..rl import maml_rl, mbmpo, ppo
 from ..rl.envs.pendulum import MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
 from ..rl.returns import gae
 from ..train import save_atomically
-from ..utils import torch_threads
+from ..utils import Clock, torch_threads
 
 METHODS = ("MB-MPO", "PPO", "MAML-RL")
 
@@ -109,18 +108,6 @@ def _checkpoint(options: RunOptions, method: str, plan: dict) -> Path:
 
 def _load(path: Path) -> dict | None:
     return torch.load(path, weights_only=False) if path.exists() else None
-
-
-class Clock:
-    """Wall and CPU seconds spent on one method, carried across resumed runs."""
-
-    def __init__(self, wall: float = 0.0, cpu: float = 0.0) -> None:
-        self.wall0, self.cpu0 = wall, cpu
-        self.started, self.cpu_started = time.perf_counter(), time.process_time()
-
-    def totals(self) -> tuple[float, float]:
-        return (self.wall0 + time.perf_counter() - self.started,
-                self.cpu0 + time.process_time() - self.cpu_started)
 
 
 class Resumable:
@@ -304,7 +291,7 @@ def run(options: RunOptions) -> Result:
 
 
 def _run(options: RunOptions) -> Result:
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Clock()
     plan = budget(options)
     say = print if options.progress else None
     trainers = {"MB-MPO": train_mbmpo, "PPO": train_ppo, "MAML-RL": train_maml_rl}
@@ -336,8 +323,7 @@ def _run(options: RunOptions) -> Result:
     setting = "" if plan["pendulums"] == "family" else f"-{plan['pendulums']}"
     plot = Path(options.out_dir) / f"mbmpo-pendulum{setting}-seed{options.seed}.png"
     result.artifacts["plot"] = save_plot(result.to_dict(), plot)
-    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
-    result.wall_seconds = time.perf_counter() - started
+    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     if any(o["resumed"] for o in outcomes.values()):
         notes.append("resumed from checkpoints: the command's wall and CPU time cover this session only; "
                      "each method's times above add up every session")

@@ -33,7 +33,7 @@ from ..rl.envs import BatchedCartPole, sample_pole_lengths
 from ..tasks import SinusoidTasks
 from ..tasks.base import TaskBatch
 from ..train import TrainConfig, meta_train
-from ..utils import torch_threads
+from ..utils import Clock, torch_threads
 from . import sinusoid
 
 SHOTS = (4, 6, 8)
@@ -158,7 +158,7 @@ def run_sinusoid(options: RunOptions) -> Result:
 
 
 def _run_sinusoid(options: RunOptions) -> Result:
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Clock()
     plan = sinusoid_budget(options)
     critic, actor_model, history, seconds = train_sinusoid_critic(options, plan)
     maml_plan = {**sinusoid.budget(RunOptions(fast=options.fast, meta_steps=plan["maml_meta_steps"])),
@@ -184,8 +184,7 @@ def _run_sinusoid(options: RunOptions) -> Result:
     result = Result("meta-critic-sinusoid", options.seed, "cpu", 0.0, plan, rows, notes)
     plot_path = Path(options.out_dir) / f"meta-critic-sinusoid-seed{options.seed}.png"
     result.artifacts["plot"] = save_sinusoid_plot(result.to_dict(), plot_path)
-    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
-    result.wall_seconds = time.perf_counter() - started
+    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 
@@ -399,7 +398,7 @@ def run_cartpole(options: RunOptions) -> Result:
 
 
 def _run_cartpole(options: RunOptions) -> Result:
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Clock()
     plan = cartpole_budget(options)
     critic, actor_model, history, seconds = train_cartpole_critic(options, plan)
     runs = compare_on_held_out(critic, actor_model, plan)
@@ -441,8 +440,7 @@ def _run_cartpole(options: RunOptions) -> Result:
     result.artifacts.update(save_cartpole_plots(runs, plan, details["embedding"], options))
     result.artifacts["details"] = str(Path(options.out_dir) / f"meta-critic-cartpole-seed{options.seed}.details.json")
     Path(result.artifacts["details"]).write_text(json.dumps(details) + "\n")
-    plan["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
-    result.wall_seconds = time.perf_counter() - started
+    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 

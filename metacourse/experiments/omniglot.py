@@ -44,7 +44,7 @@ from ..tasks.base import TaskBatch
 from ..tasks.episodes import EpisodeSampler, sample_batch, sample_episodes
 from ..tasks.omniglot import Omniglot
 from ..train import TrainConfig, meta_train
-from ..utils import get_device, torch_threads
+from ..utils import Clock, get_device, torch_threads
 
 METHODS = ("maml", "fomaml", "reptile", "protonet", "matching", "finetune", "nearest")
 LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile",
@@ -279,9 +279,9 @@ def train(plan: dict, options: RunOptions, device: torch.device) -> tuple[nn.Mod
     first_step = _checkpoint_step(checkpoint)
     load_before = _load_average()
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    start, cpu_start = time.perf_counter(), time.process_time()
+    clock = Clock()
     meta_train(step, build_sampler(plan, device), train_cfg, state)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    wall, cpu = clock.totals()
     times = _times_path(checkpoint)
     segments = json.loads(times.read_text())["segments"] if times.exists() and first_step else []
     if first_step < plan["meta_steps"]:  # a run resumed from a finished checkpoint trains nothing

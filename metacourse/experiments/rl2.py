@@ -28,6 +28,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import baselines, ppo, rl2
 from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
 from ..train import TrainConfig, meta_train
+from ..utils import Clock
 
 _BANDIT_COLUMNS = ("Random", "Gittins", "TS", "OTS", "UCB1", "ε-Greedy", "Greedy", "RL²")
 _BANDIT_ROWS = {  # RL² paper, Table 1: (n, k) -> total reward per column
@@ -157,9 +158,8 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
     out = Path(options.out_dir)
     name = f"{problem.slug}-seed{options.seed}-u{updates}x{plan['trials_per_update']}"
     curve_path = out / f"{name}.curve.jsonl"
-    started, cpu_started = time.perf_counter(), time.process_time()
-    evaluate = partial(_validation_point, policy, problem, cfg, validation, curve_path,
-                       (started, cpu_started))
+    clock = Clock()
+    evaluate = partial(_validation_point, policy, problem, cfg, validation, curve_path, clock)
     train_cfg = TrainConfig(
         meta_steps=updates, meta_batch_size=plan["trials_per_update"], seed=options.seed,
         eval_every=plan["eval_every"], checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
@@ -169,8 +169,8 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
     history = meta_train(step, problem.sampler, train_cfg,
                          {"policy": policy, "optimizer": optimizer, "scheduler": scheduler},
                          evaluate=evaluate)
-    plan["train_cpu_seconds"] = round(time.process_time() - cpu_started, 1)
-    return policy, cfg, history, time.perf_counter() - started, str(curve_path)
+    plan["train_cpu_seconds"] = round(clock.cpu(), 1)
+    return policy, cfg, history, clock.wall(), str(curve_path)
 
 
 def _scheduled_step(step: Callable, scheduler, tasks) -> dict[str, float]:
@@ -181,13 +181,12 @@ def _scheduled_step(step: Callable, scheduler, tasks) -> dict[str, float]:
 
 
 def _validation_point(policy, problem: Problem, cfg, validation, curve_path: Path,
-                      started: tuple[float, float]) -> dict[str, float]:
+                      clock: Clock) -> dict[str, float]:
     """Mean trial reward on the validation tasks; appended to a JSON-lines learning curve."""
     env = problem.env(validation, np.random.default_rng(12345))
     value = float(rl2.evaluate(policy, env, cfg).mean())
     point = {"validation_total_reward": value,
-             "wall_seconds": round(time.perf_counter() - started[0], 1),
-             "cpu_seconds": round(time.process_time() - started[1], 1)}
+             "wall_seconds": round(clock.wall(), 1), "cpu_seconds": round(clock.cpu(), 1)}
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     with open(curve_path, "a") as handle:
         handle.write(json.dumps(point) + "\n")
