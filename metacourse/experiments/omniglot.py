@@ -86,7 +86,14 @@ ARGUMENTS = (
     Argument("--threads", int, 1, None, "torch CPU threads (1 is fastest on a shared CPU; 0: all)"),
     Argument("--compile", int, 0, (0, 1),
              "1: torch.compile the embedding network (protonet, matching; see metacourse.compiled)"),
+    Argument("--bf16", int, 0, (0, 1),
+             "1: train with the forward passes in bfloat16 (torch.autocast; for GPUs; protonet, "
+             "matching, fomaml, reptile); weights, optimizer and evaluation stay float32"),
 )
+BF16_METHODS = ("protonet", "matching", "fomaml", "reptile")
+"""The methods whose training may run under bfloat16 autocast: one backward pass per step.
+Second-order MAML differentiates through its inner gradient, where bfloat16's 8-bit mantissa
+would be carried twice; it stays float32."""
 
 
 def budget(options: RunOptions) -> dict:
@@ -121,6 +128,11 @@ def budget(options: RunOptions) -> dict:
                  "validation_tasks": 50}
     if extra["train_ways"]:
         plan["train_ways"] = extra["train_ways"]
+    if extra["bf16"]:
+        if method not in BF16_METHODS:
+            raise ValueError(f"--bf16 1 is for {', '.join(BF16_METHODS)}; {method} trains in float32 "
+                             "(drop --bf16, or pick --method fomaml for a first-order MAML)")
+        plan["bf16"] = True
     if options.fast:
         plan |= {"meta_steps": 4, "test_tasks": min(plan["test_tasks"], 10),
                  "meta_batch_size": min(plan["meta_batch_size"], 2),
@@ -136,7 +148,8 @@ def budget(options: RunOptions) -> dict:
 def checkpoint_name(plan: dict) -> str:
     """e.g. ``protonet-omniglot-5w1s`` (``maml-mlp-omniglot-5w1s`` for the no-conv network)."""
     network = "-mlp" if plan["network"] == "mlp" else ""
-    return f"{plan['method']}{network}-omniglot-{plan['ways']}w{plan['shots']}s"
+    precision = "-bf16" if plan.get("bf16") else ""
+    return f"{plan['method']}{network}-omniglot-{plan['ways']}w{plan['shots']}s{precision}"
 
 
 def model_spec(plan: dict) -> dict:
@@ -160,8 +173,22 @@ def _scheduled(step, scheduler, tasks):
     return metrics
 
 
+def _in_bfloat16(step, device_type: str, tasks):
+    """One training step under ``torch.autocast``: matrix products and convolutions run in
+    bfloat16, the parameters, their gradients and the optimizer's state stay float32."""
+    with torch.autocast(device_type, dtype=torch.bfloat16):
+        return step(tasks)
+
+
 def build_step(plan: dict, model: nn.Module):
     """The step function of ``meta_train`` and the state a checkpoint must hold."""
+    step, state = _build_step(plan, model)
+    if plan.get("bf16"):
+        step = partial(_in_bfloat16, step, next(model.parameters()).device.type)
+    return step, state
+
+
+def _build_step(plan: dict, model: nn.Module):
     method = plan["method"]
     if method == "reptile":
         optimizer = torch.optim.SGD(model.parameters(), lr=plan["outer_lr"])

@@ -12,6 +12,7 @@ import torch
 from metacourse import cli
 from metacourse.experiments import omniglot
 from metacourse.reproduce import RunOptions, get_experiment, with_defaults
+from metacourse.tasks.base import TaskBatch
 
 needs_data = pytest.mark.skipif(
     not any((Path(os.environ.get("METACOURSE_DATA", "/nonexistent")) / p).exists()
@@ -47,6 +48,44 @@ def test_unknown_method_or_shape_is_a_clear_error():
         with_defaults(experiment, {"method": "siamese"})
     with pytest.raises(ValueError, match="--ways 10 is not allowed"):
         with_defaults(experiment, {"ways": 10})
+
+
+def test_bf16_is_for_the_first_order_methods_and_names_its_checkpoints():
+    assert "bf16" not in _plan(method="protonet")
+    plan = _plan(method="fomaml", bf16=1)
+    assert plan["bf16"] is True and omniglot.checkpoint_name(plan) == "fomaml-omniglot-5w1s-bf16"
+    with pytest.raises(ValueError, match="--bf16 1 is for protonet, matching, fomaml, reptile; maml"):
+        _plan(method="maml", bf16=1)
+
+
+@pytest.mark.parametrize("method", ["protonet", "fomaml"])
+def test_a_bf16_step_keeps_float32_weights_and_float32s_loss_to_bfloat16_precision(method):
+    torch.manual_seed(0)
+    plan = _plan(method=method, train_ways=5) | {"meta_batch_size": 2}
+    n, k, q = 5, 1, plan["n_query_train"]
+    y_support = torch.arange(n).repeat_interleave(k).expand(2, -1)
+    y_query = torch.arange(n).repeat_interleave(q).expand(2, -1)
+    tasks = TaskBatch(torch.randn(2, n * k, 1, 28, 28), y_support,
+                               torch.randn(2, n * q, 1, 28, 28), y_query)
+    losses = {}
+    for bf16 in (False, True):
+        torch.manual_seed(1)
+        model = omniglot.build_model(omniglot.model_spec(plan))
+        step, _ = omniglot.build_step(plan | {"bf16": bf16}, model)
+        losses[bf16] = step(tasks)["meta_loss"]
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+                   for p in model.parameters() if p.grad is not None)
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)
+
+
+@needs_data
+def test_a_bf16_reptile_run_end_to_end(tmp_path):
+    options = RunOptions(fast=True, out_dir=str(tmp_path), progress=False,
+                         extra={"method": "reptile", "test_tasks": 4, "bf16": 1})
+    result = omniglot.run(options)
+    card = json.loads(Path(result.artifacts["card"]).read_text())
+    assert card["name"] == "reptile-omniglot-5w1s-bf16" and card["budget"]["bf16"] is True
+    assert "--bf16 1" in card["command"] and 0 <= result.rows[0].ours.mean <= 100
 
 
 @needs_data
