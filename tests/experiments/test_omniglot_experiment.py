@@ -66,7 +66,7 @@ def test_a_bf16_step_keeps_float32_weights_and_float32s_loss_to_bfloat16_precisi
     y_support = torch.arange(n).repeat_interleave(k).expand(2, -1)
     y_query = torch.arange(n).repeat_interleave(q).expand(2, -1)
     tasks = TaskBatch(torch.randn(2, n * k, 1, 28, 28), y_support,
-                               torch.randn(2, n * q, 1, 28, 28), y_query)
+                      torch.randn(2, n * q, 1, 28, 28), y_query)
     losses = {}
     for bf16 in (False, True):
         torch.manual_seed(1)
