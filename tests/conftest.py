@@ -38,3 +38,18 @@ def one_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture
+def image_tasks():
+    """A factory of N-way K-shot tasks of random images, ``image_tasks(n_tasks, ways, shots,
+    queries, size=14, dtype=..., seed=0)`` → TaskBatch (labels 0…ways−1, K per class in order)."""
+    from metacourse.tasks.base import TaskBatch
+
+    def make(n_tasks=2, ways=3, shots=2, queries=2, size=14, dtype=torch.float32, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        labels = lambda k: torch.arange(ways).repeat_interleave(k).expand(n_tasks, -1).contiguous()  # noqa: E731
+        images = lambda k: torch.randn(n_tasks, ways * k, 1, size, size, generator=g, dtype=dtype)  # noqa: E731
+        return TaskBatch(images(shots), labels(shots), images(queries), labels(queries))
+
+    return make

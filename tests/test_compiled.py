@@ -12,16 +12,6 @@ from metacourse import compiled
 from metacourse.algorithms import matching, protonet
 from metacourse.functional import params_of
 from metacourse.models.conv4 import Conv4
-from metacourse.tasks.base import TaskBatch
-
-
-def _tasks(n_tasks=2, ways=3, shots=2, queries=2, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    labels = lambda k: torch.arange(ways).repeat_interleave(k).expand(n_tasks, -1).contiguous()  # noqa: E731
-    return TaskBatch(torch.randn(n_tasks, ways * shots, 1, 14, 14, generator=g, dtype=dtype),
-                     labels(shots),
-                     torch.randn(n_tasks, ways * queries, 1, 14, 14, generator=g, dtype=dtype),
-                     labels(queries))
 
 
 def _model(dtype=torch.float32):
@@ -35,8 +25,8 @@ def _flat_grad(model, loss):
     return torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
-def test_compiled_protonet_matches_eager_in_float64():
-    model, tasks = _model(torch.float64), _tasks(dtype=torch.float64)
+def test_compiled_protonet_matches_eager_in_float64(image_tasks):
+    model, tasks = _model(torch.float64), image_tasks(dtype=torch.float64)
     eager_cfg, compiled_cfg = protonet.Config(), protonet.Config(compile=True)
     eager = protonet.meta_loss(model, params_of(model), tasks, eager_cfg)
     fast = protonet.meta_loss(model, params_of(model), tasks, compiled_cfg)
@@ -49,8 +39,8 @@ def test_compiled_protonet_matches_eager_in_float64():
                                    rtol=1e-12, atol=1e-12)
 
 
-def test_compiled_matching_and_single_task_match_eager():
-    model, tasks = _model(), _tasks(n_tasks=1)
+def test_compiled_matching_and_single_task_match_eager(image_tasks):
+    model, tasks = _model(), image_tasks(n_tasks=1)
     task = tasks[0]
     for cfg_class, module in ((matching.Config, matching), (protonet.Config, protonet)):
         eager = module.predict(model, params_of(model), task, cfg_class())
@@ -58,12 +48,12 @@ def test_compiled_matching_and_single_task_match_eager():
         torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-5)
 
 
-def test_failed_compile_warns_once_and_runs_eagerly(monkeypatch):
+def test_failed_compile_warns_once_and_runs_eagerly(monkeypatch, image_tasks):
     def broken(*args):
         raise torch._dynamo.exc.TorchDynamoException("backend failed: no C++ compiler found")
 
     monkeypatch.setattr(compiled, "_compiled", broken)
-    model, tasks = _model(), _tasks()
+    model, tasks = _model(), image_tasks()
     cfg = protonet.Config(compile=True)
     with pytest.warns(RuntimeWarning, match="C\\+\\+ compiler"):
         logits = protonet.predict(model, params_of(model), tasks, cfg)
@@ -81,8 +71,8 @@ def test_wrong_input_raises_its_own_error_when_compiled():
         compiled.call_embedding(model, params_of(model), torch.randn(4, 14, 14))
 
 
-def test_the_compiled_call_does_not_keep_a_model_alive():
-    model, tasks = _model(), _tasks()
+def test_the_compiled_call_does_not_keep_a_model_alive(image_tasks):
+    model, tasks = _model(), image_tasks()
     compiled.call_embedding(model, params_of(model), tasks.x_support, batched=True)
     alive = weakref.ref(model)
     del model

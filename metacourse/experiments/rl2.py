@@ -81,7 +81,7 @@ RL2_BUDGETS = {
                   "entropy_coef": 0.05, "value_time_input": True, "return_stats_momentum": 0.05,
                   "lr_decay": True},
 }
-RL2_DEFAULTS = {"outer_lr": 1e-3, "entropy_coef": 0.01, "gae_lambda": 0.3,
+RL2_DEFAULTS = {"outer_lr": 1e-3, "entropy_coef": 0.01, "gamma": 0.99, "gae_lambda": 0.3,
                 "value_time_input": False, "return_stats_momentum": 0.0, "lr_decay": False}
 _FAST_BUDGET = {"updates": 5, "trials_per_update": 32, "hidden_size": 32}
 
@@ -144,7 +144,7 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
     """Meta-train RL² with PPO through ``meta_train`` (checkpointed, resumable); curve logged."""
     torch.manual_seed(options.seed)
     cfg = rl2.Config(episodes_per_trial=problem.episodes, hidden_size=plan["hidden_size"],
-                     gae_lambda=plan["gae_lambda"],
+                     gamma=plan["gamma"], gae_lambda=plan["gae_lambda"],
                      return_stats_momentum=plan["return_stats_momentum"],
                      ppo=ppo.Config(outer_lr=plan["outer_lr"], entropy_coef=plan["entropy_coef"]))
     n_states = 1 if problem.kind == "bandit" else 10

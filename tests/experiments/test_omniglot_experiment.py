@@ -12,7 +12,6 @@ import torch
 from metacourse import cli
 from metacourse.experiments import omniglot
 from metacourse.reproduce import RunOptions, get_experiment, with_defaults
-from metacourse.tasks.base import TaskBatch
 
 needs_data = pytest.mark.skipif(
     not any((Path(os.environ.get("METACOURSE_DATA", "/nonexistent")) / p).exists()
@@ -59,14 +58,9 @@ def test_bf16_is_for_the_first_order_methods_and_names_its_checkpoints():
 
 
 @pytest.mark.parametrize("method", ["protonet", "fomaml"])
-def test_a_bf16_step_keeps_float32_weights_and_float32s_loss_to_bfloat16_precision(method):
-    torch.manual_seed(0)
+def test_a_bf16_step_keeps_float32_weights_and_float32s_loss_to_bfloat16_precision(method, image_tasks):
     plan = _plan(method=method, train_ways=5) | {"meta_batch_size": 2}
-    n, k, q = 5, 1, plan["n_query_train"]
-    y_support = torch.arange(n).repeat_interleave(k).expand(2, -1)
-    y_query = torch.arange(n).repeat_interleave(q).expand(2, -1)
-    tasks = TaskBatch(torch.randn(2, n * k, 1, 28, 28), y_support,
-                      torch.randn(2, n * q, 1, 28, 28), y_query)
+    tasks = image_tasks(n_tasks=2, ways=5, shots=1, queries=plan["n_query_train"], size=28)
     losses = {}
     for bf16 in (False, True):
         torch.manual_seed(1)
