@@ -52,7 +52,8 @@ def budget(options: RunOptions) -> dict:
     """The run's budget (FAST: a smoke test). ``--meta-steps`` overrides MB-MPO's iterations."""
     fast = options.fast
     return {"pendulums": options.extra.get("pendulums", "family"),
-            "n_models": 5, "model_hidden": [128, 128], "policy_hidden": [64, 64],
+            "n_models": 5, "model_hidden": [128, 128], "model_history": options.extra.get("model_history", 0),
+            "policy_hidden": [64, 64],
             "mbmpo_iterations": options.meta_steps or (2 if fast else 20),
             "meta_steps_per_iteration": 2 if fast else 30, "imagined_episodes": 4 if fast else 20,
             "real_episodes_per_model": 1, "max_model_epochs": 5 if fast else 50,
@@ -101,7 +102,8 @@ LENGTHS = ("mbmpo_iterations", "ppo_steps", "maml_rl_meta_steps")
 
 def _checkpoint(options: RunOptions, method: str, plan: dict) -> Path:
     """One file per method, seed and setting (every budget entry but the lengths)."""
-    setting = json.dumps({k: v for k, v in plan.items() if k not in LENGTHS}, sort_keys=True)
+    ignored = LENGTHS if method == "mbmpo" else (*LENGTHS, "model_history")  # only MB-MPO has models
+    setting = json.dumps({k: v for k, v in plan.items() if k not in ignored}, sort_keys=True)
     tag = hashlib.sha1(setting.encode()).hexdigest()[:8]
     return Path(options.out_dir) / "checkpoints" / f"mbmpo-pendulum-{method}-seed{options.seed}-{tag}.pt"
 
@@ -151,6 +153,7 @@ class Resumable:
 def mbmpo_config(plan: dict) -> mbmpo.Config:
     return mbmpo.Config(
         n_models=plan["n_models"], model_hidden=tuple(plan["model_hidden"]),
+        model_history=plan["model_history"],
         max_model_epochs=plan["max_model_epochs"], imagined_episodes=plan["imagined_episodes"],
         real_episodes=plan["real_episodes_per_model"], meta_steps=plan["meta_steps_per_iteration"],
         maml=maml_rl.Config(inner_lr=plan["inner_lr"], max_kl=plan["max_kl"], gamma=plan["gamma"],
@@ -162,8 +165,8 @@ def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
     cfg = mbmpo_config(plan)
     torch.manual_seed(options.seed)
     policy = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"])
-    ensemble = mbmpo.DynamicsEnsemble(3, 1, cfg.n_models, cfg.model_hidden)
-    data, generator = mbmpo.RealData(), torch.Generator().manual_seed(options.seed)
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, cfg.n_models, cfg.model_hidden, cfg.model_history)
+    data, generator = mbmpo.RealData(cfg.model_history), torch.Generator().manual_seed(options.seed)
     run = Resumable(_checkpoint(options, "mbmpo", plan), {"policy": policy, "ensemble": ensemble, "data": data},
                     generator, np.random.default_rng([options.seed, 1]))
     if not data.n_steps:  # D starts with one episode of the initial policy per model
@@ -284,7 +287,10 @@ def _count(value: float | None) -> Summary:
                               "which methods to train (MAML-RL is the slowest)"),
                      Argument("--pendulums", str, "family", ("family", "standard"),
                               "family: every episode a fresh pendulum (mass, length ~ U[0.5, 1.5]); "
-                              "standard: mass = length = 1 throughout (the paper's single-environment setting)")))
+                              "standard: mass = length = 1 throughout (the paper's single-environment setting)"),
+                     Argument("--model-history", int, 0, None,
+                              "h, previous transitions each dynamics model sees (0: the paper's models; "
+                              "2 lets them infer a family member's mass and length)")))
 def run(options: RunOptions) -> Result:
     with torch_threads(1):  # small networks: one thread is fastest and kind to a shared CPU
         return _run(options)
@@ -320,7 +326,8 @@ def _run(options: RunOptions) -> Result:
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     result = Result("mbmpo-pendulum", options.seed, "cpu", 0.0, plan, rows, notes)
-    setting = "" if plan["pendulums"] == "family" else f"-{plan['pendulums']}"
+    setting = ("" if plan["pendulums"] == "family" else f"-{plan['pendulums']}") + (
+        f"-h{plan['model_history']}" if plan["model_history"] else "")
     plot = Path(options.out_dir) / f"mbmpo-pendulum{setting}-seed{options.seed}.png"
     result.artifacts["plot"] = save_plot(result.to_dict(), plot)
     result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
@@ -373,6 +380,8 @@ def save_plot(result: dict, path: Path) -> str:
     ratio = budget["step_ratio"]
     title = ("Pendulum, sampled mass and length" if budget.get("pendulums", "family") == "family"
              else "Standard pendulum (mass = length = 1)")
+    if budget.get("model_history"):
+        title += f"\nMB-MPO's models also see the last {budget['model_history']} transitions"
     if ratio:
         title += f"\nPPO needs {ratio:.1f}x MB-MPO's real steps to its final return"
     axis.set(xscale="log", xlabel="real environment steps", ylabel="average return (held-out pendulums)",

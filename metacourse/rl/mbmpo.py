@@ -7,6 +7,10 @@ Meta-Policy Optimization", CoRL 2018 (arXiv:1809.05214), Algorithm 1.
                         (tildes: inputs and targets standardised with D's mean and std)
     (2) imagination     ŝ_{t+1} = ŝ_t + f̂_φk(ŝ_t, a_t),   r_t = r(ŝ_t, a_t)   (the reward is known),
                         ŝ_0 drawn from the real episodes' first states
+    (1h) with history   f̂_φk(s̃_t, ã_t, c̃_t),  c_t = (s_{t−1}, a_{t−1}, …, s_{t−h}, a_{t−h}): the last h
+                        transitions let a model infer dynamics the state does not show (e.g. the
+                        mass and length of a pendulum drawn from a family); imagined episodes then
+                        start h steps into a real episode, with that episode's history
     (3) task k          J_k(θ) = E[Σ_t r_t] under π_θ in model k: each ensemble member is a task
     (4) meta-objective  max_θ (1/K) Σ_k J_k(θ'_k),   θ'_k = θ + α ∇_θ J_k(θ)  (MAML-RL, ``maml_rl``)
     (5) outer loop      repeat: collect real episodes with π_θ'_1..π_θ'_K → add them to D → refit
@@ -16,6 +20,7 @@ Meta-Policy Optimization", CoRL 2018 (arXiv:1809.05214), Algorithm 1.
 | symbol | identifier |
 |---|---|
 | f̂_φ1 … f̂_φK | ``DynamicsEnsemble`` (K = ``cfg.n_models``), ``ensemble.predict(obs, actions)`` |
+| h, c_t | ``cfg.model_history``, ``context`` (most recent transition first) |
 | (1) | ``model_loss`` (``squared_errors`` per model), minimised by ``fit_ensemble`` |
 | D | ``RealData`` (every real transition; ``n_steps`` counts the real environment steps) |
 | r(s, a) | ``reward_fn`` (e.g. ``envs.pendulum_reward``) |
@@ -25,6 +30,8 @@ Meta-Policy Optimization", CoRL 2018 (arXiv:1809.05214), Algorithm 1.
 Lecture: lectures/07_mbmpo.ipynb.
 Differs from MAML-RL by its tasks: the models of a learned ensemble instead of real environments,
 so the meta-policy costs imagined steps, and real steps are spent only on refitting the models.
+The paper's models see (s, a) only (h = 0, the default); the history (1h) is this course's
+addition for task families whose members differ in hidden parameters (lecture 07, §6c).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
 from . import maml_rl
 
-__all__ = ["Config", "DynamicsEnsemble", "RealData", "ImaginedEnv", "squared_errors", "model_loss",
+__all__ = ["Config", "DynamicsEnsemble", "RealData", "ImaginedEnv", "history_context", "squared_errors", "model_loss",
            "fit_ensemble", "imagine", "adapt_to_models", "collect_real", "meta_policy_step", "iteration"]
 
 RewardFn = Callable[[Tensor, Tensor], Tensor]
@@ -54,6 +61,8 @@ class Config:
     """K, dynamics models in the ensemble (= tasks of the meta-policy). Paper: 5."""
     model_hidden: tuple[int, ...] = (128, 128)
     """Hidden widths of each model's MLP. Paper: (512, 512)."""
+    model_history: int = 0
+    """h, previous transitions (s, a) each model also sees (1h). Paper: 0."""
     model_lr: float = 1e-3
     """Adam's step size for the models."""
     model_batch_size: int = 256
@@ -77,6 +86,8 @@ class Config:
         for name in ("n_models", "model_batch_size", "max_model_epochs", "patience",
                      "imagined_episodes", "real_episodes", "meta_steps"):
             check_positive_int(name, getattr(self, name))
+        if not isinstance(self.model_history, int) or self.model_history < 0:
+            raise ValueError(f"model_history must be a non-negative int, got {self.model_history!r}")
         check_nonnegative("model_lr", self.model_lr)
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must lie in (0, 1), got {self.validation_fraction}")
@@ -85,17 +96,20 @@ class Config:
 class DynamicsEnsemble(nn.Module):
     """K MLPs f̂_φk(s̃, ã) → Δ̃ held as one set of batched weights (leading dim K), so all K run in
     one batched matmul. Inputs and outputs are standardised with statistics of the real data
-    (``set_normalizer``); ``predict`` works in real units: s' = s + Δ."""
+    (``set_normalizer``); ``predict`` works in real units: s' = s + Δ. With ``history`` h > 0
+    every model also takes the context c of the last h transitions (1h)."""
 
     def __init__(self, obs_dim: int, act_dim: int, n_models: int = 5,
-                 hidden: Sequence[int] = (128, 128)) -> None:
+                 hidden: Sequence[int] = (128, 128), history: int = 0) -> None:
         super().__init__()
-        self.obs_dim, self.act_dim, self.n_models = obs_dim, act_dim, n_models
-        self.template = MLP(obs_dim + act_dim, tuple(hidden), obs_dim)  # its own weights are unused
-        members = [params_of(MLP(obs_dim + act_dim, tuple(hidden), obs_dim)) for _ in range(n_models)]
+        self.obs_dim, self.act_dim, self.n_models, self.history = obs_dim, act_dim, n_models, history
+        self.context_dim = history * (obs_dim + act_dim)
+        n_inputs = obs_dim + act_dim + self.context_dim
+        self.template = MLP(n_inputs, tuple(hidden), obs_dim)  # its own weights are unused
+        members = [params_of(MLP(n_inputs, tuple(hidden), obs_dim)) for _ in range(n_models)]
         self.weights = nn.ParameterDict({name.replace(".", "/"): nn.Parameter(
             torch.stack([m[name].detach() for m in members])) for name in members[0]})
-        for name, size in (("in_mean", obs_dim + act_dim), ("out_mean", obs_dim)):
+        for name, size in (("in_mean", n_inputs), ("out_mean", obs_dim)):
             self.register_buffer(name, torch.zeros(size))
             self.register_buffer(name.replace("mean", "std"), torch.ones(size))
 
@@ -109,34 +123,53 @@ class DynamicsEnsemble(nn.Module):
         params = {name.replace("/", "."): weight for name, weight in self.weights.items()}
         return forward(self.template, params, inputs, batched=True)
 
-    def predict(self, obs: Tensor, actions: Tensor) -> Tensor:
+    def standardized_inputs(self, obs: Tensor, actions: Tensor, context: Tensor | None = None) -> Tensor:
+        """(s̃, ã, c̃): the inputs of f̂ standardised; ``context`` (…, h·(obs+act)) when h > 0."""
+        if (context is None) != (self.history == 0):
+            raise ValueError(f"this ensemble has history={self.history}: pass context (the last "
+                             f"{self.history} transitions) exactly when history > 0")
+        parts = [obs, actions] if context is None else [obs, actions, context]
+        return (torch.cat(parts, -1) - self.in_mean) / self.in_std
+
+    def predict(self, obs: Tensor, actions: Tensor, context: Tensor | None = None) -> Tensor:
         """s' = s + Δ for obs (K, N, obs_dim), actions (K, N, act_dim): model k moves row k."""
-        inputs = (torch.cat([obs, actions], -1) - self.in_mean) / self.in_std
+        inputs = self.standardized_inputs(obs, actions, context)
         return obs + self.normalized_forward(inputs) * self.out_std + self.out_mean
 
 
 class RealData:
-    """D: every real transition (s, a, s'), the episodes' first states, and the real step count."""
+    """D: every real transition (s, a, s'), the episodes' first states, and the real step count.
+    With ``history`` h > 0 each transition also keeps its context c_t (1h), only steps t ≥ h
+    enter D, and the "first states" are the states at step h with their contexts."""
 
-    def __init__(self) -> None:
+    def __init__(self, history: int = 0) -> None:
+        self.history = history
         self.obs: list[Tensor] = []
         self.actions: list[Tensor] = []
         self.next_obs: list[Tensor] = []
+        self.contexts: list[Tensor] = []
         self.starts: list[Tensor] = []
+        self.start_contexts: list[Tensor] = []
         self.n_steps = 0
 
     def add(self, trajectories: maml_rl.Trajectories, action_clip: float | None = None) -> None:
-        """Add real episodes (T, E, H, …). All T·E·H steps count as real steps; H − 1 transitions
-        per episode enter D (the state after the last step is not recorded by ``rollout``)."""
+        """Add real episodes (T, E, H, …). All T·E·H steps count as real steps; H − 1 − h
+        transitions per episode enter D (the state after the last step is not recorded by
+        ``rollout``)."""
         obs = trajectories.obs.reshape(-1, *trajectories.obs.shape[-2:])
         actions = trajectories.actions.reshape(-1, *trajectories.actions.shape[-2:])
         if action_clip is not None:
             actions = actions.clamp(-action_clip, action_clip)
         self.n_steps += int(trajectories.mask.sum())
-        self.obs.append(obs[:, :-1].reshape(-1, obs.shape[-1]))
-        self.actions.append(actions[:, :-1].reshape(-1, actions.shape[-1]))
-        self.next_obs.append(obs[:, 1:].reshape(-1, obs.shape[-1]))
-        self.starts.append(obs[:, 0])
+        h = self.history
+        self.obs.append(obs[:, h:-1].reshape(-1, obs.shape[-1]))
+        self.actions.append(actions[:, h:-1].reshape(-1, actions.shape[-1]))
+        self.next_obs.append(obs[:, h + 1:].reshape(-1, obs.shape[-1]))
+        self.starts.append(obs[:, h])
+        if h:
+            context = history_context(obs, actions, h)  # (episodes, H − h, h·(obs+act))
+            self.contexts.append(context[:, :-1].reshape(-1, context.shape[-1]))
+            self.start_contexts.append(context[:, 0])
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
         """All transitions as (obs, actions, next_obs), each (N, ·)."""
@@ -144,13 +177,27 @@ class RealData:
             raise ValueError("no real data yet: add real episodes (collect_real) before fitting models")
         return torch.cat(self.obs), torch.cat(self.actions), torch.cat(self.next_obs)
 
+    def context_tensor(self) -> Tensor | None:
+        """Every transition's context c_t, (N, h·(obs+act)); None without history."""
+        return torch.cat(self.contexts) if self.history else None
+
     def state_dict(self) -> dict:
         return {"obs": self.obs, "actions": self.actions, "next_obs": self.next_obs,
-                "starts": self.starts, "n_steps": self.n_steps}
+                "starts": self.starts, "n_steps": self.n_steps, "history": self.history,
+                "contexts": self.contexts, "start_contexts": self.start_contexts}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+def history_context(obs: Tensor, actions: Tensor, history: int) -> Tensor:
+    """c_t for t = h … H − 1 of episodes obs (…, H, obs_dim), actions (…, H, act_dim): the
+    transitions (s_{t−1}, a_{t−1}), …, (s_{t−h}, a_{t−h}) side by side, most recent first;
+    shape (…, H − h, h·(obs_dim + act_dim))."""
+    pairs = torch.cat([obs, actions], -1)
+    length = pairs.shape[-2]
+    return torch.cat([pairs[..., history - j:length - j, :] for j in range(1, history + 1)], -1)
 
 
 def _split(n: int, n_models: int, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -160,18 +207,20 @@ def _split(n: int, n_models: int, fraction: float, generator: torch.Generator) -
     return order[:, n_val:], order[:, :n_val]
 
 
-def squared_errors(ensemble: DynamicsEnsemble, obs: Tensor, actions: Tensor, next_obs: Tensor) -> Tensor:
+def squared_errors(ensemble: DynamicsEnsemble, obs: Tensor, actions: Tensor, next_obs: Tensor,
+                   context: Tensor | None = None) -> Tensor:
     """Every model's squared error on its standardised state change, shape (K, N, obs_dim);
     row k of the (K, N, ·) inputs is model k's data."""
-    inputs = (torch.cat([obs, actions], -1) - ensemble.in_mean) / ensemble.in_std
+    inputs = ensemble.standardized_inputs(obs, actions, context)
     targets = (next_obs - obs - ensemble.out_mean) / ensemble.out_std
     return (ensemble.normalized_forward(inputs) - targets) ** 2
 
 
-def model_loss(ensemble: DynamicsEnsemble, obs: Tensor, actions: Tensor, next_obs: Tensor) -> Tensor:
+def model_loss(ensemble: DynamicsEnsemble, obs: Tensor, actions: Tensor, next_obs: Tensor,
+               context: Tensor | None = None) -> Tensor:
     """(1) The mean squared error of the standardised state change, averaged over models,
     transitions and dimensions (a sum over models would only rescale Adam's steps)."""
-    return squared_errors(ensemble, obs, actions, next_obs).mean()
+    return squared_errors(ensemble, obs, actions, next_obs, context).mean()
 
 
 def fit_ensemble(ensemble: DynamicsEnsemble, data: RealData, cfg: Config,
@@ -179,7 +228,12 @@ def fit_ensemble(ensemble: DynamicsEnsemble, data: RealData, cfg: Config,
     """(1) Refit every model on all of D (warm start), each on its own split; early stopping on
     the validation MSE keeps every model's best weights. Returns the final validation MSEs."""
     obs, actions, next_obs = data.tensors()
-    ensemble.set_normalizer(torch.cat([obs, actions], -1), next_obs - obs)
+    context = data.context_tensor()
+    if data.history != ensemble.history:
+        raise ValueError(f"RealData(history={data.history}) cannot fit DynamicsEnsemble(history="
+                         f"{ensemble.history}): make both with the same history (cfg.model_history)")
+    ensemble.set_normalizer(torch.cat([obs, actions] + ([] if context is None else [context]), -1),
+                            next_obs - obs)
     train, val = _split(len(obs), cfg.n_models, cfg.validation_fraction, generator or torch.default_generator)
     optimizer = torch.optim.Adam(ensemble.weights.parameters(), lr=cfg.model_lr)
     best = torch.full((cfg.n_models,), float("inf"))
@@ -189,12 +243,14 @@ def fit_ensemble(ensemble: DynamicsEnsemble, data: RealData, cfg: Config,
         epochs += 1
         order = train[:, torch.randperm(train.shape[1], generator=generator)]
         for batch in order.split(cfg.model_batch_size, dim=1):
-            loss = model_loss(ensemble, obs[batch], actions[batch], next_obs[batch])
+            loss = model_loss(ensemble, obs[batch], actions[batch], next_obs[batch],
+                              None if context is None else context[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            val_loss = squared_errors(ensemble, obs[val], actions[val], next_obs[val]).mean((1, 2))
+            val_loss = squared_errors(ensemble, obs[val], actions[val], next_obs[val],
+                                      None if context is None else context[val]).mean((1, 2))
             improved = val_loss < best - 1e-6
             for name, weight in ensemble.weights.items():
                 best_weights[name][improved] = weight[improved]
@@ -213,7 +269,8 @@ class ImaginedEnv:
     """The ensemble as a batched task env for ``maml_rl.rollout``: task k is model k (2).
 
     ``reset(E)`` draws E first states per model from the real episodes' first states; ``step``
-    moves every state with its model and scores it with the known reward. A model may step far
+    moves every state with its model and scores it with the known reward. With a history the
+    first states come with their real contexts, and each step shifts (ŝ_t, a_t) into the context. A model may step far
     outside the data it was fitted on (and a poor one diverges), so imagined states are clipped
     to the range of the real states, widened by ``margin`` of that range on each side. Episodes
     never end early; the horizon is H. No real step is ever taken.
@@ -225,13 +282,16 @@ class ImaginedEnv:
         span = obs.max(0).values - obs.min(0).values
         self.low, self.high = obs.min(0).values - margin * span, obs.max(0).values + margin * span
         self.ensemble, self.starts, self.reward_fn = ensemble, torch.cat(data.starts), reward_fn
+        self.start_contexts = torch.cat(data.start_contexts) if data.history else None
         self.n_tasks, self.horizon = ensemble.n_models, check_positive_int("horizon", horizon)
         self.action_clip = action_clip
         self.obs: Tensor | None = None
+        self.context: Tensor | None = None
 
     def reset(self, n_episodes: int, generator: torch.Generator | None = None) -> Tensor:
         index = torch.randint(len(self.starts), (self.n_tasks, n_episodes), generator=generator)
         self.obs = self.starts[index]
+        self.context = None if self.start_contexts is None else self.start_contexts[index]
         return self.obs
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -239,7 +299,11 @@ class ImaginedEnv:
             actions = actions.clamp(-self.action_clip, self.action_clip)
         with torch.no_grad():
             rewards = self.reward_fn(self.obs, actions)
-            self.obs = torch.clamp(self.ensemble.predict(self.obs, actions), self.low, self.high)
+            next_obs = self.ensemble.predict(self.obs, actions, self.context)
+            if self.context is not None:  # (ŝ_t, a_t) becomes the most recent transition
+                newest = torch.cat([self.obs, actions], -1)
+                self.context = torch.cat([newest, self.context[..., :-newest.shape[-1]]], -1)
+            self.obs = torch.clamp(next_obs, self.low, self.high)
         return self.obs, rewards, torch.zeros(rewards.shape, dtype=torch.bool)
 
 

@@ -50,3 +50,21 @@ def test_fast_run_returns_rows_for_every_method_and_a_plot(tmp_path, capsys):
     assert budget["steps_to_target"]["PPO"] is not None  # PPO reaches its own final return
     assert set(budget["method_cpu_seconds"]) == {"MB-MPO", "PPO", "MAML-RL"} and budget["cpu_seconds"] > 0
     assert open(result["artifacts"]["plot"], "rb").read(4) == b"\x89PNG"
+
+
+def test_model_history_trains_mbmpo_anew_but_reuses_the_baselines_checkpoint(tmp_path):
+    """--model-history changes MB-MPO's models only: PPO's checkpoint (same seed and setting) is
+    shared, MB-MPO gets its own, and the plot is named after the history."""
+    args = ["reproduce", "mbmpo-pendulum", "--fast", "--no-progress", "--methods", "mbmpo+ppo",
+            "--out-dir", str(tmp_path)]
+    assert cli.main([*args, "--json", str(tmp_path / "h0.json")]) == 0
+    assert cli.main([*args, "--model-history", "2", "--json", str(tmp_path / "h2.json")]) == 0
+    checkpoints = {path.name.split("-seed0-")[0] for path in (tmp_path / "checkpoints").glob("*.pt")}
+    assert sorted(checkpoints) == ["mbmpo-pendulum-mbmpo", "mbmpo-pendulum-ppo"]
+    assert len(list((tmp_path / "checkpoints").glob("*mbmpo-seed0-*.pt"))) == 2
+    assert len(list((tmp_path / "checkpoints").glob("*ppo-seed0-*.pt"))) == 1
+    result = json.loads((tmp_path / "h2.json").read_text())
+    assert result["budget"]["model_history"] == 2
+    assert result["artifacts"]["plot"].endswith("mbmpo-pendulum-h2-seed0.png")
+    h0 = json.loads((tmp_path / "h0.json").read_text())["budget"]["curves"]
+    assert result["budget"]["curves"]["PPO"] == h0["PPO"] and result["budget"]["curves"]["MB-MPO"] != h0["MB-MPO"]

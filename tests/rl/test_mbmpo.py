@@ -114,3 +114,88 @@ def test_imagined_states_stay_in_the_range_of_the_real_data_even_when_a_model_di
     span = real_obs.max(0).values - real_obs.min(0).values
     assert torch.isfinite(imagined.rewards).all()
     assert (imagined.obs <= real_obs.max(0).values + 0.1 * span + 1e-6).all()
+
+
+# ---- models with a history (1h) ----
+
+def pendulum_episodes(masses, lengths, n_episodes: int = 4, seed: int = 0) -> maml_rl.Trajectories:
+    """Episodes of random torques on the given pendulums, (T, E, 200, ·), as real data."""
+    env = BatchedPendulum(np.asarray(masses), np.asarray(lengths))
+    generator = torch.Generator().manual_seed(seed)
+    obs = env.reset(n_episodes, generator)
+    steps, actions = [obs], []
+    for _ in range(199):
+        action = torch.rand(obs.shape[:-1] + (1,), generator=generator) * 4 - 2
+        obs, _, _ = env.step(action)
+        steps.append(obs), actions.append(action)
+    actions.append(torch.zeros_like(actions[-1]))
+    zeros = torch.zeros(obs.shape[:-1] + (200,))
+    return maml_rl.Trajectories(torch.stack(steps, -2), torch.stack(actions, -2), zeros, zeros)
+
+
+def test_history_context_lists_the_previous_transitions_most_recent_first():
+    obs, actions = torch.arange(30.0).reshape(1, 10, 3), -torch.arange(10.0).reshape(1, 10, 1)
+    context = mbmpo.history_context(obs, actions, 2)
+    assert context.shape == (1, 8, 8)
+    t = 5  # row t − h
+    expected = torch.cat([obs[0, t - 1], actions[0, t - 1], obs[0, t - 2], actions[0, t - 2]])
+    assert torch.equal(context[0, t - 2], expected)
+
+
+def test_real_data_with_history_keeps_each_transitions_context_and_starts_h_steps_in():
+    trajectories = pendulum_episodes([1.0, 0.7], [1.0, 1.3], n_episodes=3)
+    data = mbmpo.RealData(history=2)
+    data.add(trajectories, action_clip=2.0)
+    obs, actions, next_obs = data.tensors()
+    context = data.context_tensor()
+    assert data.n_steps == 2 * 3 * 200 and len(obs) == 2 * 3 * 197 == len(context)
+    episode = trajectories.obs[1, 2]  # task 1, episode 2: rows 5 · 197 … of D
+    row = 5 * 197 + 10  # its step t = 12
+    assert torch.equal(obs[row], episode[12]) and torch.equal(next_obs[row], episode[13])
+    assert torch.equal(context[row, :3], episode[11]) and torch.equal(context[row, 4:7], episode[10])
+    assert torch.equal(torch.cat(data.starts)[5], episode[2])
+    assert mbmpo.RealData().context_tensor() is None
+
+
+def test_imagined_step_with_history_feeds_the_context_and_shifts_it():
+    torch.manual_seed(0)
+    data = mbmpo.RealData(history=2)
+    data.add(pendulum_episodes([1.0], [1.0], n_episodes=2), action_clip=2.0)
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, n_models=3, hidden=(16,), history=2)
+    imagined = mbmpo.ImaginedEnv(ensemble, data, pendulum_reward, 200, action_clip=2.0)
+    obs = imagined.reset(4, torch.Generator().manual_seed(0))
+    context = imagined.context.clone()
+    assert context.shape == (3, 4, 8)
+    actions = torch.full((3, 4, 1), 5.0)  # clipped to 2 before the model and the context see it
+    next_obs, _, _ = imagined.step(actions)
+    by_hand = ensemble.predict(obs, actions.clamp(-2, 2), context).clamp(imagined.low, imagined.high)
+    assert torch.allclose(next_obs, by_hand)
+    assert torch.equal(imagined.context[..., :4], torch.cat([obs, actions.clamp(-2, 2)], -1))
+    assert torch.equal(imagined.context[..., 4:], context[..., :4])
+
+
+def test_history_must_match_between_data_ensemble_and_calls():
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, n_models=2, hidden=(8,), history=1)
+    with pytest.raises(ValueError, match="pass context"):
+        ensemble.predict(torch.zeros(2, 1, 3), torch.zeros(2, 1, 1))
+    data = mbmpo.RealData()
+    data.add(pendulum_episodes([1.0], [1.0], n_episodes=1))
+    with pytest.raises(ValueError, match="same history"):
+        mbmpo.fit_ensemble(ensemble, data, mbmpo.Config(n_models=2, max_model_epochs=1))
+    with pytest.raises(ValueError, match="model_history"):
+        mbmpo.Config(model_history=-1)
+
+
+def test_a_history_lets_the_models_tell_pendulums_of_the_family_apart():
+    masses, lengths = sample_pendulums(np.random.default_rng(0), 60)
+    errors = {}
+    for history in (0, 2):
+        torch.manual_seed(0)
+        data = mbmpo.RealData(history)
+        data.add(pendulum_episodes(masses, lengths, n_episodes=1), action_clip=2.0)
+        ensemble = mbmpo.DynamicsEnsemble(3, 1, n_models=2, hidden=(64, 64), history=history)
+        cfg = mbmpo.Config(n_models=2, max_model_epochs=30, patience=30, model_lr=3e-3,
+                           model_history=history)
+        errors[history] = mbmpo.fit_ensemble(ensemble, data, cfg, torch.Generator().manual_seed(0))["model_val_mse"]
+    # only θ̇ depends on the hidden mass and length: a (s, a) model must average over the family
+    assert errors[2] < 0.75 * errors[0], errors
