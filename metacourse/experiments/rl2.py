@@ -28,7 +28,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import baselines, ppo, rl2
 from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
 from ..train import TrainConfig, meta_train
-from ..utils import Clock
+from ..utils import Clock, torch_threads
 
 _BANDIT_COLUMNS = ("Random", "Gittins", "TS", "OTS", "UCB1", "ε-Greedy", "Greedy", "RL²")
 _BANDIT_ROWS = {  # RL² paper, Table 1: (n, k) -> total reward per column
@@ -377,12 +377,8 @@ def training_time(curve: list[dict], last_session: tuple[float, float]) -> tuple
 
 
 def _with_threads(run: Callable[[RunOptions], Result], options: RunOptions) -> Result:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small GRUs: one thread is fastest and leaves the other core free
-    try:
+    with torch_threads(1):  # small GRUs: one thread is fastest and leaves the other core free
         return run(options)
-    finally:
-        torch.set_num_threads(threads)
 
 
 _INSTANCES = Argument("--instances", int, 1000, None, "test (and validation) instances")
