@@ -124,10 +124,10 @@ class DynamicsEnsemble(nn.Module):
         return forward(self.template, params, inputs, batched=True)
 
     def standardized_inputs(self, obs: Tensor, actions: Tensor, context: Tensor | None = None) -> Tensor:
-        """(s̃, ã, c̃): the inputs of f̂ standardised; ``context`` (…, h·(obs+act)) when h > 0."""
-        if (context is None) != (self.history == 0):
+        """(s̃, ã, c̃): the inputs of f̂ standardised; ``context`` (…, h·(obs+act)), None or empty when h = 0."""
+        if (0 if context is None else context.shape[-1]) != self.context_dim:
             raise ValueError(f"this ensemble has history={self.history}: pass context (the last "
-                             f"{self.history} transitions) exactly when history > 0")
+                             f"{self.history} transitions, {self.context_dim} numbers) exactly when history > 0")
         parts = [obs, actions] if context is None else [obs, actions, context]
         return (torch.cat(parts, -1) - self.in_mean) / self.in_std
 
@@ -227,13 +227,14 @@ def fit_ensemble(ensemble: DynamicsEnsemble, data: RealData, cfg: Config,
                  generator: torch.Generator | None = None) -> dict[str, float]:
     """(1) Refit every model on all of D (warm start), each on its own split; early stopping on
     the validation MSE keeps every model's best weights. Returns the final validation MSEs."""
-    obs, actions, next_obs = data.tensors()
-    context = data.context_tensor()
     if data.history != ensemble.history:
         raise ValueError(f"RealData(history={data.history}) cannot fit DynamicsEnsemble(history="
                          f"{ensemble.history}): make both with the same history (cfg.model_history)")
-    ensemble.set_normalizer(torch.cat([obs, actions] + ([] if context is None else [context]), -1),
-                            next_obs - obs)
+    obs, actions, next_obs = data.tensors()
+    context = data.context_tensor()
+    if context is None:  # h = 0: an empty context keeps one code path below
+        context = obs.new_zeros(len(obs), 0)
+    ensemble.set_normalizer(torch.cat([obs, actions, context], -1), next_obs - obs)
     train, val = _split(len(obs), cfg.n_models, cfg.validation_fraction, generator or torch.default_generator)
     optimizer = torch.optim.Adam(ensemble.weights.parameters(), lr=cfg.model_lr)
     best = torch.full((cfg.n_models,), float("inf"))
@@ -243,14 +244,12 @@ def fit_ensemble(ensemble: DynamicsEnsemble, data: RealData, cfg: Config,
         epochs += 1
         order = train[:, torch.randperm(train.shape[1], generator=generator)]
         for batch in order.split(cfg.model_batch_size, dim=1):
-            loss = model_loss(ensemble, obs[batch], actions[batch], next_obs[batch],
-                              None if context is None else context[batch])
+            loss = model_loss(ensemble, obs[batch], actions[batch], next_obs[batch], context[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            val_loss = squared_errors(ensemble, obs[val], actions[val], next_obs[val],
-                                      None if context is None else context[val]).mean((1, 2))
+            val_loss = squared_errors(ensemble, obs[val], actions[val], next_obs[val], context[val]).mean((1, 2))
             improved = val_loss < best - 1e-6
             for name, weight in ensemble.weights.items():
                 best_weights[name][improved] = weight[improved]
