@@ -9,6 +9,7 @@ prints as a table and saves as JSON (``Result.to_dict``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .evaluate import Summary
+from .utils import torch_threads
 
 __all__ = [
     "Argument", "RunOptions", "Row", "Result", "Experiment",
@@ -156,19 +158,33 @@ class Experiment:
 _REGISTRY: dict[str, Experiment] = {}
 
 
-def register(name: str, description: str, arguments: tuple[Argument, ...] = ()
-             ) -> Callable[[Callable[[RunOptions], Result]], Callable]:
+def register(name: str, description: str, arguments: tuple[Argument, ...] = (),
+             threads: int | None = None) -> Callable[[Callable[[RunOptions], Result]], Callable]:
     """Decorator that adds an experiment function to the registry under ``name``.
 
     ``arguments`` declares the experiment's own command-line options; their values reach the
     function as ``options.extra[argument.key]`` (defaults filled in by ``with_defaults``).
+    ``threads`` pins torch to that many CPU threads while the experiment runs (then restores
+    the setting): the course's small networks run fastest on one, which also leaves the other
+    core free on a shared CPU.
     """
 
     def add(run: Callable[[RunOptions], Result]) -> Callable[[RunOptions], Result]:
+        if threads:
+            run = _pinned(run, threads)
         _REGISTRY[name] = Experiment(name, description, run, tuple(arguments))
         return run
 
     return add
+
+
+def _pinned(run: Callable[[RunOptions], Result], threads: int) -> Callable[[RunOptions], Result]:
+    @functools.wraps(run)
+    def pinned(options: RunOptions) -> Result:
+        with torch_threads(threads):
+            return run(options)
+
+    return pinned
 
 
 def _discover() -> None:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from metacourse import cli
 from metacourse.reproduce import (
@@ -12,6 +13,7 @@ from metacourse.reproduce import (
     Experiment,
     experiment_names,
     get_experiment,
+    register,
     with_defaults,
 )
 
@@ -27,6 +29,23 @@ def test_registry_knows_sinusoid_and_names_unknown_experiments():
     assert "sinusoid" in experiment_names()
     with pytest.raises(ValueError, match="known: .*sinusoid"):
         get_experiment("sinusiod")
+
+
+def test_register_pins_threads_while_the_experiment_runs(monkeypatch):
+    from metacourse import reproduce
+
+    monkeypatch.setattr(reproduce, "_REGISTRY", {})
+    seen = []
+    run = register("probe-threads", "records its thread count", threads=1)(
+        lambda options: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(None)
+        get_experiment("probe-threads").run(None)
+        assert seen == [1, 1] and torch.get_num_threads() == 2  # pinned inside, restored after
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_experiment_options_defaults_and_errors():

@@ -28,7 +28,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl
 from ..rl.envs import BatchedNavigation2D, sample_goals
 from ..train import TrainConfig, meta_train
-from ..utils import Clock, torch_threads
+from ..utils import Clock
 
 PAPER = {  # MAML Table 4 (App. C.2): 2D point-mass navigation, average return after k grad steps
     "MAML": {0: -40.41, 1: -11.68, 2: -3.33, 3: -3.23},
@@ -151,13 +151,8 @@ def evaluate(policy, cfg: maml_rl.Config, plan: dict, seed: int, chunk: int = 10
 
 @register("maml-rl-navigation", "MAML Table 4: 2D navigation return after 0-3 policy-gradient steps",
           arguments=(Argument("--exact-fisher", int, 0, (0, 1),
-                              "1: TRPO's Fisher products through the inner step (slower)"),))
+                              "1: TRPO's Fisher products through the inner step (slower)"),), threads=1)
 def run(options: RunOptions) -> Result:
-    with torch_threads(1):  # a 2-100-100-2 policy gains nothing from more threads
-        return _run(options)
-
-
-def _run(options: RunOptions) -> Result:
     clock = Clock()
     plan = budget(options)
     policy, cfg, history = train(options, plan)

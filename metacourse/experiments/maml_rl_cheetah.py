@@ -36,7 +36,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl
 from ..rl.envs.cheetah import HORIZON, TASK_FAMILIES, BatchedCheetah
 from ..train import meta_train
-from ..utils import Clock, torch_threads
+from ..utils import Clock
 from .maml_rl import (
     EVAL_STEP_SIZES,
     EVAL_STEPS,
@@ -146,11 +146,6 @@ def result_rows(family: str, curves: dict, plan: dict) -> list[Row]:
 
 
 def run_family(family: str, options: RunOptions) -> Result:
-    with torch_threads(1):  # a 17-100-100-6 policy gains nothing from more threads
-        return _run(family, options)
-
-
-def _run(family: str, options: RunOptions) -> Result:
     clock = Clock()
     name = f"maml-rl-cheetah-{family}"
     plan = budget(options)
@@ -205,12 +200,13 @@ ARGUMENTS = (Argument("--budget", str, "cpu", tuple(BUDGETS), "cpu: 100 meta-ite
 
 
 @register("maml-rl-cheetah-dir", "MAML Table 5: HalfCheetah forward/backward return after 0-3 steps "
-          "(needs MuJoCo)", arguments=ARGUMENTS)
+          "(needs MuJoCo)", arguments=ARGUMENTS, threads=1)
 def run_dir(options: RunOptions) -> Result:
     return run_family("dir", options)
 
 
 @register("maml-rl-cheetah-vel", "MAML Fig. 5: HalfCheetah goal velocity return after 0-3 steps "
-          "(needs MuJoCo; no paper table)", arguments=ARGUMENTS)
+          "(needs MuJoCo; no paper table)", arguments=ARGUMENTS,
+          threads=1)
 def run_vel(options: RunOptions) -> Result:
     return run_family("vel", options)

@@ -43,7 +43,7 @@ from ..rl import maml_rl, mbmpo, ppo
 from ..rl.envs.pendulum import MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
 from ..rl.returns import gae
 from ..train import save_atomically
-from ..utils import Clock, torch_threads
+from ..utils import Clock
 
 METHODS = ("MB-MPO", "PPO", "MAML-RL")
 
@@ -290,13 +290,8 @@ def _count(value: float | None) -> Summary:
                               "standard: mass = length = 1 throughout (the paper's single-environment setting)"),
                      Argument("--model-history", int, 0, None,
                               "h, previous transitions each dynamics model sees (0: the paper's models; "
-                              "2 lets them infer a family member's mass and length)")))
+                              "2 lets them infer a family member's mass and length)")), threads=1)
 def run(options: RunOptions) -> Result:
-    with torch_threads(1):  # small networks: one thread is fastest and kind to a shared CPU
-        return _run(options)
-
-
-def _run(options: RunOptions) -> Result:
     clock = Clock()
     plan = budget(options)
     say = print if options.progress else None

@@ -33,7 +33,7 @@ from ..rl.envs import BatchedCartPole, sample_pole_lengths
 from ..tasks import SinusoidTasks
 from ..tasks.base import TaskBatch
 from ..train import TrainConfig, meta_train
-from ..utils import Clock, torch_threads
+from ..utils import Clock
 from . import sinusoid
 
 SHOTS = (4, 6, 8)
@@ -151,13 +151,8 @@ def sinusoid_rows(critic, actor_model, maml_model, plan: dict, seed: int) -> tup
 
 
 @register("meta-critic-sinusoid",
-          "Meta-Critic Networks: sinusoid MSE of an actor taught by the meta-critic vs plain loss vs MAML")
+          "Meta-Critic Networks: sinusoid MSE of an actor taught by the meta-critic vs plain loss vs MAML", threads=1)
 def run_sinusoid(options: RunOptions) -> Result:
-    with torch_threads(1):  # small networks: one thread is fastest and kind to a shared CPU
-        return _run_sinusoid(options)
-
-
-def _run_sinusoid(options: RunOptions) -> Result:
     clock = Clock()
     plan = sinusoid_budget(options)
     critic, actor_model, history, seconds = train_sinusoid_critic(options, plan)
@@ -391,13 +386,8 @@ def _censored_median(values: np.ndarray) -> np.ndarray:
 
 
 @register("meta-critic-cartpole",
-          "Meta-Critic Networks: interactions to return 195 on held-out CartPole poles vs actor-critic")
+          "Meta-Critic Networks: interactions to return 195 on held-out CartPole poles vs actor-critic", threads=1)
 def run_cartpole(options: RunOptions) -> Result:
-    with torch_threads(1):
-        return _run_cartpole(options)
-
-
-def _run_cartpole(options: RunOptions) -> Result:
     clock = Clock()
     plan = cartpole_budget(options)
     critic, actor_model, history, seconds = train_cartpole_critic(options, plan)

@@ -391,11 +391,10 @@ def _run(options: RunOptions) -> Result:
             "threads": torch.get_num_threads(), "torch": torch.__version__, "budget": plan,
             **timing, "fast": options.fast}
     path = export(plan, model.cpu(), card, options.out_dir)
-    evaluation_start, evaluation_cpu_start = time.perf_counter(), time.process_time()
+    evaluation_clock = Clock()
     reloaded = load_file(path)
     accuracies = 100 * evaluate_model(plan, reloaded, test_tasks(plan))
-    eval_seconds = time.perf_counter() - evaluation_start
-    eval_cpu_seconds = time.process_time() - evaluation_cpu_start
+    eval_seconds, eval_cpu_seconds = evaluation_clock.totals()
     ours = summarize(accuracies)
     card |= {"eval_seconds": round(eval_seconds, 1), "eval_cpu_seconds": round(eval_cpu_seconds, 1),
              "test_accuracy": ours.to_dict(),

@@ -42,7 +42,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks, TaskBatch
 from ..tasks.variants import SinusoidPool
 from ..train import TrainConfig, meta_train
-from ..utils import check_positive_int, get_device, torch_threads
+from ..utils import check_positive_int, get_device
 
 __all__ = ["LEARNERS", "parse_pool_sizes", "parse_range", "train_learner", "score_learner",
            "graph_bytes", "peak_bytes", "plot_meta_overfitting", "plot_task_shift", "plot_maml_cost",
@@ -160,13 +160,8 @@ def _finish(name: str, options: RunOptions, device, started: float, plan: dict, 
 
 @register("meta-overfitting", "meta-test MSE vs number of meta-training tasks, MAML and a CNP (sinusoids)",
           arguments=(Argument("--pool-sizes", str, f"5,20,100,1000,{UNLIMITED}", None,
-                              f"comma-separated numbers of distinct training tasks, or '{UNLIMITED}'"),))
+                              f"comma-separated numbers of distinct training tasks, or '{UNLIMITED}'"),), threads=1)
 def run_meta_overfitting(options: RunOptions) -> Result:
-    with torch_threads(1):  # networks this small gain nothing from more threads
-        return _meta_overfitting(options)
-
-
-def _meta_overfitting(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     sizes = parse_pool_sizes(options.extra.get("pool_sizes", f"5,20,100,1000,{UNLIMITED}"))
     plan = sinusoid_plan(options, default_steps=5000) | {"pool_sizes": [_pool_label(s) for s in sizes]}
@@ -227,13 +222,9 @@ def plot_meta_overfitting(result: Result):
 
 @register("task-shift", "meta-train on one sinusoid amplitude range, test on a shifted one (MAML, CNP)",
           arguments=(Argument("--train-amplitude", str, "0.1,2.5", None, "amplitude range 'low,high' of training"),
-                     Argument("--test-amplitude", str, "2.5,5.0", None, "shifted amplitude range 'low,high'")))
+                     Argument("--test-amplitude", str, "2.5,5.0", None, "shifted amplitude range 'low,high'")),
+          threads=1)
 def run_task_shift(options: RunOptions) -> Result:
-    with torch_threads(1):
-        return _task_shift(options)
-
-
-def _task_shift(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     ranges = {"train": parse_range("--train-amplitude", options.extra.get("train_amplitude", "0.1,2.5")),
               "shifted": parse_range("--test-amplitude", options.extra.get("test_amplitude", "2.5,5.0"))}
@@ -396,13 +387,8 @@ def measure_cost(model: nn.Module, tasks: TaskBatch, cfg: maml.Config, repeats: 
 @register("maml-cost", "time per meta-step and memory of second- vs first-order MAML, inner steps 1-5",
           arguments=(Argument("--models", str, ",".join(COST_MODELS), None,
                               "comma-separated subset of " + ",".join(COST_MODELS)),
-                     Argument("--max-inner-steps", int, 5, None, "measure inner steps 1..this")))
+                     Argument("--max-inner-steps", int, 5, None, "measure inner steps 1..this")), threads=1)
 def run_maml_cost(options: RunOptions) -> Result:
-    with torch_threads(1):
-        return _maml_cost(options)
-
-
-def _maml_cost(options: RunOptions) -> Result:
     started = time.perf_counter()
     names = [n.strip() for n in options.extra.get("models", ",".join(COST_MODELS)).split(",") if n.strip()]
     max_steps = check_positive_int("--max-inner-steps", options.extra.get("max_inner_steps", 5),

@@ -28,7 +28,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import baselines, ppo, rl2
 from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
 from ..train import TrainConfig, meta_train
-from ..utils import Clock, torch_threads
+from ..utils import Clock
 
 _BANDIT_COLUMNS = ("Random", "Gittins", "TS", "OTS", "UCB1", "ε-Greedy", "Greedy", "RL²")
 _BANDIT_ROWS = {  # RL² paper, Table 1: (n, k) -> total reward per column
@@ -377,11 +377,6 @@ def training_time(curve: list[dict], last_session: tuple[float, float]) -> tuple
             cpu + max(last["cpu_seconds"], last_session[1]))
 
 
-def _with_threads(run: Callable[[RunOptions], Result], options: RunOptions) -> Result:
-    with torch_threads(1):  # small GRUs: one thread is fastest and leaves the other core free
-        return run(options)
-
-
 _INSTANCES = Argument("--instances", int, 1000, None, "test (and validation) instances")
 
 
@@ -390,21 +385,21 @@ _INSTANCES = Argument("--instances", int, 1000, None, "test (and validation) ins
                      Argument("--pulls", int, 10, (10, 100, 500), "n, pulls per trial"),
                      Argument("--method", str, "all", BANDIT_METHOD_CHOICES,
                               "one method, all baselines, or all (baselines and RL²)"),
-                     _INSTANCES))
+                     _INSTANCES), threads=1)
 def run_bandits(options: RunOptions) -> Result:
     extra = options.extra
     problem = Problem("rl2-bandits", "bandit", extra.get("arms", 5), extra.get("pulls", 10),
                       PAPER_BANDITS[(extra.get("pulls", 10), extra.get("arms", 5))],
                       baselines.BANDIT_METHODS)
-    return _with_threads(partial(run_problem, problem), options)
+    return run_problem(problem, options)
 
 
 @register("rl2-mdp", "RL² Table 2: random tabular MDPs, every baseline and RL² (PPO)",
           arguments=(Argument("--episodes", int, 10, (10, 25, 50, 75, 100), "n, episodes per trial"),
                      Argument("--method", str, "all", MDP_METHOD_CHOICES,
                               "one method, all baselines, or all (baselines and RL²)"),
-                     _INSTANCES))
+                     _INSTANCES), threads=1)
 def run_mdp(options: RunOptions) -> Result:
     episodes = options.extra.get("episodes", 10)
     problem = Problem("rl2-mdp", "mdp", 5, episodes, PAPER_MDPS[episodes], baselines.MDP_METHODS)
-    return _with_threads(partial(run_problem, problem), options)
+    return run_problem(problem, options)

@@ -24,7 +24,7 @@ from ..models import MLP
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks
 from ..train import TrainConfig, meta_train
-from ..utils import get_device, torch_threads
+from ..utils import get_device
 
 PAPER = {  # MAML Table 2 (App. C.1), 5-shot MSE after 1 / 5 / 10 gradient steps
     "MAML": {1: 0.67, 5: 0.38, 10: 0.35},
@@ -89,13 +89,8 @@ def evaluate_method(method: str, model, plan: dict, seed: int, device: torch.dev
 
 
 @register("sinusoid", "MAML Table 2: 5-shot sinusoid MSE of MAML, first-order MAML and pretraining",
-          arguments=(Argument("--train-shots", int, 5, (5, 10), "support points per meta-training task"),))
+          arguments=(Argument("--train-shots", int, 5, (5, 10), "support points per meta-training task"),), threads=1)
 def run(options: RunOptions) -> Result:
-    with torch_threads(1):  # a 1-40-40-1 MLP gains nothing from more threads
-        return _run(options)
-
-
-def _run(options: RunOptions) -> Result:
     started = time.perf_counter()
     device = get_device(options.device or "cpu")  # a 1-40-40-1 MLP runs fastest on the CPU
     plan = budget(options)
