@@ -47,8 +47,9 @@ from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
 from . import maml_rl
 
-__all__ = ["Config", "DynamicsEnsemble", "RealData", "ImaginedEnv", "history_context", "squared_errors", "model_loss",
-           "fit_ensemble", "imagine", "adapt_to_models", "collect_real", "meta_policy_step", "iteration"]
+__all__ = ["Config", "DynamicsEnsemble", "RealData", "ImaginedEnv", "random_episodes", "history_context",
+           "squared_errors", "model_loss", "fit_ensemble", "imagine", "adapt_to_models", "collect_real",
+           "meta_policy_step", "iteration"]
 
 RewardFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -189,6 +190,22 @@ class RealData:
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+def random_episodes(env: maml_rl.BatchedTaskEnv, n_episodes: int, action_bound: float,
+                    generator: torch.Generator | None = None) -> maml_rl.Trajectories:
+    """``n_episodes`` real episodes per task of ``env`` with actions uniform in ±``action_bound``:
+    data to fit and test dynamics models on before any policy exists (as ``rollout`` records it)."""
+    record: dict[str, list[Tensor]] = {"obs": [], "actions": [], "rewards": [], "dones": []}
+    obs = env.reset(check_positive_int("n_episodes", n_episodes), generator)
+    for _ in range(env.horizon):
+        actions = (torch.rand(*obs.shape[:-1], env.act_dim, generator=generator) * 2 - 1) * action_bound
+        next_obs, rewards, dones = env.step(actions)
+        for name, value in (("obs", obs), ("actions", actions), ("rewards", rewards), ("dones", dones)):
+            record[name].append(value)
+        obs = next_obs
+    return maml_rl.Trajectories(*(torch.stack(record[name], -2) for name in ("obs", "actions")),
+                                *(torch.stack(record[name], -1).float() for name in ("rewards", "dones")))
 
 
 def history_context(obs: Tensor, actions: Tensor, history: int) -> Tensor:

@@ -5,6 +5,7 @@ import torch
 from metacourse.functional import params_of
 from metacourse.rl import maml_rl, mbmpo
 from metacourse.rl.envs import BatchedPendulum, pendulum_reward, sample_pendulums
+from metacourse.rl.envs.pendulum import MAX_TORQUE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -120,17 +121,8 @@ def test_imagined_states_stay_in_the_range_of_the_real_data_even_when_a_model_di
 
 def pendulum_episodes(masses, lengths, n_episodes: int = 4, seed: int = 0) -> maml_rl.Trajectories:
     """Episodes of random torques on the given pendulums, (T, E, 200, ·), as real data."""
-    env = BatchedPendulum(np.asarray(masses), np.asarray(lengths))
-    generator = torch.Generator().manual_seed(seed)
-    obs = env.reset(n_episodes, generator)
-    steps, actions = [obs], []
-    for _ in range(199):
-        action = torch.rand(obs.shape[:-1] + (1,), generator=generator) * 4 - 2
-        obs, _, _ = env.step(action)
-        steps.append(obs), actions.append(action)
-    actions.append(torch.zeros_like(actions[-1]))
-    zeros = torch.zeros(obs.shape[:-1] + (200,))
-    return maml_rl.Trajectories(torch.stack(steps, -2), torch.stack(actions, -2), zeros, zeros)
+    return mbmpo.random_episodes(BatchedPendulum(np.asarray(masses), np.asarray(lengths)), n_episodes,
+                                 MAX_TORQUE, torch.Generator().manual_seed(seed))
 
 
 def test_history_context_lists_the_previous_transitions_most_recent_first():
@@ -199,3 +191,15 @@ def test_a_history_lets_the_models_tell_pendulums_of_the_family_apart():
         errors[history] = mbmpo.fit_ensemble(ensemble, data, cfg, torch.Generator().manual_seed(0))["model_val_mse"]
     # only θ̇ depends on the hidden mass and length: a (s, a) model must average over the family
     assert errors[2] < 0.75 * errors[0], errors
+
+
+def test_random_episodes_record_what_the_pendulum_did():
+    env = BatchedPendulum([1.0, 0.7], [1.0, 1.3])
+    episodes = mbmpo.random_episodes(env, 3, MAX_TORQUE, torch.Generator().manual_seed(0))
+    assert episodes.obs.shape == (2, 3, 200, 3) and episodes.actions.shape == (2, 3, 200, 1)
+    assert episodes.rewards.shape == episodes.dones.shape == (2, 3, 200)
+    assert episodes.actions.abs().max() <= MAX_TORQUE and episodes.actions.std() > 0.5
+    # the recorded reward is the known reward of the recorded state and torque
+    assert torch.allclose(episodes.rewards, pendulum_reward(episodes.obs, episodes.actions), atol=1e-4)
+    with pytest.raises(ValueError, match="n_episodes"):
+        mbmpo.random_episodes(env, 0, MAX_TORQUE)
