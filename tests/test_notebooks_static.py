@@ -18,6 +18,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -141,6 +142,15 @@ def test_committed_without_outputs(path: Path) -> None:
         "(`metacourse labs strip` for solutions/ and labs/, "
         "`metacourse.labs.strip_outputs(path)` for a lecture)"
     )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_cell_has_a_unique_id(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]  # the file as saved (nbformat.read fills gaps)
+    ids = [cell.get("id") for cell in cells]
+    missing = [index for index, cell_id in enumerate(ids) if not cell_id]
+    assert not missing, f"{path.name}: cells {missing} have no id; give each new cell a unique one"
+    assert len(set(ids)) == len(ids), f"{path.name}: repeated cell ids"
 
 
 @pytest.mark.parametrize("path", LECTURES, ids=[p.name for p in LECTURES])
