@@ -206,7 +206,6 @@ def run_dir(options: RunOptions) -> Result:
 
 
 @register("maml-rl-cheetah-vel", "MAML Fig. 5: HalfCheetah goal velocity return after 0-3 steps "
-          "(needs MuJoCo; no paper table)", arguments=ARGUMENTS,
-          threads=1)
+          "(needs MuJoCo; no paper table)", arguments=ARGUMENTS, threads=1)
 def run_vel(options: RunOptions) -> Result:
     return run_family("vel", options)

@@ -21,7 +21,8 @@ Finn, Abbeel, Levine, ICML 2017 (arXiv:1703.03400), §3.2 (Algorithm 3), §5.3, 
 Interface (what MB-MPO imports): ``Config``; ``GaussianPolicy(obs_dim, act_dim, hidden)``;
 ``Trajectories``; ``rollout(policy, params, env, n_episodes, generator)`` in any batched env with
 ``reset(n_episodes, generator) -> obs (T, E, obs_dim)`` and ``step(actions (T, E, act_dim)) ->
-(obs, rewards (T, E), dones (T, E))``; ``advantages``; ``inner_loss``; ``adapt``;
+(obs, rewards (T, E), dones (T, E))``, and ``play(env, act, n_episodes, generator)`` beneath it
+for any other rule ``act(obs) -> actions``; ``advantages``; ``inner_loss``; ``adapt``;
 ``meta_loss``; ``meta_step(policy, pre, sample_post, cfg)`` where ``sample_post(adapted)`` rolls
 the adapted policies out in the same tasks; ``evaluate`` (returns after 0, 1, 2, … steps).
 The reusable pieces live one level down: ``rl.linear_baseline``, ``rl.trpo``.
@@ -50,8 +51,8 @@ from ..utils import check_nonnegative, check_positive_int
 from . import linear_baseline, ppo, trpo
 from .returns import discounted_returns, gae
 
-__all__ = ["Config", "GaussianPolicy", "Trajectories", "BatchedTaskEnv", "distribution", "rollout",
-           "advantages", "inner_loss", "adapt", "meta_loss", "meta_step", "evaluate"]
+__all__ = ["Config", "GaussianPolicy", "Trajectories", "BatchedTaskEnv", "distribution", "play",
+           "rollout", "advantages", "inner_loss", "adapt", "meta_loss", "meta_step", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -178,21 +179,16 @@ class BatchedTaskEnv(Protocol):
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
 
 
-def rollout(policy: nn.Module, params: Params, env: BatchedTaskEnv, n_episodes: int,
-            generator: torch.Generator | None = None, horizon: int | None = None) -> Trajectories:
-    """Sample ``n_episodes`` episodes per task of ``env`` with π_params (no gradients).
-
-    ``params`` is θ (shared by every task) or a dict batched over the env's T tasks (each task
-    its own φ_T). Action noise comes from ``generator`` (torch's global one if None).
-    """
+def play(env: BatchedTaskEnv, act: Callable[[Tensor], Tensor], n_episodes: int,
+         generator: torch.Generator | None = None, horizon: int | None = None) -> Trajectories:
+    """Step ``n_episodes`` episodes per task of ``env`` with actions ``act(obs)`` for ``horizon``
+    steps (the env's own if None) and record them (no gradients); ``generator`` starts them."""
     steps = check_positive_int("horizon", horizon or env.horizon)
     record: dict[str, list[Tensor]] = {"obs": [], "actions": [], "rewards": [], "dones": []}
     with torch.no_grad():
         obs = env.reset(n_episodes, generator)
         for _ in range(steps):
-            policy_now = distribution(policy, params, obs)
-            noise = torch.randn(policy_now.loc.shape, generator=generator, dtype=obs.dtype)
-            actions = policy_now.loc + policy_now.scale * noise.to(obs.device)
+            actions = act(obs)
             next_obs, rewards, dones = env.step(actions)
             for name, value in (("obs", obs), ("actions", actions), ("rewards", rewards), ("dones", dones)):
                 record[name].append(value)
@@ -201,6 +197,21 @@ def rollout(policy: nn.Module, params: Params, env: BatchedTaskEnv, n_episodes: 
                for name, values in record.items()}
     stacked["dones"] = stacked["dones"].to(stacked["rewards"].dtype)
     return Trajectories(**stacked)
+
+
+def rollout(policy: nn.Module, params: Params, env: BatchedTaskEnv, n_episodes: int,
+            generator: torch.Generator | None = None, horizon: int | None = None) -> Trajectories:
+    """Sample ``n_episodes`` episodes per task of ``env`` with π_params (no gradients).
+
+    ``params`` is θ (shared by every task) or a dict batched over the env's T tasks (each task
+    its own φ_T). Action noise comes from ``generator`` (torch's global one if None).
+    """
+    def sample(obs: Tensor) -> Tensor:
+        policy_now = distribution(policy, params, obs)
+        noise = torch.randn(policy_now.loc.shape, generator=generator, dtype=obs.dtype)
+        return policy_now.loc + policy_now.scale * noise.to(obs.device)
+
+    return play(env, sample, n_episodes, generator, horizon)
 
 
 def advantages(trajectories: Trajectories, cfg: Config) -> Tensor:

@@ -195,17 +195,11 @@ class RealData:
 def random_episodes(env: maml_rl.BatchedTaskEnv, n_episodes: int, action_bound: float,
                     generator: torch.Generator | None = None) -> maml_rl.Trajectories:
     """``n_episodes`` real episodes per task of ``env`` with actions uniform in ±``action_bound``:
-    data to fit and test dynamics models on before any policy exists (as ``rollout`` records it)."""
-    record: dict[str, list[Tensor]] = {"obs": [], "actions": [], "rewards": [], "dones": []}
-    obs = env.reset(check_positive_int("n_episodes", n_episodes), generator)
-    for _ in range(env.horizon):
-        actions = (torch.rand(*obs.shape[:-1], env.act_dim, generator=generator) * 2 - 1) * action_bound
-        next_obs, rewards, dones = env.step(actions)
-        for name, value in (("obs", obs), ("actions", actions), ("rewards", rewards), ("dones", dones)):
-            record[name].append(value)
-        obs = next_obs
-    return maml_rl.Trajectories(*(torch.stack(record[name], -2) for name in ("obs", "actions")),
-                                *(torch.stack(record[name], -1).float() for name in ("rewards", "dones")))
+    data to fit and test dynamics models on before any policy exists (recorded as ``rollout``'s)."""
+    def uniform(obs: Tensor) -> Tensor:
+        return (torch.rand(*obs.shape[:-1], env.act_dim, generator=generator) * 2 - 1) * action_bound
+
+    return maml_rl.play(env, uniform, check_positive_int("n_episodes", n_episodes), generator)
 
 
 def history_context(obs: Tensor, actions: Tensor, history: int) -> Tensor:
