@@ -199,7 +199,7 @@ def random_episodes(env: maml_rl.BatchedTaskEnv, n_episodes: int, action_bound: 
     def uniform(obs: Tensor) -> Tensor:
         return (torch.rand(*obs.shape[:-1], env.act_dim, generator=generator) * 2 - 1) * action_bound
 
-    return maml_rl.play(env, uniform, check_positive_int("n_episodes", n_episodes), generator)
+    return maml_rl.play(env, uniform, n_episodes, generator)
 
 
 def history_context(obs: Tensor, actions: Tensor, history: int) -> Tensor:

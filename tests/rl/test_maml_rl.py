@@ -38,6 +38,10 @@ def test_rollout_shapes_mask_and_batched_params_match_shared_params():
     dones[0, 2] = 1.0
     padded = maml_rl.Trajectories(torch.zeros(1, 5, 2), torch.zeros(1, 5, 2), torch.zeros(1, 5), dones)
     assert padded.mask.tolist() == [[1.0, 1.0, 1.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="n_episodes"):
+        maml_rl.rollout(policy, theta, env, 0)
+    with pytest.raises(ValueError, match="horizon"):
+        maml_rl.rollout(policy, theta, env, 2, horizon=-1)
 
 
 def test_linear_baseline_fits_exactly_a_return_that_is_linear_in_its_features():
