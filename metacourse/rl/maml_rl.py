@@ -184,7 +184,6 @@ def play(env: BatchedTaskEnv, act: Callable[[Tensor], Tensor], n_episodes: int,
     """Step ``n_episodes`` episodes per task of ``env`` with actions ``act(obs)`` for ``horizon``
     steps (the env's own if None) and record them (no gradients); ``generator`` starts them."""
     steps = check_positive_int("horizon", horizon or env.horizon)
-    check_positive_int("n_episodes", n_episodes)
     record: dict[str, list[Tensor]] = {"obs": [], "actions": [], "rewards": [], "dones": []}
     with torch.no_grad():
         obs = env.reset(n_episodes, generator)

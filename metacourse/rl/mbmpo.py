@@ -299,6 +299,7 @@ class ImaginedEnv:
         self.context: Tensor | None = None
 
     def reset(self, n_episodes: int, generator: torch.Generator | None = None) -> Tensor:
+        check_positive_int("n_episodes", n_episodes)
         index = torch.randint(len(self.starts), (self.n_tasks, n_episodes), generator=generator)
         self.obs = self.starts[index]
         self.context = None if self.start_contexts is None else self.start_contexts[index]

@@ -84,6 +84,8 @@ def test_imagined_rollouts_are_deterministic_under_a_seed_and_take_no_real_step(
     assert torch.allclose(first.rewards, pendulum_reward(first.obs, first.actions.clamp(-2, 2)))
     # models differ, so the same start and noise give different imagined futures
     assert not torch.allclose(first.obs[0, :, -1], first.obs[1, :, -1])
+    with pytest.raises(ValueError, match="n_episodes"):
+        env.reset(0)
 
 
 def test_one_iteration_collects_k_real_episodes_with_the_adapted_policies():
