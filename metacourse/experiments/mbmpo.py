@@ -2,7 +2,8 @@
 
 ``mbmpo-pendulum`` trains, from the same seed and on the same task family (Pendulum with mass and
 length drawn from U[0.5, 1.5], ``metacourse.rl.envs.pendulum``; every real episode is a fresh
-pendulum the agent is not told about):
+pendulum the agent is not told about; ``--pendulums narrow`` draws from U[0.8, 1.2] instead,
+``--pendulums standard`` keeps mass = length = 1):
 
 - **MB-MPO** (``metacourse.rl.mbmpo``): K = 5 dynamics models, the meta-policy trained with
   MAML-RL on imagined episodes (α = 0.001, TRPO δ = 0.01, outer derivatives to first order: with α
@@ -40,7 +41,7 @@ from ..functional import frozen_params, params_of
 from ..models import MLP
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl, mbmpo, ppo
-from ..rl.envs.pendulum import MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
+from ..rl.envs.pendulum import LENGTH_RANGE, MASS_RANGE, MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
 from ..rl.returns import gae
 from ..train import save_atomically
 from ..utils import Clock
@@ -65,14 +66,21 @@ def budget(options: RunOptions) -> dict:
             "test_tasks": 4 if fast else 20, "test_episodes": 1 if fast else 2}
 
 
-# ---- the pendulums: the family, or the standard pendulum every time ----
+# ---- the pendulums: the family, a narrower one, or the standard pendulum every time ----
+
+RANGES = {"family": (MASS_RANGE, LENGTH_RANGE), "narrow": ((0.8, 1.2), (0.8, 1.2)),
+          "standard": (MASS_RANGE, LENGTH_RANGE)}
+"""(mass range, length range) of each ``--pendulums`` setting; "standard" draws from the family
+only to advance the rng alike, then sets mass = length = 1."""
+
 
 def draw_pendulums(plan: dict, rng: np.random.Generator, n: int, repeat: int = 1) -> BatchedPendulum:
     """``n`` pendulums, each repeated ``repeat`` times: fresh draws from the family (mass, length
-    ~ U[0.5, 1.5]; the agent is not told which), or, with ``plan["pendulums"] == "standard"``,
-    the standard pendulum (mass = length = 1, Gymnasium's Pendulum-v1) every time: the
-    single-environment setting of the MB-MPO paper's benchmarks. The rng advances alike in both."""
-    masses, lengths = sample_pendulums(rng, n)
+    ~ U[0.5, 1.5]; the agent is not told which) or the narrow family (U[0.8, 1.2]), or, with
+    ``plan["pendulums"] == "standard"``, the standard pendulum (mass = length = 1, Gymnasium's
+    Pendulum-v1) every time: the single-environment setting of the MB-MPO paper's benchmarks.
+    The rng advances alike in all three."""
+    masses, lengths = sample_pendulums(rng, n, *RANGES[plan["pendulums"]])
     if plan["pendulums"] == "standard":
         masses, lengths = np.ones(n), np.ones(n)
     return BatchedPendulum(np.tile(masses, repeat), np.tile(lengths, repeat))
@@ -285,8 +293,9 @@ def _count(value: float | None) -> Summary:
           "MB-MPO vs model-free PPO and MAML-RL on Pendulum (sampled mass, length): return vs real steps",
           arguments=(Argument("--methods", str, "all", ("all", "mbmpo+ppo"),
                               "which methods to train (MAML-RL is the slowest)"),
-                     Argument("--pendulums", str, "family", ("family", "standard"),
+                     Argument("--pendulums", str, "family", tuple(RANGES),
                               "family: every episode a fresh pendulum (mass, length ~ U[0.5, 1.5]); "
+                              "narrow: the same with mass, length ~ U[0.8, 1.2]; "
                               "standard: mass = length = 1 throughout (the paper's single-environment setting)"),
                      Argument("--model-history", int, 0, None,
                               "h, previous transitions each dynamics model sees (0: the paper's models; "
@@ -373,8 +382,9 @@ def save_plot(result: dict, path: Path) -> str:
             axis.text(steps * 1.08, low + 0.3 * (high - low), f"{name}: {steps:,} steps",
                       color=colors[name], rotation=90, va="bottom", fontsize=8)
     ratio = budget["step_ratio"]
-    title = ("Pendulum, sampled mass and length" if budget.get("pendulums", "family") == "family"
-             else "Standard pendulum (mass = length = 1)")
+    title = {"family": "Pendulum, sampled mass and length (U[0.5, 1.5])",
+             "narrow": "Pendulum, sampled mass and length (U[0.8, 1.2])",
+             "standard": "Standard pendulum (mass = length = 1)"}[budget.get("pendulums", "family")]
     if budget.get("model_history"):
         title += f"\nMB-MPO's models also see the last {budget['model_history']} transitions"
     if ratio:

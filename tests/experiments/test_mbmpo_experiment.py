@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from metacourse import cli
@@ -68,3 +69,28 @@ def test_model_history_trains_mbmpo_anew_but_reuses_the_baselines_checkpoint(tmp
     assert result["artifacts"]["plot"].endswith("mbmpo-pendulum-h2-seed0.png")
     h0 = json.loads((tmp_path / "h0.json").read_text())["budget"]["curves"]
     assert result["budget"]["curves"]["PPO"] == h0["PPO"] and result["budget"]["curves"]["MB-MPO"] != h0["MB-MPO"]
+
+
+@pytest.mark.parametrize("setting, low, high", [("family", 0.5, 1.5), ("narrow", 0.8, 1.2), ("standard", 1.0, 1.0)])
+def test_each_pendulum_setting_draws_from_its_range_and_advances_the_rng_alike(setting, low, high):
+    """--pendulums picks the range of mass and length; every setting consumes the same random
+    numbers, so the rest of a run (action noise, later draws) does not depend on the setting."""
+    plan = {**experiment.budget(RunOptions(fast=True)), "pendulums": setting}
+    rng = np.random.default_rng(0)
+    env = experiment.draw_pendulums(plan, rng, 200)
+    for values in (env.masses, env.lengths):
+        assert low <= float(values.min()) and float(values.max()) <= high
+        assert float(values.max() - values.min()) >= (0.9 * (high - low))  # the whole range is used
+    assert rng.random() == pytest.approx(_after_draws(200))
+
+
+def _after_draws(n: int) -> float:
+    rng = np.random.default_rng(0)
+    rng.uniform(size=2 * n)
+    return rng.random()
+
+
+def test_an_unknown_pendulum_setting_is_refused_with_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "mbmpo-pendulum", "--fast", "--pendulums", "wide"])
+    assert "narrow" in capsys.readouterr().err
