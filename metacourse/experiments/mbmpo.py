@@ -382,9 +382,10 @@ def save_plot(result: dict, path: Path) -> str:
             axis.text(steps * 1.08, low + 0.3 * (high - low), f"{name}: {steps:,} steps",
                       color=colors[name], rotation=90, va="bottom", fontsize=8)
     ratio = budget["step_ratio"]
-    title = {"family": "Pendulum, sampled mass and length (U[0.5, 1.5])",
-             "narrow": "Pendulum, sampled mass and length (U[0.8, 1.2])",
-             "standard": "Standard pendulum (mass = length = 1)"}[budget.get("pendulums", "family")]
+    setting = budget.get("pendulums", "family")
+    (low, high), _ = RANGES[setting]  # the same range for mass and length
+    title = ("Standard pendulum (mass = length = 1)" if setting == "standard"
+             else f"Pendulum, sampled mass and length (U[{low}, {high}])")
     if budget.get("model_history"):
         title += f"\nMB-MPO's models also see the last {budget['model_history']} transitions"
     if ratio:
