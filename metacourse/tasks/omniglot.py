@@ -18,8 +18,16 @@ The first load decodes all 32,460 drawings once (≈ 20 s) into one uint8 array 
 (1623, 20, 28, 28) cached as ``omniglot28-<hash>.npz`` in ``cache_dir()`` (``$METACOURSE_CACHE``,
 default ``~/.cache/metacourse``); later loads read that file in well under a second. The cache is
 written to a temporary file and renamed, so an interrupted decode never leaves half a file.
-When the data is absent and ``download=True`` (or ``METACOURSE_DOWNLOAD=1``), the zips are fetched
-from the dataset's canonical location (github.com/brendenlake/omniglot) and their checksums verified.
+Every load checks that the set is whole: the 30 background alphabets (964 characters) and the 20
+evaluation alphabets (659 characters), 20 drawings each (``EXPECTED_ALPHABETS``). A partial copy is
+refused with the missing alphabets named, never silently used with fewer characters.
+
+Downloading. When the files are absent and ``download=True`` (or ``METACOURSE_DOWNLOAD=1``, or the
+code runs on Google Colab), the two zips (14 MB together) are fetched once into
+``data_dir()/omniglot`` from the public source torchvision uses too
+(raw.githubusercontent.com/brendenlake/omniglot, ``$METACOURSE_OMNIGLOT_URL`` overrides the folder
+URL) and kept only if their size and SHA-256 are those of a known copy (``KNOWN_ZIPS``); see
+:mod:`metacourse.tasks.download`. ``METACOURSE_DOWNLOAD=0`` turns the download off, also on Colab.
 """
 
 from __future__ import annotations
@@ -28,7 +36,6 @@ import hashlib
 import io
 import os
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +43,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .download import Known, fetch, on_colab
+
 __all__ = [
+    "EXPECTED_ALPHABETS",
+    "KNOWN_ZIPS",
     "SPLITS",
     "data_dir",
     "cache_dir",
+    "check_complete",
     "find_sources",
     "download_omniglot",
     "load_omniglot_array",
@@ -48,12 +60,43 @@ __all__ = [
 ]
 
 PARTS = ("images_background", "images_evaluation")
-URLS = {part: f"https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{part}.zip"
-        for part in PARTS}
-KNOWN_MD5 = {  # torchvision's checksums of the canonical zips, and the re-packed copy in shared/data
-    "images_background": ("68d2efa1b9178cc56df9314c21c6e718", "76d44e89c5d76ad44170386b4c96d3e5"),
-    "images_evaluation": ("6b91aef0f799c5bb55b94e3f2daec811", "109404ffb47629c48c25d9383a3bd0a6"),
+BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+"""Where the zips are downloaded from (the data set's own repository; torchvision uses it too)."""
+KNOWN_ZIPS = {
+    "images_background": (
+        Known(9_464_212, "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
+              "the release on github.com/brendenlake/omniglot"),
+        Known(8_545_058, "f0b84e5344bc0da0be8f887d6f410545e1ce5d34023761a609cda37b74cd9bbc",
+              "the course's re-packed copy: same images"),
+    ),
+    "images_evaluation": (
+        Known(6_462_886, "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
+              "the release on github.com/brendenlake/omniglot"),
+        Known(5_833_360, "47f6305f8546374ad75715bdb3e659c795b3433239816496244e6b294d6164e0",
+              "the course's re-packed copy: same images"),
+    ),
 }
+"""Size and SHA-256 of every accepted copy of each zip (the release's as published with
+TensorFlow Datasets' checksums; the re-packed copy's computed from the file)."""
+EXPECTED_ALPHABETS = {
+    "images_background": {
+        "Alphabet_of_the_Magi": 20, "Anglo-Saxon_Futhorc": 29, "Arcadian": 26, "Armenian": 41,
+        "Asomtavruli_(Georgian)": 40, "Balinese": 24, "Bengali": 46,
+        "Blackfoot_(Canadian_Aboriginal_Syllabics)": 14, "Braille": 26, "Burmese_(Myanmar)": 34,
+        "Cyrillic": 33, "Early_Aramaic": 22, "Futurama": 26, "Grantha": 43, "Greek": 24, "Gujarati": 48,
+        "Hebrew": 22, "Inuktitut_(Canadian_Aboriginal_Syllabics)": 16, "Japanese_(hiragana)": 52,
+        "Japanese_(katakana)": 47, "Korean": 40, "Latin": 26, "Malay_(Jawi_-_Arabic)": 40,
+        "Mkhedruli_(Georgian)": 41, "N_Ko": 33, "Ojibwe_(Canadian_Aboriginal_Syllabics)": 14,
+        "Sanskrit": 42, "Syriac_(Estrangelo)": 23, "Tagalog": 17, "Tifinagh": 55,
+    },
+    "images_evaluation": {
+        "Angelic": 20, "Atemayar_Qelisayer": 26, "Atlantean": 26, "Aurek-Besh": 26, "Avesta": 26,
+        "Ge_ez": 26, "Glagolitic": 45, "Gurmukhi": 45, "Kannada": 41, "Keble": 26, "Malayalam": 47,
+        "Manipuri": 40, "Mongolian": 30, "Old_Church_Slavonic_(Cyrillic)": 45, "Oriya": 46,
+        "Sylheti": 28, "Syriac_(Serto)": 23, "Tengwar": 25, "Tibetan": 42, "ULOG": 26,
+    },
+}
+"""Characters per alphabet of each part: 30 alphabets and 964 characters, 20 and 659."""
 SPLITS = ("train", "test", "background", "evaluation", "all")
 N_DRAWINGS = 20
 N_TRAIN_CHARACTERS = 1200
@@ -74,10 +117,10 @@ def cache_dir() -> Path:
 
 
 def _where_files_go(root: Path) -> str:
-    return (f"put images_background.zip and images_evaluation.zip in {root / 'omniglot'} (from "
-            "https://github.com/brendenlake/omniglot/tree/master/python), or set METACOURSE_DATA "
-            "to the folder that holds them, or call with download=True (METACOURSE_DOWNLOAD=1) "
-            "where the network is allowed")
+    return (f"set METACOURSE_DOWNLOAD=1 (or pass download=True) to download the two zips (14 MB) into "
+            f"{root / 'omniglot'}, or put images_background.zip and images_evaluation.zip there "
+            "yourself (from https://github.com/brendenlake/omniglot/tree/master/python), or set "
+            "METACOURSE_DATA to the folder that already holds them")
 
 
 def find_sources(root: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -107,29 +150,59 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_omniglot(root: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Download the two zips into ``root/omniglot`` from the canonical URLs and verify their MD5."""
+def download_omniglot(root: str | os.PathLike | None = None, base_url: str | None = None) -> dict[str, Path]:
+    """Download the two zips into ``root/omniglot`` (once) and verify their size and SHA-256.
+
+    ``base_url`` (default ``$METACOURSE_OMNIGLOT_URL``, else :data:`BASE_URL`) is the folder URL
+    that holds ``images_background.zip`` and ``images_evaluation.zip``. A zip already there is
+    kept when it is a known copy. Raises :class:`metacourse.tasks.download.DownloadError` (an
+    ``OSError``) when the network fails or a download is corrupt; nothing half-written is left.
+    """
     target = (Path(root) if root is not None else data_dir()) / "omniglot"
-    target.mkdir(parents=True, exist_ok=True)
-    for part, url in URLS.items():
-        final = target / f"{part}.zip"
-        if final.exists():
-            continue
-        handle, tmp = tempfile.mkstemp(dir=target, suffix=".part")
-        os.close(handle)
-        try:
-            urllib.request.urlretrieve(url, tmp)
-            if _md5(Path(tmp)) not in KNOWN_MD5[part]:
-                raise ValueError(f"the download of {url} has an unknown checksum (corrupt or "
-                                 f"changed upstream); download it by hand into {target}")
-            os.replace(tmp, final)
-        except OSError as error:
-            raise FileNotFoundError(f"could not download {url} ({error}); "
-                                    + _where_files_go(target.parent)) from None
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    base = base_url or os.environ.get("METACOURSE_OMNIGLOT_URL") or BASE_URL
+    for part in PARTS:
+        fetch(f"{base.rstrip('/')}/{part}.zip", target / f"{part}.zip", KNOWN_ZIPS[part])
     return find_sources(target.parent)
+
+
+def _should_download(download: bool | None) -> bool:
+    """``download`` if given; else ``METACOURSE_DOWNLOAD`` if set; else True on Colab only."""
+    if download is not None:
+        return download
+    switch = os.environ.get("METACOURSE_DOWNLOAD", "").strip().lower()
+    if switch:
+        return switch not in ("0", "false", "no", "off")
+    return on_colab()
+
+
+def check_complete(characters: dict[str, list[str]], where: object) -> None:
+    """Refuse a partial Omniglot: ``characters`` maps each part to its 'Alphabet/characterNN' keys.
+
+    Raises ``ValueError`` naming the missing (or unexpected) alphabets and characters, and the fix.
+    """
+    problems, found, expected = [], 0, 0
+    for part, alphabets in EXPECTED_ALPHABETS.items():
+        counts: dict[str, int] = {}
+        for key in characters.get(part, []):
+            alphabet = key.split("/")[0]
+            counts[alphabet] = counts.get(alphabet, 0) + 1
+        found += sum(counts.values())
+        expected += sum(alphabets.values())
+        missing = [f"{a} ({n} characters)" for a, n in alphabets.items() if a not in counts]
+        short = [f"{a} ({counts[a]} characters, expected {n})" for a, n in alphabets.items()
+                 if a in counts and counts[a] != n]
+        unknown = sorted(set(counts) - set(alphabets))
+        if missing:
+            problems.append(f"{part} lacks {len(missing)} of its {len(alphabets)} alphabets: {', '.join(missing)}")
+        if short:
+            problems.append(f"{part} has alphabets of the wrong size: {', '.join(short)}")
+        if unknown:
+            problems.append(f"{part} has alphabets Omniglot does not have: {', '.join(unknown)}")
+    if problems:
+        raise ValueError(
+            f"the Omniglot data in {where} is incomplete ({found:,} characters where the set has {expected:,}): "
+            + "; ".join(problems) + ". Copy the two original zips again (or delete them and set "
+            "METACOURSE_DOWNLOAD=1 to download them); a partial set would change every split and score")
 
 
 def _fingerprint(sources: dict[str, Path]) -> str:
@@ -176,14 +249,19 @@ def _list_part(path: Path, part: str) -> tuple[dict[str, list[str]], object]:
 
 
 def _decode(sources: dict[str, Path]) -> dict[str, np.ndarray]:
-    images, keys, parts = [], [], []
-    for index, part in enumerate(PARTS):
-        characters, read = _list_part(sources[part], part)
+    listed = {part: _list_part(sources[part], part) for part in PARTS}
+    where = sources[PARTS[0]].parent
+    for part, (characters, _) in listed.items():
         for key, names in characters.items():
             if len(names) != N_DRAWINGS:
                 raise ValueError(f"{sources[part]}: character {key} has {len(names)} drawings "
                                  f"instead of {N_DRAWINGS}; the data set is incomplete — copy or "
                                  "download it again")
+    check_complete({part: list(characters) for part, (characters, _) in listed.items()}, where)
+    images, keys, parts = [], [], []
+    for index, part in enumerate(PARTS):
+        characters, read = listed[part]
+        for key, names in characters.items():
             try:
                 images.append(np.stack([_decode_png(read(name)) for name in names]))
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
@@ -192,9 +270,18 @@ def _decode(sources: dict[str, Path]) -> dict[str, np.ndarray]:
                                  "again") from None
             keys.append(key)
             parts.append(index)
-    if not images:
-        raise ValueError(f"no drawings found in {sources}; " + _where_files_go(data_dir()))
     return {"images": np.stack(images), "characters": np.array(keys), "part": np.array(parts)}
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], where: object) -> None:
+    """The completeness check on decoded arrays (e.g. a cache written by an older version)."""
+    by_part = {part: [str(k) for k in arrays["characters"][arrays["part"] == index]]
+               for index, part in enumerate(PARTS)}
+    check_complete(by_part, where)
+    if arrays["images"].shape[1:] != (N_DRAWINGS, IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"the cached Omniglot arrays of {where} have shape {arrays['images'].shape}, expected "
+                         f"(characters, {N_DRAWINGS}, {IMAGE_SIZE}, {IMAGE_SIZE}); delete the omniglot28-*.npz "
+                         f"files in {cache_dir()} to decode again")
 
 
 def load_omniglot_array(root: str | os.PathLike | None = None, download: bool | None = None,
@@ -202,16 +289,16 @@ def load_omniglot_array(root: str | os.PathLike | None = None, download: bool | 
     """All of Omniglot as arrays: ``images`` uint8 (1623, 20, 28, 28) with strokes bright,
     ``characters`` ('Alphabet/characterNN') and ``part`` (0 background, 1 evaluation).
 
-    Decoded once and cached (see the module docstring); ``download`` None reads
-    ``METACOURSE_DOWNLOAD``.
+    Decoded once and cached (see the module docstring). ``download`` None: download when
+    ``METACOURSE_DOWNLOAD=1``, or on Colab unless ``METACOURSE_DOWNLOAD=0``. Raises
+    ``FileNotFoundError`` (the files are absent: the message names the fix), ``ValueError`` (a
+    partial or corrupt set) or ``DownloadError`` (the download failed; nothing is left behind).
     """
     root = Path(root) if root is not None else data_dir()
     try:
         sources = find_sources(root)
     except FileNotFoundError:
-        if download is None:
-            download = os.environ.get("METACOURSE_DOWNLOAD", "") not in ("", "0")
-        if not download:
+        if not _should_download(download):
             raise
         sources = download_omniglot(root)
     cache = Path(cache) if cache is not None else cache_dir()
@@ -219,9 +306,12 @@ def load_omniglot_array(root: str | os.PathLike | None = None, download: bool | 
     if path.exists():
         try:
             with np.load(path) as stored:
-                return {key: stored[key] for key in ("images", "characters", "part")}
+                arrays = {key: stored[key] for key in ("images", "characters", "part")}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # an unreadable cache is rebuilt, never trusted
+        else:
+            _check_arrays(arrays, root)
+            return arrays
     arrays = _decode(sources)
     cache.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=cache, suffix=".npz.tmp")

@@ -1,23 +1,26 @@
-"""Omniglot loading: layouts, cache, errors (on tiny synthetic zips), and the real data's splits."""
+"""Omniglot loading: layouts, cache, completeness, download, errors (on tiny synthetic zips, served
+over HTTP on loopback where a download is tested), and the real data's splits and checksums."""
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
-import urllib.error
-import urllib.request
+import sys
+import types
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omniglot_server import refused_url, serve
 from PIL import Image
 
 from metacourse.tasks import omniglot
+from metacourse.tasks.download import DownloadError, Known, matches, sha256_of
 from metacourse.tasks.omniglot import Omniglot, find_sources, load_omniglot_array
 
 ALPHABETS = {"images_background": ("Latin", "Greek"), "images_evaluation": ("Runic",)}
+TINY_EXPECTED = {part: {alphabet: 2 for alphabet in alphabets} for part, alphabets in ALPHABETS.items()}
 
 
 def _png(seed: int) -> bytes:
@@ -45,7 +48,16 @@ def make_zips(folder: Path, characters: int = 2) -> Path:
 
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
+def tiny_expected(monkeypatch):
+    """The tiny zips' alphabets count as the whole set; no Colab, no download switch."""
+    monkeypatch.setattr(omniglot, "EXPECTED_ALPHABETS", TINY_EXPECTED)
+    monkeypatch.delenv("METACOURSE_DOWNLOAD", raising=False)
+    monkeypatch.delenv("METACOURSE_OMNIGLOT_URL", raising=False)
+    monkeypatch.setattr(omniglot, "on_colab", lambda: False)
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch, tiny_expected):
     """A data folder with tiny zips, and a private cache folder."""
     make_zips(tmp_path / "data" / "omniglot")
     monkeypatch.setenv("METACOURSE_DATA", str(tmp_path / "data"))
@@ -79,7 +91,7 @@ def test_extracted_and_torchvision_layouts_match_the_zips(tiny):
         assert np.array_equal(arrays["images"], from_zips["images"])
 
 
-def test_missing_data_says_where_the_files_go(tmp_path):
+def test_missing_data_says_where_the_files_go(tmp_path, tiny_expected):
     with pytest.raises(FileNotFoundError, match="images_background.zip") as error:
         load_omniglot_array(tmp_path / "nowhere", download=False, cache=tmp_path / "cache")
     assert str(tmp_path / "nowhere" / "omniglot") in str(error.value)
@@ -112,31 +124,125 @@ def test_incomplete_character_is_a_clear_error(tiny):
         load_omniglot_array()
 
 
-def test_download_verifies_checksums_and_never_leaves_partial_files(tmp_path, monkeypatch):
+@pytest.fixture
+def upstream(tmp_path, monkeypatch, tiny_expected):
+    """Tiny zips served on loopback as the download source, with their checksums as the known copies."""
     source = make_zips(tmp_path / "upstream")
-
-    def fake_retrieve(url, filename):  # stands in for the network
-        shutil.copy(source / Path(url).name, filename)
-
-    monkeypatch.setattr(urllib.request, "urlretrieve", fake_retrieve)
-    with pytest.raises(ValueError, match="unknown checksum"):
-        omniglot.download_omniglot(tmp_path / "data")
-    assert os.listdir(tmp_path / "data" / "omniglot") == []
-    monkeypatch.setattr(omniglot, "KNOWN_MD5", {part: (omniglot._md5(source / f"{part}.zip"),)
-                                                for part in omniglot.PARTS})
-    sources = omniglot.download_omniglot(tmp_path / "data")
-    assert sorted(p.name for p in sources.values()) == ["images_background.zip",
-                                                        "images_evaluation.zip"]
+    known = {part: (Known(os.path.getsize(source / f"{part}.zip"), sha256_of(source / f"{part}.zip"), "tiny"),)
+             for part in omniglot.PARTS}
+    monkeypatch.setattr(omniglot, "KNOWN_ZIPS", known)
+    monkeypatch.setenv("METACOURSE_CACHE", str(tmp_path / "cache"))
+    with serve(source) as (url, requests):
+        monkeypatch.setenv("METACOURSE_OMNIGLOT_URL", url)
+        yield source, requests
 
 
-def test_failed_download_names_where_the_files_go(tmp_path, monkeypatch):
-    def offline(url, filename):
-        raise urllib.error.URLError("network is unreachable")
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
-    with pytest.raises(FileNotFoundError, match="could not download"):
+
+def test_download_fetches_once_verifies_and_decodes(tmp_path, upstream):
+    source, requests = upstream
+    arrays = load_omniglot_array(tmp_path / "data", download=True)
+    assert arrays["images"].shape == (6, 20, 28, 28)
+    assert requests == ["/images_background.zip", "/images_evaluation.zip"]
+    for part in omniglot.PARTS:
+        assert (tmp_path / "data" / "omniglot" / f"{part}.zip").read_bytes() == (source / f"{part}.zip").read_bytes()
+    load_omniglot_array(tmp_path / "data", download=True)
+    omniglot.download_omniglot(tmp_path / "data")  # verified copies are kept, not fetched again
+    assert len(requests) == 2
+
+
+def test_colab_downloads_without_being_asked_unless_switched_off(tmp_path, upstream, monkeypatch):
+    monkeypatch.setattr(omniglot, "on_colab", lambda: True)
+    monkeypatch.setenv("METACOURSE_DOWNLOAD", "0")
+    with pytest.raises(FileNotFoundError, match="METACOURSE_DOWNLOAD=1"):
+        load_omniglot_array(tmp_path / "data")
+    monkeypatch.delenv("METACOURSE_DOWNLOAD")
+    assert load_omniglot_array(tmp_path / "data")["images"].shape[0] == 6
+
+
+def test_download_switch_from_the_environment(tmp_path, upstream, monkeypatch):
+    monkeypatch.setenv("METACOURSE_DOWNLOAD", "1")
+    assert load_omniglot_array(tmp_path / "data")["images"].shape[0] == 6
+
+
+def test_on_colab_sees_a_google_colab_module(monkeypatch):
+    from metacourse.tasks.download import on_colab
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert on_colab()
+
+
+def test_no_network_is_a_clear_error_and_leaves_nothing(tmp_path, tiny_expected, monkeypatch):
+    monkeypatch.setenv("METACOURSE_OMNIGLOT_URL", refused_url())
+    with pytest.raises(DownloadError, match=r"could not download http://127\.0\.0\.1:\d+/images_background\.zip "
+                                            r"\(.*refused.*\); nothing was kept") as error:
         load_omniglot_array(tmp_path / "data", download=True, cache=tmp_path / "cache")
-    assert os.listdir(tmp_path / "data" / "omniglot") == []
+    assert isinstance(error.value, OSError)
+    assert leftovers(tmp_path / "data" / "omniglot") == [] and leftovers(tmp_path / "cache") == []
+
+
+def test_dropped_connection_leaves_nothing(tmp_path, upstream, monkeypatch):
+    monkeypatch.setenv("METACOURSE_OMNIGLOT_URL", os.environ["METACOURSE_OMNIGLOT_URL"] + "/truncated")
+    with pytest.raises(DownloadError, match="(could not download|corrupt)"):
+        omniglot.download_omniglot(tmp_path / "data")
+    assert leftovers(tmp_path / "data" / "omniglot") == []
+
+
+@pytest.mark.parametrize("damage", ["flip one byte", "append bytes"])
+def test_corrupt_download_is_deleted_and_reported(tmp_path, upstream, damage):
+    source, _ = upstream
+    path = source / "images_evaluation.zip"
+    data = bytearray(path.read_bytes())
+    if damage == "flip one byte":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data += b"junk"
+    path.write_bytes(bytes(data))
+    pattern = "is corrupt or not the expected file" if damage == "flip one byte" else "sent more than"
+    with pytest.raises(DownloadError, match=pattern) as error:
+        omniglot.download_omniglot(tmp_path / "data")
+    assert "deleted" in str(error.value)
+    assert leftovers(tmp_path / "data" / "omniglot") == ["images_background.zip"]  # the good one is kept
+
+
+def test_a_corrupt_zip_in_the_cache_is_replaced(tmp_path, upstream, capsys):
+    source, requests = upstream
+    target = tmp_path / "data" / "omniglot"
+    target.mkdir(parents=True)
+    (target / "images_background.zip").write_bytes(b"half a file")
+    omniglot.download_omniglot(tmp_path / "data")
+    assert "matches no known version" in capsys.readouterr().err
+    assert (target / "images_background.zip").read_bytes() == (source / "images_background.zip").read_bytes()
+
+
+def test_missing_data_names_both_switches(tmp_path, tiny_expected):
+    with pytest.raises(FileNotFoundError) as error:
+        load_omniglot_array(tmp_path / "nowhere", cache=tmp_path / "cache")
+    assert "METACOURSE_DOWNLOAD=1" in str(error.value) and "METACOURSE_DATA" in str(error.value)
+
+
+def drop_alphabets(source: Path, target: Path, part: str, dropped: set[str]) -> None:
+    """Copy ``source``'s zip of ``part`` into ``target`` without the ``dropped`` alphabets."""
+    with zipfile.ZipFile(source / f"{part}.zip") as old, zipfile.ZipFile(target / f"{part}.zip", "w") as new:
+        for info in old.infolist():
+            if Path(info.filename).parts[1:2] and Path(info.filename).parts[1] in dropped:
+                continue
+            new.writestr(info, old.read(info))
+
+
+def test_a_partial_set_is_refused_with_the_missing_alphabets_named(tiny):
+    source = tiny / "data" / "omniglot"
+    partial = tiny / "partial" / "omniglot"
+    partial.mkdir(parents=True)
+    drop_alphabets(source, partial, "images_background", {"Greek"})
+    (partial / "images_evaluation.zip").write_bytes((source / "images_evaluation.zip").read_bytes())
+    with pytest.raises(ValueError, match=r"incomplete \(4 characters where the set has 6\): "
+                                         r"images_background lacks 1 of its 2 alphabets: "
+                                         r"Greek \(2 characters\)\. .*METACOURSE_DOWNLOAD=1"):
+        load_omniglot_array(tiny / "partial")
+    assert leftovers(tiny / "cache") == []
 
 
 def test_rotations_are_new_classes(tiny):
@@ -172,3 +278,24 @@ def test_real_splits_follow_the_maml_protocol():
     assert Omniglot("train").n_classes == 4800 and Omniglot("evaluation").n_classes == 4 * 659
     mean = arrays["images"][:50].mean() / 255
     assert 0.02 < mean < 0.3  # mostly dark background, bright strokes
+
+
+SHARED = Path(os.environ.get("METACOURSE_DATA") or "/nonexistent") / "omniglot"
+
+
+@pytest.mark.skipif(not (SHARED / "images_background.zip").is_file(),
+                    reason="the Omniglot zips are not in METACOURSE_DATA/omniglot (CI: ../shared/data)")
+def test_real_zips_download_over_loopback_with_their_checksums(tmp_path, monkeypatch):
+    """The real zips, served on loopback, pass the shipped size and SHA-256 check; a copy missing two
+    alphabets is refused before any decoding, naming them."""
+    with serve(SHARED) as (url, _):
+        sources = omniglot.download_omniglot(tmp_path / "data", base_url=url)
+    assert all(matches(sources[p], omniglot.KNOWN_ZIPS[p]) for p in omniglot.PARTS)
+    partial = tmp_path / "partial" / "omniglot"
+    partial.mkdir(parents=True)
+    drop_alphabets(SHARED, partial, "images_evaluation", {"Keble", "ULOG"})
+    os.symlink(SHARED / "images_background.zip", partial / "images_background.zip")
+    with pytest.raises(ValueError, match=r"\(1,571 characters where the set has 1,623\): "
+                                         r"images_evaluation lacks 2 of its 20 alphabets: "
+                                         r"Keble \(26 characters\), ULOG \(26 characters\)"):
+        load_omniglot_array(tmp_path / "partial", cache=tmp_path / "cache")
