@@ -1,0 +1,189 @@
+"""Lab 06's mistake catalogue: each typical wrong implementation of Exercises 6.1–6.3 fails its
+check with a message that names the mistake and the fix; the reference passes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from metacourse.checks import lab06
+from metacourse.rl import maml_rl
+from metacourse.rl.returns import discounted_returns
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _log_probs(policy, params, traj):
+    return maml_rl.distribution(policy, params, traj.obs).log_prob(traj.actions)
+
+
+def _loss(weights_fn, reduce="valid", log_prob_reduce="sum"):
+    """An inner loss built from the reference's pieces with one piece changed."""
+    def inner_loss(policy, params, traj, cfg):
+        log_prob = _log_probs(policy, params, traj)
+        log_prob = log_prob.sum(-1) if log_prob_reduce == "sum" else log_prob.mean(-1)
+        per_step = log_prob * weights_fn(traj, cfg)
+        if reduce == "valid":
+            return -(per_step * traj.mask).sum((-2, -1)) / traj.mask.sum((-2, -1))
+        return reduce(per_step, traj)
+    return inner_loss
+
+
+def _advantages(traj, cfg):
+    return maml_rl.advantages(traj, cfg)
+
+
+def _lecture_by_hand(traj, cfg):  # what lecture 06 used to teach: every step, padding included
+    from metacourse.rl import linear_baseline
+
+    returns = discounted_returns(traj.rewards, cfg.gamma)
+    adv = returns - linear_baseline.fit_predict(traj.obs, returns, traj.mask, cfg.baseline_reg)
+    return (adv - adv.mean((1, 2), keepdim=True)) / (adv.std((1, 2), unbiased=False, keepdim=True) + 1e-8)
+
+
+correct_loss = _loss(_advantages)
+
+LOSS_MISTAKES = {
+    "mean over all H steps": (_loss(_advantages, lambda s, t: -s.mean((-2, -1))),
+                              r"mean over all E×H steps.*VALID steps.*mask\.sum"),
+    "wrong sign": (_loss(_advantages, lambda s, t: (s * t.mask).sum((-2, -1)) / t.mask.sum((-2, -1))),
+                   r"sign is wrong.*NEGATIVE"),
+    "sum instead of mean": (_loss(_advantages, lambda s, t: -(s * t.mask).sum((-2, -1))),
+                            r"SUM over the steps.*mean over the valid steps"),
+    "log-prob averaged over coordinates": (_loss(_advantages, log_prob_reduce="mean"),
+                                           r"averaged over the action's coordinates.*\.sum\(-1\)"),
+    "raw returns, no baseline": (_loss(lambda t, c: discounted_returns(t.rewards, c.gamma, dones=t.dones)),
+                                 r"raw returns.*maml_rl\.advantages"),
+    "advantages not standardised": (
+        _loss(lambda t, c: maml_rl.advantages(t, maml_rl.Config(**{**c.__dict__, "normalize_advantages": False}))),
+        r"not standardised.*standardises them per task"),
+    "lecture's old by-hand loss (every step)": (_loss(_lecture_by_hand, lambda s, t: -s.mean((-2, -1))),
+                                                r"padding included.*mask is 1"),
+    "one number for all tasks": (_loss(_advantages, lambda s, t: -(s * t.mask).sum() / t.mask.sum()),
+                                 r"one loss per task, shape \(T,\)"),
+    "divided by every task's steps": (_loss(_advantages, lambda s, t: -(s * t.mask).sum((-2, -1)) / t.mask.sum()),
+                                      r"valid steps of ALL tasks.*OWN valid steps"),
+    "log π detached": (lambda policy, params, traj, cfg: correct_loss(
+        policy, {n: p.detach() for n, p in params.items()}, traj, cfg), r"does not depend on params.*detach"),
+    "π of the policy's own weights": (lambda policy, params, traj, cfg: correct_loss(
+        policy, {n: p for n, p in policy.named_parameters()}, traj, cfg), r"does not depend on .*from `params`"),
+}
+
+
+def _step(loss_reduce=torch.sum, lr=None, create_graph=True, in_place=False, detach=False):
+    def inner_step(policy, params, traj, cfg):
+        if detach:
+            params = {n: p.detach().requires_grad_() for n, p in params.items()}
+        loss = loss_reduce(correct_loss(policy, params, traj, cfg))
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+        alpha = cfg.inner_lr if lr is None else lr(cfg)
+        if in_place:
+            for p, g in zip(params.values(), grads):
+                p.sub_(alpha * g)
+            return params
+        return {n: p - alpha * g for (n, p), g in zip(params.items(), grads)}
+    return inner_step
+
+
+STEP_MISTAKES = {
+    "create_graph forgotten": (_step(create_graph=False), r"create_graph=True"),
+    "mean over tasks": (_step(loss_reduce=torch.mean), r"α/T.*AVERAGED.*Sum them"),
+    "ascent": (_step(lr=lambda cfg: -cfg.inner_lr), r"UP the loss.*φ = θ − α ∇L"),
+    "in-place update": (_step(in_place=True), r"in place.*build new"),
+    "constant step size": (_step(lr=lambda cfg: 0.1), r"use cfg\.inner_lr"),
+    "θ detached": (_step(detach=True), r"φ does not depend on θ"),
+}
+
+
+def _rollout(noise="generator", record_next=False, horizon_arg=True, stack_dim=2, dones_bool=False,
+             reset=True, clip=False, one_policy=False):
+    def post_rollout(policy, adapted, env, n_episodes, generator, horizon=100):
+        params = {n: p[0] for n, p in adapted.items()} if one_policy else adapted
+        record = {"obs": [], "actions": [], "rewards": [], "dones": []}
+        with torch.no_grad():
+            obs = env.reset(n_episodes, generator) if reset else env.positions.clone()
+            for _ in range(horizon if horizon_arg else env.horizon):
+                pi = maml_rl.distribution(policy, params, obs)
+                actions = pi.sample() if noise == "global" else \
+                    pi.loc + pi.scale * torch.randn(pi.loc.shape, generator=generator, dtype=obs.dtype)
+                if clip:
+                    actions = actions.clamp(-0.1, 0.1)
+                next_obs, rewards, dones = env.step(actions)
+                for name, value in zip(record, (next_obs if record_next else obs, actions, rewards, dones)):
+                    record[name].append(value)
+                obs = next_obs
+        stacked = {name: torch.stack(values, dim=stack_dim) for name, values in record.items()
+                   if name in ("obs", "actions")}
+        rewards = torch.stack(record["rewards"], dim=stack_dim if stack_dim < 2 else 2)
+        dones = torch.stack(record["dones"], dim=stack_dim if stack_dim < 2 else 2)
+        return maml_rl.Trajectories(stacked["obs"], stacked["actions"], rewards,
+                                    dones if dones_bool else dones.to(rewards.dtype))
+    return post_rollout
+
+
+ROLLOUT_MISTAKES = {
+    "one φ for every task": (_rollout(one_policy=True), r"its own φ_T"),
+    "pi.sample()": (_rollout(noise="global"), r"global random stream.*generator=generator"),
+    "records the next state": (_rollout(record_next=True), r"AFTER action t.*taken in"),
+    "ignores horizon": (_rollout(horizon_arg=False), r"take `horizon` steps"),
+    "stacks on the wrong axis": (_rollout(stack_dim=0), r"stack the steps along dim=2"),
+    "dones left boolean": (_rollout(dones_bool=True), r"dones\.to\(rewards\.dtype\)"),
+    "no env.reset": (_rollout(reset=False), r"env\.reset\(n_episodes, generator\)"),
+    "actions clipped": (_rollout(clip=True), r"clipped.*raw Gaussian"),
+}
+
+
+def test_the_check_problems_end_some_episodes_early():
+    for seed in range(9):
+        _, _, pre, _ = lab06._problem(seed)
+        lengths = pre.mask.sum(-1)
+        assert (lengths < 8).any() and (lengths == 8).any(), lengths
+
+
+def test_reference_functions_pass(capsys):
+    lab06.check_inner_loss(maml_rl.inner_loss)
+    lab06.check_inner_loss(correct_loss)
+    lab06.check_inner_step(maml_rl.adapt)
+    lab06.check_inner_step(_step())
+    lab06.check_post_rollout(lambda policy, adapted, env, n, gen, horizon=100:
+                             maml_rl.rollout(policy, adapted, env, n, gen, horizon))
+    lab06.check_post_rollout(_rollout())
+    assert capsys.readouterr().out.splitlines() == [
+        "lab06/inner_loss: 3/3 checks passed", "lab06/inner_loss: 3/3 checks passed",
+        "lab06/inner_step: 2/2 checks passed", "lab06/inner_step: 2/2 checks passed",
+        "lab06/post_rollout: 3/3 checks passed", "lab06/post_rollout: 3/3 checks passed"]
+
+
+def _assert_named(check, mistake, pattern):
+    with pytest.raises(AssertionError) as failure:
+        check(mistake)
+    assert re.search(pattern, str(failure.value), re.DOTALL), str(failure.value)
+
+
+@pytest.mark.parametrize("name", LOSS_MISTAKES)
+def test_inner_loss_mistake_is_named(name):
+    _assert_named(lab06.check_inner_loss, *LOSS_MISTAKES[name])
+
+
+@pytest.mark.parametrize("name", STEP_MISTAKES)
+def test_inner_step_mistake_is_named(name):
+    _assert_named(lab06.check_inner_step, *STEP_MISTAKES[name])
+
+
+@pytest.mark.parametrize("name", ROLLOUT_MISTAKES)
+def test_post_rollout_mistake_is_named(name):
+    _assert_named(lab06.check_post_rollout, *ROLLOUT_MISTAKES[name])
+
+
+def test_the_mean_over_all_steps_is_not_blamed_on_create_graph():
+    with pytest.raises(AssertionError) as failure:
+        lab06.check_inner_step(STEP_MISTAKES["mean over tasks"][0])
+    assert "create_graph" not in str(failure.value)
+
+
+def test_pi_sample_is_not_blamed_on_the_task_policies():
+    with pytest.raises(AssertionError) as failure:
+        lab06.check_post_rollout(ROLLOUT_MISTAKES["pi.sample()"][0])
+    assert "own φ" not in str(failure.value)
