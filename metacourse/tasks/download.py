@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DownloadError", "Known", "cache_root", "fetch", "matches", "on_colab", "sha256_of"]
+__all__ = ["DownloadError", "Known", "cache_root", "download_allowed", "fetch", "matches", "on_colab", "sha256_of"]
 
 
 class DownloadError(OSError):
@@ -55,6 +55,17 @@ def on_colab() -> bool:
         return False
 
 
+def download_allowed(download: bool | None = None) -> bool:
+    """``download`` if given; else the ``METACOURSE_DOWNLOAD`` switch if set (``1`` on, ``0`` off);
+    else True on Colab only."""
+    if download is not None:
+        return download
+    switch = os.environ.get("METACOURSE_DOWNLOAD", "").strip().lower()
+    if switch:
+        return switch not in ("0", "false", "no", "off")
+    return on_colab()
+
+
 def sha256_of(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -77,25 +88,29 @@ def _describe(known: Sequence[Known]) -> str:
     return "; ".join(f"{k.size:,} bytes, SHA-256 {k.sha256[:16]}… ({k.source})" for k in known)
 
 
-def fetch(url: str, target: str | os.PathLike[str], known: Sequence[Known], *, timeout: float = 60.0,
-          quiet: bool = False) -> Path:
+def fetch(url: str, target: str | os.PathLike[str], known: Sequence[Known] | None, *, timeout: float = 60.0,
+          quiet: bool = False, max_bytes: int = 0) -> Path:
     """Make ``target`` a verified copy of ``url`` and return its path.
 
     Does nothing when ``target`` already holds a known version. Raises :class:`DownloadError`
     when the network fails (nothing is left behind) or when the bytes received match no entry of
-    ``known`` (they are deleted, and the message gives their size and SHA-256).
+    ``known`` (they are deleted, and the message gives their size and SHA-256). ``known=None``
+    (files without published checksums, such as the course's stored results) keeps any file of at
+    most ``max_bytes`` bytes that arrived whole; an existing ``target`` is then trusted.
     """
-    if not known:
-        raise ValueError("fetch needs at least one known version (size and SHA-256) of the file")
+    if known is not None and not known:
+        raise ValueError("fetch needs at least one known version (size and SHA-256) of the file, or known=None")
+    if known is None and max_bytes <= 0:
+        raise ValueError("fetch without known versions needs max_bytes, the largest size to accept")
     target = Path(target)
     if target.is_file():
-        if matches(target, known) is not None:
+        if known is None or matches(target, known) is not None:
             return target
         print(f"{target} matches no known version of {target.name} (expected {_describe(known)}): "
               "deleted, downloading it again", file=sys.stderr)
         target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
-    limit = max(k.size for k in known)
+    limit = max(k.size for k in known) if known else max_bytes
     if not quiet:
         print(f"Downloading {url} ({limit / 1e6:.1f} MB) into {target.parent} ...", flush=True)
     handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -105,13 +120,18 @@ def fetch(url: str, target: str | os.PathLike[str], known: Sequence[Known], *, t
             while block := response.read(1 << 20):
                 size += len(block)
                 if size > limit:
-                    raise DownloadError(f"{url} sent more than the {limit:,} bytes of any known version of "
+                    raise DownloadError(f"{url} sent more than the {limit:,} bytes expected of "
                                         f"{target.name}: stopped and deleted; the source has changed — put "
                                         f"a copy you trust at {target}")
                 digest.update(block)
                 out.write(block)
-        found = next((k for k in known if k.size == size and k.sha256 == digest.hexdigest()), None)
-        if found is None:
+            announced = response.headers.get("Content-Length")
+        if announced is not None and announced.isdigit() and size != int(announced):
+            raise DownloadError(f"could not download {url} (the connection ended after {size:,} of "
+                                f"{int(announced):,} bytes); nothing was kept. Try again, or put the file "
+                                f"at {target} yourself")
+        found = next((k for k in known or () if k.size == size and k.sha256 == digest.hexdigest()), None)
+        if found is None and known is not None:
             raise DownloadError(
                 f"the download of {url} is corrupt or not the expected file ({size:,} bytes, SHA-256 "
                 f"{digest.hexdigest()}; expected {_describe(known)}): it was deleted. Try again; if "

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .download import Known, fetch, on_colab
+from .download import Known, download_allowed, fetch
 
 __all__ = [
     "EXPECTED_ALPHABETS",
@@ -163,16 +163,6 @@ def download_omniglot(root: str | os.PathLike | None = None, base_url: str | Non
     for part in PARTS:
         fetch(f"{base.rstrip('/')}/{part}.zip", target / f"{part}.zip", KNOWN_ZIPS[part])
     return find_sources(target.parent)
-
-
-def _should_download(download: bool | None) -> bool:
-    """``download`` if given; else ``METACOURSE_DOWNLOAD`` if set; else True on Colab only."""
-    if download is not None:
-        return download
-    switch = os.environ.get("METACOURSE_DOWNLOAD", "").strip().lower()
-    if switch:
-        return switch not in ("0", "false", "no", "off")
-    return on_colab()
 
 
 def check_complete(characters: dict[str, list[str]], where: object) -> None:
@@ -298,7 +288,7 @@ def load_omniglot_array(root: str | os.PathLike | None = None, download: bool | 
     try:
         sources = find_sources(root)
     except FileNotFoundError:
-        if not _should_download(download):
+        if not download_allowed(download):
             raise
         sources = download_omniglot(root)
     cache = Path(cache) if cache is not None else cache_dir()

@@ -1,4 +1,4 @@
-"""A stand-in for the Omniglot download site: a folder served over HTTP on the loopback interface.
+"""A stand-in for a download site (Omniglot, stored results): a folder served over HTTP on loopback.
 
 Tests never reach the real internet: ``serve(folder)`` starts ``http.server`` in a thread on
 127.0.0.1 and yields its base URL; ``requests`` lists the paths asked for. ``/truncated/NAME``
