@@ -1,0 +1,1 @@
+"""Probes and judges, one module per lab (named after its solution notebook)."""
