@@ -54,21 +54,56 @@ def _batch(seed: int, ensemble: mbmpo.DynamicsEnsemble, n: int = 7) -> tuple[Ten
     return obs, actions, next_obs
 
 
+def _predict_mistakes(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Tensor) -> list[tuple[Tensor, str]]:
+    """(s', message) of the usual wrong predictions, from the ensemble's own pieces."""
+    raw_inputs = torch.cat([obs, actions], -1)
+    out = ensemble.normalized_forward((raw_inputs - ensemble.in_mean) / ensemble.in_std)
+    delta = out * ensemble.out_std + ensemble.out_mean
+    return [
+        (delta, "my_predict returned the state change Δ; the next state is s + Δ"),
+        (obs + out, "the network's output is the *standardised* Δ̃: multiply by ensemble.out_std and add "
+                    "ensemble.out_mean before adding it to s"),
+        (obs + (out + ensemble.out_mean) * ensemble.out_std,
+         "Δ was un-standardised in the wrong order: invert Δ̃ = (Δ − out_mean) / out_std as "
+         "Δ = Δ̃ · out_std + out_mean (multiply first, then add the mean)"),
+        (obs + out / ensemble.out_std + ensemble.out_mean,
+         "Δ̃ was divided by out_std; un-standardising MULTIPLIES: Δ = Δ̃ · out_std + out_mean"),
+        (obs + ensemble.normalized_forward(raw_inputs) * ensemble.out_std + ensemble.out_mean,
+         "the network was given raw (s, a); it expects standardised inputs: "
+         "(torch.cat([obs, actions], -1) − in_mean) / in_std"),
+    ]
+
+
+def _predict_by(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Tensor, members: list[int]) -> Tensor:
+    """s' where row k is moved by model ``members[k]`` instead of model k (a wrong-member imagination)."""
+    rows = []
+    for k, member in enumerate(members):
+        spread = (obs[k].expand_as(obs), actions[k].expand_as(actions))
+        rows.append(ensemble.predict(*spread)[member])
+    return torch.stack(rows)
+
+
+def _mean_model(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Tensor) -> Tensor:
+    """s' where every row is moved by the mean prediction of all the models."""
+    return torch.stack([ensemble.predict(obs[k].expand_as(obs), actions[k].expand_as(actions)).mean(0)
+                        for k in range(len(obs))])
+
+
 def check_predict(my_predict: Callable, seed: int = 0, label: str = "lab07/predict") -> None:
     """``my_predict(ensemble, obs, actions)`` must equal ``ensemble.predict(obs, actions)``."""
     ensemble = random_ensemble(seed)
     obs, actions, _ = _batch(seed, ensemble)
 
     def matches():
+        before = obs.clone()
         with torch.no_grad():
             got, want = my_predict(ensemble, obs, actions), ensemble.predict(obs, actions)
-        delta = want - obs
-        if torch.is_tensor(got) and got.shape == want.shape and torch.allclose(got, delta):
-            raise AssertionError("my_predict returned the state change Δ; the next state is s + Δ")
-        raw = ensemble.normalized_forward((torch.cat([obs, actions], -1) - ensemble.in_mean) / ensemble.in_std)
-        if torch.is_tensor(got) and got.shape == want.shape and torch.allclose(got, obs + raw):
-            raise AssertionError("the network's output is the *standardised* Δ̃: multiply by "
-                                 "ensemble.out_std and add ensemble.out_mean before adding it to s")
+        if not torch.equal(obs, before):
+            raise AssertionError("my_predict changed `obs` in place (obs += ...): return obs + Δ as a new tensor")
+        if torch.is_tensor(got) and got.shape == want.shape and not torch.allclose(got, want, atol=_ATOL, rtol=_RTOL):
+            for wrong, message in _predict_mistakes(ensemble, obs, actions):
+                if torch.allclose(got, wrong, atol=_ATOL, rtol=_RTOL):
+                    raise AssertionError(message)
         assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="my_predict(ensemble, obs, actions)")
 
     def models_are_separate():
@@ -94,6 +129,34 @@ def check_predict(my_predict: Callable, seed: int = 0, label: str = "lab07/predi
                        ("differentiable in the weights", differentiable)])
 
 
+def _loss_mistakes(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Tensor, next_obs: Tensor
+                   ) -> list[tuple[Tensor, str]]:
+    """(loss, message) of the usual wrong model losses."""
+    standardised = (torch.cat([obs, actions], -1) - ensemble.in_mean) / ensemble.in_std
+    out = ensemble.normalized_forward(standardised)
+    target = (next_obs - obs - ensemble.out_mean) / ensemble.out_std
+    n_models = len(obs)
+    return [
+        (((ensemble.predict(obs, actions) - next_obs) ** 2).mean(),
+         "the loss is measured in real units; eq. (1) compares the *standardised* "
+         "Δ̃ = (s' − s − out_mean) / out_std with the network's output"),
+        (((out - (next_obs - obs)) ** 2).mean(),
+         "the target Δ = s' − s is not standardised; the network's output is compared with "
+         "Δ̃ = (s' − s − out_mean) / out_std"),
+        (((out - (next_obs - ensemble.out_mean) / ensemble.out_std) ** 2).mean(),
+         "the target is the standardised NEXT STATE; the network predicts the standardised CHANGE, "
+         "Δ̃ = (s' − s − out_mean) / out_std"),
+        (((out - target) ** 2).sum(), "the SUM of the squared errors; eq. (1) is their mean"),
+        (((out - target) ** 2).mean((1, 2)).sum(),
+         f"the sum over the {n_models} models of their mean errors ({n_models}× too large); take the mean "
+         "over models too: .mean() over everything"),
+        (((ensemble.normalized_forward(torch.cat([obs, actions], -1)) - target) ** 2).mean(),
+         "the network was given raw (s, a); it expects standardised inputs: "
+         "(torch.cat([obs, actions], -1) − in_mean) / in_std"),
+        ((out - target).abs().mean(), "the mean ABSOLUTE error; eq. (1) is the mean SQUARED error"),
+    ]
+
+
 def check_model_loss(my_model_loss: Callable, seed: int = 0, label: str = "lab07/model_loss") -> None:
     """``my_model_loss(ensemble, obs, actions, next_obs)`` must equal ``mbmpo.model_loss``, with
     the same gradients, and fit a known linear system when minimised."""
@@ -102,11 +165,17 @@ def check_model_loss(my_model_loss: Callable, seed: int = 0, label: str = "lab07
 
     def value():
         got, want = my_model_loss(ensemble, obs, actions, next_obs), mbmpo.model_loss(ensemble, obs, actions, next_obs)
-        with torch.no_grad():
-            raw = ensemble.predict(obs, actions)
-            if torch.is_tensor(got) and got.dim() == 0 and torch.allclose(got, ((raw - next_obs) ** 2).mean()):
-                raise AssertionError("the loss is measured in real units; eq. (1) compares the "
-                                     "*standardised* Δ̃ = (s' − s − out_mean) / out_std with the network's output")
+        if torch.is_tensor(got) and got.dim() != 0:
+            raise AssertionError(f"the loss has shape {tuple(got.shape)}; return one number, the mean over "
+                                 "models, transitions and dimensions (.mean() over everything)")
+        if torch.is_tensor(got) and not torch.allclose(got.detach(), want.detach(), atol=_ATOL, rtol=_RTOL):
+            with torch.no_grad():
+                for wrong, message in _loss_mistakes(ensemble, obs, actions, next_obs):
+                    if torch.allclose(got.detach(), wrong, atol=_ATOL, rtol=_RTOL):
+                        raise AssertionError(message)
+        if torch.is_tensor(got) and not got.requires_grad:
+            raise AssertionError("the loss does not depend on the ensemble's weights: compute it without "
+                                 "torch.no_grad() or .detach()")
         assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="my_model_loss(...)")
 
     def gradients():
@@ -140,18 +209,36 @@ def check_model_loss(my_model_loss: Callable, seed: int = 0, label: str = "lab07
 
 
 def reference_imagine(ensemble: mbmpo.DynamicsEnsemble, policy_fn: Callable[[Tensor], Tensor], starts: Tensor,
-                      reward_fn: Callable[[Tensor, Tensor], Tensor], horizon: int
-                      ) -> tuple[Tensor, Tensor, Tensor]:
-    """Eq. (2) with a deterministic policy: obs (K, E, H, d), actions (K, E, H, a), rewards (K, E, H)."""
+                      reward_fn: Callable[[Tensor, Tensor], Tensor], horizon: int,
+                      predict: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. (2) with a deterministic policy: obs (K, E, H, d), actions (K, E, H, a), rewards (K, E, H).
+    ``predict(obs, actions)`` steps the models (``ensemble.predict`` if None)."""
+    predict = predict or ensemble.predict
     obs, record = starts, {"obs": [], "actions": [], "rewards": []}
     with torch.no_grad():
         for _ in range(horizon):
             actions = policy_fn(obs)
             record["obs"].append(obs), record["actions"].append(actions)
             record["rewards"].append(reward_fn(obs, actions))
-            obs = ensemble.predict(obs, actions)
+            obs = predict(obs, actions)
     return (torch.stack(record["obs"], -2), torch.stack(record["actions"], -2),
             torch.stack(record["rewards"], -1))
+
+
+def _imagine_shapes(got: tuple, want: tuple, horizon: int) -> None:
+    for name, mine, reference in zip(("obs", "actions", "rewards"), got, want):
+        if not torch.is_tensor(mine):
+            raise AssertionError(f"{name} should be a tensor, got {type(mine).__name__}")
+        if mine.shape == reference.shape:
+            continue
+        time_axis = reference.dim() - (1 if name == "rewards" else 2)
+        if mine.dim() == reference.dim() and sorted(mine.shape) == sorted(reference.shape):
+            raise AssertionError(f"{name} has shape {tuple(mine.shape)}, expected {tuple(reference.shape)}: "
+                                 f"stack the steps on axis {time_axis - reference.dim()} (just before the "
+                                 "state's features)" if name != "rewards" else "on the last axis")
+        if mine.dim() == reference.dim() and mine.shape[time_axis] in (horizon - 1, horizon + 1):
+            raise AssertionError(f"{name} has {mine.shape[time_axis]} steps for horizon = {horizon}: record "
+                                 "exactly one (s_t, a_t, r_t) per step, t = 0 … H − 1 (no final state)")
 
 
 def check_imagine(my_imagine: Callable, seed: int = 0, label: str = "lab07/imagine") -> None:
@@ -170,6 +257,24 @@ def check_imagine(my_imagine: Callable, seed: int = 0, label: str = "lab07/imagi
         want = reference_imagine(ensemble, policy_fn, starts, reward_fn, horizon)
         if not isinstance(got, tuple) or len(got) != 3:
             raise AssertionError("my_imagine must return a tuple (obs, actions, rewards)")
+        _imagine_shapes(got, want, horizon)
+        if any(part.requires_grad for part in got):
+            raise AssertionError("the imagined rollouts carry gradients: imagine under `with torch.no_grad():` "
+                                 "(the policy learns from them by a policy gradient, not through the model)")
+        if got[0].shape == want[0].shape and not torch.allclose(got[0], want[0], atol=_ATOL, rtol=_RTOL):
+            n_models = ensemble.n_models
+            for members, message in (([0] * n_models, "every row was moved by model 0"),
+                                     (list(range(n_models))[::-1], "row k was moved by model K − 1 − k")):
+                wrong = reference_imagine(ensemble, policy_fn, starts, reward_fn, horizon,
+                                          lambda o, a, m=members: _predict_by(ensemble, o, a, m))
+                if torch.allclose(got[0], wrong[0], atol=_ATOL, rtol=_RTOL):
+                    raise AssertionError(f"{message}: in MB-MPO row k of the states is imagined in model k "
+                                         "only — pass the whole (K, E, ·) batch to my_predict and keep the rows")
+            averaged = reference_imagine(ensemble, policy_fn, starts, reward_fn, horizon,
+                                         lambda o, a: _mean_model(ensemble, o, a))
+            if torch.allclose(got[0], averaged[0], atol=_ATOL, rtol=_RTOL):
+                raise AssertionError("every row was moved by the MEAN of the models; MB-MPO imagines in each "
+                                     "model separately (row k → model k), so that the policy sees them disagree")
         shifted = torch.cat([want[0][..., 1:, :], ensemble.predict(want[0][..., -1, :], want[1][..., -1, :])
                              .unsqueeze(-2)], -2)
         if got[0].shape == want[0].shape and torch.allclose(got[0].detach(), shifted):
