@@ -65,7 +65,7 @@ def plot_sinusoid_fit(models: Mapping[str, torch.nn.Module], task: TaskBatch, in
                label=f"K={task.x_support.shape[1]} support points")
     for method, model in models.items():
         ax.plot(x, fine_tuned_predictions(model, task, x, inner_lr, steps), "--",
-                label=f"{method}, {steps} steps")
+                label=f"{method}, {steps} step{'' if steps == 1 else 's'}")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.legend(fontsize=7)
