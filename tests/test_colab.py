@@ -1,4 +1,4 @@
-"""Tests of the Colab support (metacourse.colab) and of the device helper it relies on.
+"""Tests of the Colab support (metacourse.course.colab) and of the device helper it relies on.
 
 The Colab branch of the setup cell is simulated: its code runs with a fake ``google.colab``
 module and a recording ``subprocess.run``.
@@ -18,7 +18,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import metacourse
-from metacourse import colab
+from metacourse.course import colab
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = colab.Location("someone/course", "spring-2026")

@@ -1,4 +1,4 @@
-"""Tests of the lab builder (metacourse.labs) and of the repository's labs.
+"""Tests of the lab builder (metacourse.course.labs) and of the repository's labs.
 
 Unit tests use small in-memory notebooks. The repository tests check that the committed labs are
 a fresh build of ``solutions/`` without leaks or outputs, and (marked ``notebook``) that every
@@ -16,7 +16,7 @@ import pytest
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from metacourse.labs import (
+from metacourse.course.labs import (
     build_lab,
     build_labs,
     check_labs,

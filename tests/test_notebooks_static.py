@@ -27,7 +27,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 from nbformat import NotebookNode
 
-from metacourse.labs import has_outputs
+from metacourse.course.labs import has_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("lectures", "solutions", "labs")
@@ -140,7 +140,7 @@ def test_committed_without_outputs(path: Path) -> None:
     assert not cells, (
         f"{path.name} holds outputs or execution counts in cells {cells}: strip them "
         "(`metacourse labs strip` for solutions/ and labs/, "
-        "`metacourse.labs.strip_outputs(path)` for a lecture)"
+        "`metacourse.course.labs.strip_outputs(path)` for a lecture)"
     )
 
 

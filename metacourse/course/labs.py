@@ -54,6 +54,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from .notebook import HIDDEN_TESTS, MARKER_RE, SOLUTION, cell_source, is_answer, is_check, nbgrader_meta
+
 __all__ = [
     "BUILD_HINT",
     "build_lab",
@@ -71,12 +73,7 @@ BUILD_HINT = "run `metacourse labs build`"
 MARKDOWN_STUB = "*Your answer here.*"
 """What a SOLUTION region of a markdown answer cell becomes in the lab."""
 
-SOLUTION = "SOLUTION"
-HIDDEN_TESTS = "HIDDEN TESTS"
 
-_MARKER_RE = re.compile(
-    r"^(?P<indent>[ \t]*)#+[ \t]*(?P<edge>BEGIN|END)[ \t]+(?P<kind>SOLUTION|HIDDEN TESTS)\s*$"
-)
 _LOOKALIKE_RE = re.compile(r"^[ \t]*#+[ \t]*(BEGIN|END)[\s_-]*(SOL|HIDDEN|TEST)", re.IGNORECASE)
 _VOLATILE_CELL_METADATA = ("execution", "ExecuteTime")
 _VOLATILE_NOTEBOOK_METADATA = ("widgets",)
@@ -100,17 +97,12 @@ class _Region:
 # Parsing cells
 
 
-def _source(cell: NotebookNode) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
 def _find_regions(lines: list[str]) -> list[_Region]:
     """Return the marked regions of one cell's lines, or raise :class:`_MarkerError`."""
     regions: list[_Region] = []
     opened: tuple[str, int, str] | None = None
     for i, line in enumerate(lines):
-        match = _MARKER_RE.match(line)
+        match = MARKER_RE.match(line)
         if match is None:
             if _LOOKALIKE_RE.match(line):
                 raise _MarkerError(
@@ -149,24 +141,10 @@ def _find_regions(lines: list[str]) -> list[_Region]:
     return regions
 
 
-def _nbgrader(cell: NotebookNode) -> dict:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return meta if isinstance(meta, dict) else {}
-
-
-def _is_answer(cell: NotebookNode) -> bool:
-    return bool(_nbgrader(cell).get("solution", False))
-
-
-def _is_check(cell: NotebookNode) -> bool:
-    meta = _nbgrader(cell)
-    return bool(meta.get("grade", False)) and not meta.get("solution", False)
-
-
 def _is_locked(cell: NotebookNode) -> bool:
     """Check cells and read-only cells are locked; answer cells never are."""
-    meta = _nbgrader(cell)
-    return _is_check(cell) or (bool(meta.get("locked", False)) and not _is_answer(cell))
+    meta = nbgrader_meta(cell)
+    return is_check(cell) or (bool(meta.get("locked", False)) and not is_answer(cell))
 
 
 def _cell_error(name: str, index: int, cell: NotebookNode, problem: str) -> ValueError:
@@ -178,19 +156,19 @@ def _cell_error(name: str, index: int, cell: NotebookNode, problem: str) -> Valu
 def _validate_cell(cell: NotebookNode, regions: list[_Region]) -> None:
     """Check that the cell's metadata fits its regions; raise :class:`_MarkerError` if not."""
     kinds = {region.kind for region in regions}
-    if SOLUTION in kinds and not _is_answer(cell):
+    if SOLUTION in kinds and not is_answer(cell):
         raise _MarkerError(
             "has a SOLUTION region but is not an answer cell; set metadata.nbgrader "
             '{"solution": true, "grade": false, "locked": false, "grade_id": ..., '
-            '"schema_version": 3} (see metacourse.labs)'
+            '"schema_version": 3} (see metacourse.course.labs)'
         )
-    if HIDDEN_TESTS in kinds and (not _is_check(cell) or cell.cell_type != "code"):
+    if HIDDEN_TESTS in kinds and (not is_check(cell) or cell.cell_type != "code"):
         raise _MarkerError(
             "has a HIDDEN TESTS region but is not a code check cell; set metadata.nbgrader "
             '{"grade": true, "solution": false, "locked": true, "points": ..., '
-            '"grade_id": ..., "schema_version": 3} (see metacourse.labs)'
+            '"grade_id": ..., "schema_version": 3} (see metacourse.course.labs)'
         )
-    if _is_answer(cell) and cell.cell_type in ("code", "markdown") and SOLUTION not in kinds:
+    if is_answer(cell) and cell.cell_type in ("code", "markdown") and SOLUTION not in kinds:
         raise _MarkerError(
             "is an answer cell (metadata.nbgrader.solution = true) without a "
             "`### BEGIN SOLUTION` / `### END SOLUTION` region; wrap the answer in these markers "
@@ -312,7 +290,7 @@ def _ensure_ids(nb: NotebookNode) -> None:
     for cell in nb.cells:
         if cell.get("id"):
             continue
-        digest = hashlib.sha1(_source(cell).encode("utf-8")).hexdigest()[:8]
+        digest = hashlib.sha1(cell_source(cell).encode("utf-8")).hexdigest()[:8]
         candidate, n = f"cell-{digest}", 1
         while candidate in used:
             candidate, n = f"cell-{digest}-{n}", n + 1
@@ -341,14 +319,14 @@ def build_lab(
     ``solution_nb`` is a notebook or the path of one; ``name`` labels error messages (default:
     the path). With ``colab_path`` (where the lab will live), a solution that has a Colab setup
     cell gets its lab's "Open in Colab" badge and setup cell pointed at that path
-    (:func:`metacourse.colab.apply`). Raises ``ValueError`` for malformed markers or metadata
+    (:func:`metacourse.course.colab.apply`). Raises ``ValueError`` for malformed markers or metadata
     (see the module docstring).
     """
     nb, default_name = _read(solution_nb)
     name = name or default_name
     _check_grade_ids(nb, name)
     for index, cell in enumerate(nb.cells):
-        cell.source = _source(cell)
+        cell.source = cell_source(cell)
         lines = cell.source.split("\n")
         try:
             regions = _find_regions(lines)
@@ -443,7 +421,7 @@ def _secret_lines(nb: NotebookNode) -> dict[str, int]:
     secret: dict[str, int] = {}
     public: set[str] = set()
     for index, cell in enumerate(nb.cells):
-        lines = _source(cell).split("\n")
+        lines = cell_source(cell).split("\n")
         inside: set[int] = set()  # marker lines included: they are neither secret nor public
         for region in _find_regions(lines):
             inside.update(range(region.begin, region.end + 1))
@@ -451,7 +429,7 @@ def _secret_lines(nb: NotebookNode) -> dict[str, int]:
             text = line.strip()
             if i not in inside:
                 public.add(text)
-            elif _is_secret(text, cell.cell_type) and not _MARKER_RE.match(line):
+            elif _is_secret(text, cell.cell_type) and not MARKER_RE.match(line):
                 secret.setdefault(text, index)
     return {line: i for line, i in secret.items() if line not in public}
 
@@ -464,7 +442,7 @@ def _is_secret(text: str, cell_type: str) -> bool:
 
 def _leaks(solution: NotebookNode, lab: NotebookNode, sol_name: str, lab_name: str) -> list[str]:
     secret = _secret_lines(solution)
-    lab_lines = {line.strip() for cell in lab.cells for line in _source(cell).split("\n")}
+    lab_lines = {line.strip() for cell in lab.cells for line in cell_source(cell).split("\n")}
     leaked = [(index, line) for line, index in secret.items() if line in lab_lines]
     problems = [
         f"{lab_name} leaks solution text of {sol_name} (cell {index}): {line!r}"

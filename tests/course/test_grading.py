@@ -1,4 +1,4 @@
-"""Tests of the grading command (metacourse.grading).
+"""Tests of the grading command (metacourse.course.grading).
 
 A class of synthetic submissions of a tiny lab (``tests/fixtures/grading/solutions/``, plain
 Python, so that these tests do not depend on a real lab's run time) is graded once, in one call,
@@ -24,10 +24,10 @@ import pytest
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
 
-from metacourse.grading import GradeSummary, grade, load_lab
-from metacourse.labs import build_lab
+from metacourse.course.grading import GradeSummary, grade, load_lab
+from metacourse.course.labs import build_lab
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "solutions" / "lab90_grading_fixture.ipynb"
 LAB = FIXTURE.stem
 LIMITS = {"cell_timeout": 3, "total_timeout": 60, "check_timeout": 4, "max_cell_output": 100_000, "jobs": 3}
@@ -227,8 +227,13 @@ def test_class_csv_and_report(graded: GradeSummary) -> None:
     assert rows["partial"]["step-check"] == "0" and rows["partial"]["max_score"] == "5"
     report = graded.report_md.read_text()
     assert report.startswith(f"# Grades: {LAB}")
-    assert "| mean-check | 2 |" in report and "| corrupt | 0/5 |" in report
+    assert "| mean-check | 2 | check cell in the sandbox |" in report
+    assert re.search(r"^\| corrupt \| \S+/corrupt\.ipynb \| 0/5 \|", report, re.MULTILINE)
     assert "why (1 point)" in report  # the markdown answer a person grades
+    assert rows["helpers"]["submission"].endswith("submissions/helpers")  # the folder as submitted
+    with open(graded.answers_csv, newline="") as file:
+        answers = {row["student"]: row for row in csv.DictReader(file)}
+    assert answers["correct"]["grade_id"] == "why" and "new dict" in answers["correct"]["question"]
     assert "stubborn_loop" in graded.table()
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .notebook import cell_source
+
 __all__ = [
     "DEFAULT_BRANCH",
     "DEFAULT_REPOSITORY",
@@ -101,7 +103,7 @@ def _read_tool_table(text: str) -> dict[str, Any]:
 
 
 def _package_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def location(root: str | os.PathLike[str] | None = None) -> Location:
@@ -169,11 +171,6 @@ def setup_source(where: Location | None = None) -> str:
     )
 
 
-def _source(cell: Any) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
 def _is_setup(cell: Any) -> bool:
     return cell.cell_type == "code" and SETUP_TAG in cell.get("metadata", {}).get("tags", [])
 
@@ -183,7 +180,7 @@ def _title_index(nb: Any) -> int | None:
     before any code cell other than the setup cell."""
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":
-            return index if _source(cell).lstrip().startswith("# ") else None
+            return index if cell_source(cell).lstrip().startswith("# ") else None
         if cell.cell_type == "code" and not _is_setup(cell):
             return None
     return None
@@ -230,7 +227,7 @@ def apply(nb: Any, path: str | os.PathLike[str], *, where: Location | None = Non
     kept.source, kept.outputs, kept.execution_count = setup_source(where), [], None
     nb.cells = [cell for cell in nb.cells if not _is_setup(cell)]
     title = _title_index(nb)
-    nb.cells[title].source = _with_badge(_source(nb.cells[title]), markdown)
+    nb.cells[title].source = _with_badge(cell_source(nb.cells[title]), markdown)
     first_code = next((i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"), len(nb.cells))
     nb.cells.insert(max(first_code, title + 1), kept)
     return nb
@@ -246,7 +243,7 @@ def check(nb: Any, path: str | os.PathLike[str], *, where: Location | None = Non
     if title is None:
         return [f"{name} has no title cell: make the first cell a markdown `# Title` cell, then {fix}"]
     problems = []
-    found = _BADGE_RE.findall(_source(nb.cells[title]))
+    found = _BADGE_RE.findall(cell_source(nb.cells[title]))
     expected = badge(path, where)
     if found != [expected]:
         state = "has no Colab badge" if not found else "has a stale or repeated Colab badge"
@@ -259,6 +256,6 @@ def check(nb: Any, path: str | os.PathLike[str], *, where: Location | None = Non
         problems.append(f"{name} has {len(setups)} `{SETUP_TAG}` cells (cells {setups}): {fix}")
     elif setups[0] != code[0]:
         problems.append(f"{name}: the `{SETUP_TAG}` cell is not the first code cell: {fix}")
-    elif _source(nb.cells[setups[0]]) != setup_source(where):
+    elif cell_source(nb.cells[setups[0]]) != setup_source(where):
         problems.append(f"{name}: the `{SETUP_TAG}` cell differs from the generated one: {fix}")
     return problems
