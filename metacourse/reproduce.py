@@ -5,6 +5,11 @@ An experiment is a function ``run(options) -> Result`` in a module of ``metacour
 registered with ``@register("name", "one-line description")``. Every result holds rows of
 (method, metric, the paper's number, our ``Summary``) plus the seed, device, budget and wall time,
 prints as a table and saves as JSON (``Result.to_dict``).
+
+What a run trains is decided by its plan (``metacourse.train.Plan``, re-exported here): its
+checkpoints and exported models are named by the plan's digest, so runs with different options
+never share them, and ``Result.training`` records, for every part trained, whether it trained
+from scratch or resumed, and from which checkpoint.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .evaluate import Summary
+from .train import Plan
 from .utils import torch_threads
 
 __all__ = [
-    "Argument", "RunOptions", "Row", "Result", "Experiment",
+    "Argument", "Plan", "RunOptions", "Row", "Result", "Experiment",
     "register", "get_experiment", "experiment_names", "with_defaults",
 ]
 
@@ -44,6 +50,29 @@ class RunOptions:
     extra: dict = field(default_factory=dict)
     """Values of the experiment's own options (``Experiment.arguments``), e.g. ``{"arms": 5}``."""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.fast, bool):
+            raise TypeError(f"RunOptions.fast must be True or False, got {self.fast!r}")
+        if self.meta_steps is not None and (isinstance(self.meta_steps, bool) or not isinstance(self.meta_steps, int)
+                                            or self.meta_steps <= 0):
+            raise ValueError(f"RunOptions.meta_steps must be a positive integer or None (the experiment's "
+                             f"default), got {self.meta_steps!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"RunOptions.seed must be a non-negative integer, got {self.seed!r}")
+        if self.device is not None and str(self.device) != "auto":
+            import torch
+
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError, ValueError):
+                raise ValueError(f"RunOptions.device {self.device!r} is not a device: use 'cpu', 'cuda', "
+                                 "'cuda:N', 'mps' or None") from None
+        if not isinstance(self.out_dir, (str, Path)) or not str(self.out_dir):
+            raise TypeError(f"RunOptions.out_dir must be a folder name, got {self.out_dir!r}")
+        if not isinstance(self.extra, dict):
+            raise TypeError(f"RunOptions.extra must be a dict of the experiment's options, got "
+                            f"{type(self.extra).__name__}")
+
 
 @dataclass(frozen=True)
 class Argument:
@@ -54,6 +83,8 @@ class Argument:
     default: object = None
     choices: tuple | None = None
     help: str = ""
+    minimum: int | None = None
+    """The smallest value allowed (counts: 1; "0 means the default" options: 0)."""
 
     @property
     def key(self) -> str:
@@ -86,12 +117,15 @@ class Result:
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
+    training: dict[str, dict] = field(default_factory=dict)
+    """For each part trained: its plan's digest, its checkpoint, and the step it resumed from
+    (0: trained from scratch) with the seconds trained earlier."""
 
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "seed": self.seed, "device": self.device,
                 "wall_seconds": round(self.wall_seconds, 1), "budget": self.budget,
                 "rows": [row.to_dict() for row in self.rows], "notes": self.notes,
-                "artifacts": self.artifacts}
+                "artifacts": self.artifacts, "training": self.training}
 
     def save_json(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as strict JSON: a non-finite number (a diverged task's mean) is
@@ -110,7 +144,8 @@ class Result:
                             number(r["ours"]["median"]), int(r["ours"]["n"])))
                 for r in data["rows"]]
         return cls(data["experiment"], data["seed"], data["device"], data["wall_seconds"],
-                   data["budget"], rows, list(data.get("notes", [])), dict(data.get("artifacts", {})))
+                   data["budget"], rows, list(data.get("notes", [])), dict(data.get("artifacts", {})),
+                   dict(data.get("training", {})))
 
     def markdown(self, digits: int = 3) -> str:
         """The results as a Markdown table (paper beside ours) with the run's budget, seed,
@@ -164,16 +199,23 @@ def register(name: str, description: str, arguments: tuple[Argument, ...] = (),
 
     ``arguments`` declares the experiment's own command-line options; their values reach the
     function as ``options.extra[argument.key]`` (defaults filled in by ``with_defaults``).
+    The registered function checks ``options.extra`` against ``arguments`` first (``with_defaults``).
     ``threads`` pins torch to that many CPU threads while the experiment runs (then restores
     the setting): the course's small networks run fastest on one, which also leaves the other
     core free on a shared CPU.
     """
 
     def add(run: Callable[[RunOptions], Result]) -> Callable[[RunOptions], Result]:
-        if threads:
-            run = _pinned(run, threads)
-        _REGISTRY[name] = Experiment(name, description, run, tuple(arguments))
-        return run
+        inner = _pinned(run, threads) if threads else run
+
+        @functools.wraps(run)
+        def checked(options: RunOptions) -> Result:
+            if isinstance(options, RunOptions):  # a bad option is refused before any work
+                with_defaults(_REGISTRY[name], options.extra)
+            return inner(options)
+
+        _REGISTRY[name] = Experiment(name, description, checked, tuple(arguments))
+        return checked
 
     return add
 
@@ -219,9 +261,16 @@ def with_defaults(experiment: Experiment, extra: dict | None = None) -> dict:
     values = {key: argument.default for key, argument in known.items()}
     values.update(extra or {})
     for key, value in values.items():
-        choices = known[key].choices
-        if choices is not None and value not in choices:
-            raise ValueError(f"{known[key].flag} {value!r} is not allowed; choose one of {choices}")
+        argument = known[key]
+        if value is not argument.default and argument.type in (int, float, str) and (
+                isinstance(value, bool) or not isinstance(value, argument.type)):
+            raise TypeError(f"{argument.flag} must be {argument.type.__name__}, got {value!r} "
+                            f"({type(value).__name__})")
+        if argument.choices is not None and value not in argument.choices:
+            raise ValueError(f"{argument.flag} {value!r} is not allowed; choose one of {argument.choices}")
+        if argument.minimum is not None and value < argument.minimum:
+            raise ValueError(f"{argument.flag} must be {argument.minimum} or more, got {value}"
+                             + (f" ({argument.help})" if argument.help else ""))
     return values
 
 

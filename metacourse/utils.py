@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -18,6 +22,9 @@ __all__ = [
     "seed_everything",
     "check_positive_int",
     "check_nonnegative",
+    "check_device",
+    "check_writable",
+    "code_fingerprint",
 ]
 
 
@@ -49,21 +56,82 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    """Pick a device: the one asked for, else CUDA, then Apple's MPS, then the CPU."""
+    """Pick a device: the one asked for (checked by :func:`check_device`), else CUDA, then Apple's
+    MPS, then the CPU."""
     if device is not None and str(device) != "auto":
-        chosen = torch.device(device)
-        if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={str(device)!r} was requested but CUDA is not available here; "
-                "pass device='cpu' or leave device unset to choose automatically"
-            )
-        return chosen
+        return check_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(device: str | torch.device, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` if this machine has it; else a ValueError that names
+    ``name`` (e.g. ``--device``), what this machine has, and the fix."""
+    here = _devices_here()
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} {str(device)!r} is not a device: use one of {here}") from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name} {str(device)!r} was asked for but CUDA is not available here; "
+                             f"use one of {here}")
+        if chosen.index is not None and chosen.index >= count:
+            raise ValueError(f"{name} {str(device)!r}: this machine has {count} CUDA device(s); use one of {here}")
+    elif chosen.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{name} {str(device)!r} was asked for but Apple's MPS is not available here; "
+                             f"use one of {here}")
+    elif chosen.type != "cpu":
+        raise ValueError(f"{name} {str(device)!r}: the course runs on cpu, cuda or mps; use one of {here}")
+    return chosen
+
+
+def _devices_here() -> str:
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return ", ".join(names)
+
+
+def check_writable(path: str | os.PathLike, name: str, folder: bool = False) -> Path:
+    """Make sure a run can write ``path`` (a file, or a ``folder``) before it starts working: create
+    the missing folders and try a scratch file there. Raises a ValueError naming ``name`` (e.g.
+    ``--json``) and the fix; returns ``path`` as a Path."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a folder; give a file name, e.g. {str(path / 'result.json')!r}")
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a file; give a folder")
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(f"{name} {str(path)!r} cannot be written ({reason} at {str(where)!r}); "
+                         "choose a folder you can write to") from None
+    return path
+
+
+def code_fingerprint(*modules: ModuleType) -> str:
+    """A short hash of the source files of ``modules``: the code a trained checkpoint depends on.
+    A checkpoint written by other code has another fingerprint and is never resumed from."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(module.__name__.encode())
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def check_positive_int(name: str, value: object, hint: str = "") -> int:

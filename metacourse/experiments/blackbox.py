@@ -53,7 +53,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks, TaskBatch
 from ..tasks.episodes import EpisodeSampler
 from ..tasks.omniglot import Omniglot
-from ..train import TrainConfig, meta_train
+from ..train import TrainConfig, checkpoint_info, meta_train
 from ..utils import get_device
 from . import omniglot, sinusoid
 
@@ -110,7 +110,7 @@ def train_blackbox(name: str, model: nn.Module, cfg: blackbox.Config, sampler, p
 
 def _checkpoint_step(path: Path) -> int:
     """The step a checkpoint was saved at (0 when there is none): the step a run resumes from."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["step"]) if path.exists() else 0
+    return checkpoint_info(path)["step"]
 
 
 def _trained_note(method: str, model: nn.Module, seconds: float, resumed: int, plan: dict) -> str:
@@ -184,9 +184,8 @@ def run_sinusoid(options: RunOptions) -> Result:
     rows, notes = [], []
     for method in methods:
         if method == "MAML":
-            resumed = _checkpoint_step(Path(options.out_dir) / "checkpoints" / (  # sinusoid.train_method's name
-                f"sinusoid-maml-k{plan['k_shot_train']}-seed{options.seed}-{plan['meta_steps']}.pt"))
-            model, seconds, _ = sinusoid.train_method("MAML", options, plan, device)
+            model, seconds, history = sinusoid.train_method("MAML", options, plan, device)
+            resumed = history.resumed_from
         else:
             model = sinusoid_model(method).to(device)
             seconds, resumed = train_blackbox(method, model, blackbox.Config(), sampler, plan, options)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 import time
 from datetime import datetime, timezone
 from functools import partial
@@ -43,8 +44,8 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks.base import TaskBatch
 from ..tasks.episodes import EpisodeSampler, sample_batch, sample_episodes
 from ..tasks.omniglot import Omniglot
-from ..train import TrainConfig, meta_train
-from ..utils import Clock, get_device, torch_threads
+from ..train import Plan, TrainConfig, checkpoint_info, meta_train
+from ..utils import Clock, code_fingerprint, get_device, torch_threads
 
 METHODS = ("maml", "fomaml", "reptile", "protonet", "matching", "finetune", "nearest")
 LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "reptile": "Reptile",
@@ -80,10 +81,10 @@ ARGUMENTS = (
     Argument("--network", str, "conv4", ("conv4", "mlp"), "Conv4, or MAML's 'no conv' MLP"),
     Argument("--pooling", str, "auto", ("auto", "stride", "max"),
              "Conv4 downsampling (auto: stride-2 conv, MAML's Omniglot net)"),
-    Argument("--train-ways", int, 0, None, "ways of training episodes (0: the method's default)"),
-    Argument("--test-tasks", int, 600, None, "number of test tasks"),
+    Argument("--train-ways", int, 0, None, "ways of training episodes (0: the method's default)", minimum=0),
+    Argument("--test-tasks", int, 600, None, "number of test tasks", minimum=1),
     Argument("--backend", str, "auto", ("auto", "loop", "vmap"), "MAML backend"),
-    Argument("--threads", int, 1, None, "torch CPU threads (1 is fastest on a shared CPU; 0: all)"),
+    Argument("--threads", int, 1, None, "torch CPU threads (1 is fastest on a shared CPU; 0: all)", minimum=0),
     Argument("--compile", int, 0, (0, 1),
              "1: torch.compile the embedding network (protonet, matching; see metacourse.compiled)"),
     Argument("--bf16", int, 0, (0, 1),
@@ -127,7 +128,7 @@ def budget(options: RunOptions) -> dict:
                  "finetune_lrs": (0.01, 0.03, 0.1, 0.3), "finetune_steps": 20,
                  "validation_tasks": 50}
     if extra["train_ways"]:
-        plan["train_ways"] = extra["train_ways"]
+        plan["train_ways"] = _train_ways(method, ways, extra["train_ways"])
     if extra["bf16"]:
         if method not in BF16_METHODS:
             raise ValueError(f"--bf16 1 is for {', '.join(BF16_METHODS)}; {method} trains in float32 "
@@ -143,6 +144,66 @@ def budget(options: RunOptions) -> dict:
     if options.meta_steps:
         plan["meta_steps"] = options.meta_steps
     return plan
+
+
+TRAIN_CLASSES = 4 * 1200
+"""Classes of the training split: 1,200 characters, each in four rotations."""
+EVALUATION_KEYS = ("test_tasks", "n_query_test", "inner_steps_test", "finetune_lrs", "finetune_steps",
+                   "validation_tasks")
+"""Settings of the plan that only change how the trained network is measured, not its training."""
+
+
+def _train_ways(method: str, ways: int, train_ways: int) -> int:
+    """``--train-ways``, checked against what the method can train on."""
+    if train_ways > TRAIN_CLASSES:
+        raise ValueError(f"--train-ways {train_ways}: the training split has {TRAIN_CLASSES:,} classes "
+                         "(1,200 characters x 4 rotations); use at most that many")
+    if method in ("maml", "fomaml", "reptile") and train_ways != ways:
+        raise ValueError(f"--train-ways {train_ways}: {method} trains a {ways}-way output layer on tasks "
+                         f"of the test's --ways; drop --train-ways (or use --method protonet or matching)")
+    if method in ("finetune", "nearest"):
+        raise ValueError(f"--train-ways {train_ways}: {method} pretrains one classifier over all "
+                         f"{TRAIN_CLASSES:,} classes, not on episodes; drop --train-ways")
+    if train_ways < 2:
+        raise ValueError(f"--train-ways {train_ways}: an episode needs 2 classes or more")
+    return train_ways
+
+
+def option_notes(plan: dict, options: RunOptions) -> list[str]:
+    """What the run does not do as asked: options its method ignores, and FAST mode's caps."""
+    extra = {a.key: a.default for a in ARGUMENTS} | dict(options.extra)
+    notes = []
+    if extra["backend"] != "auto" and plan["method"] not in ("maml", "fomaml"):
+        notes.append(f"--backend {extra['backend']} is ignored: only maml and fomaml have backends")
+    if extra["compile"] and plan["method"] not in ("protonet", "matching"):
+        notes.append("--compile 1 is ignored: only protonet and matching compile their network")
+    if extra["pooling"] != "auto" and plan["network"] == "mlp":
+        notes.append(f"--pooling {extra['pooling']} is ignored: the MLP has no pooling")
+    if options.fast:
+        full = budget(RunOptions(meta_steps=options.meta_steps, seed=options.seed, device=options.device,
+                                 extra=options.extra))
+        capped = [f"{key} {full[key]} → {plan[key]}" for key in full
+                  if key != "meta_steps" and full[key] != plan[key]]
+        if capped:
+            notes.append("FAST mode caps " + ", ".join(capped))
+    return notes
+
+
+def run_plan(plan: dict, options: RunOptions, device: torch.device) -> Plan:
+    """The typed plan of a run: what trains, its seed, FAST, device type and code (for checkpoints
+    and exported files), with the evaluation settings apart."""
+    method = plan["method"]
+    algorithm = {"maml": maml, "fomaml": maml, "reptile": reptile, "protonet": protonet,
+                 "matching": matching}.get(method, baselines)
+    from .. import train as train_module
+    from ..models import conv4
+    from ..tasks import episodes
+
+    training = {k: v for k, v in plan.items() if k not in EVALUATION_KEYS and k != "finetune_lr"}
+    evaluation = {k: v for k, v in plan.items() if k in EVALUATION_KEYS}
+    return Plan("omniglot", checkpoint_name(plan), options.seed, training, fast=options.fast,
+                device=device.type, evaluation=evaluation,
+                code=code_fingerprint(sys.modules[__name__], algorithm, conv4, episodes, train_module))
 
 
 def checkpoint_name(plan: dict) -> str:
@@ -288,26 +349,28 @@ def _command(plan: dict, options: RunOptions) -> str:
 def train(plan: dict, options: RunOptions, device: torch.device) -> tuple[nn.Module, dict]:
     """Meta-train (resumable from ``out_dir/checkpoints``); returns the model and its timing.
 
+    The checkpoint is named by the run's plan (``run_plan``): another plan never resumes from it.
     A run stopped and started again resumes from its checkpoint; each part (*segment*) of the
     training is timed, wall clock and CPU time of this process, and the segments are kept in
     ``NAME.times.json`` beside the checkpoint so that the card reports the whole training, not just
     its last part. On a shared machine wall time exceeds CPU time: the load average at the start
-    and end of each segment says how busy the machine was.
+    and end of each segment says how busy the machine was. ``timing["origin"]`` says whether this
+    call trained from scratch or resumed, and from which checkpoint.
     """
     torch.manual_seed(options.seed)
     model = build_model(model_spec(plan)).to(device)
     step, state = build_step(plan, model)
-    name = f"{checkpoint_name(plan)}-seed{options.seed}-{plan['meta_steps']}"
-    checkpoint = Path(options.out_dir) / "checkpoints" / f"{name}.pt"
+    typed = run_plan(plan, options, device)
+    checkpoint = checkpoint_path(plan, options, device)
     train_cfg = TrainConfig(
         meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
         checkpoint_path=str(checkpoint), checkpoint_every=100, progress=options.progress,
-        description=LABELS[plan["method"]])
-    first_step = _checkpoint_step(checkpoint)
+        description=LABELS[plan["method"]], plan=typed)
+    first_step = checkpoint_info(checkpoint)["step"]
     load_before = _load_average()
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
     clock = Clock()
-    meta_train(step, build_sampler(plan, device), train_cfg, state)
+    history = meta_train(step, build_sampler(plan, device), train_cfg, state)
     wall, cpu = clock.totals()
     times = _times_path(checkpoint)
     segments = json.loads(times.read_text())["segments"] if times.exists() and first_step else []
@@ -317,18 +380,20 @@ def train(plan: dict, options: RunOptions, device: torch.device) -> tuple[nn.Mod
                          "load_average": [load_before, _load_average()],
                          "threads": torch.get_num_threads(), "device": str(device)})
         times.write_text(json.dumps({"segments": segments}, indent=2) + "\n")
-    return model, _timing(segments, plan["meta_steps"])
+    origin = {"plan": typed.digest(), "checkpoint": str(checkpoint), "resumed_from_step": history.resumed_from,
+              "meta_steps": plan["meta_steps"], "earlier_seconds": round(history.earlier_seconds, 1),
+              "origin": history.origin(plan["meta_steps"])}
+    return model, _timing(segments, plan["meta_steps"]) | {"origin": origin}
+
+
+def checkpoint_path(plan: dict, options: RunOptions, device: torch.device) -> Path:
+    """``out_dir/checkpoints/NAME-seedS-STEPS-DIGEST.pt``: the digest names the plan's training."""
+    typed = run_plan(plan, options, device)
+    return typed.checkpoint(options.out_dir, f"{checkpoint_name(plan)}-seed{options.seed}-{plan['meta_steps']}")
 
 
 def _times_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".times.json")
-
-
-def _checkpoint_step(checkpoint: Path) -> int:
-    """The step a run resumes from (0 without a checkpoint)."""
-    if not checkpoint.exists():
-        return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["step"])
 
 
 def _load_average() -> float | None:
@@ -354,9 +419,16 @@ def _timing(segments: list[dict], meta_steps: int) -> dict:
             "train_segments": segments}
 
 
-def export(plan: dict, model: nn.Module, card: dict, out_dir: str) -> Path:
-    """Write the trained weights (``NAME.pt``) and their card (``NAME.json``) into ``out_dir``."""
-    path = Path(out_dir) / f"{card['name']}.pt"
+def export_path(plan: dict, options: RunOptions, device: torch.device) -> Path:
+    """``out_dir/NAME-seedS-DIGEST.pt``, the digest of the whole plan (training and evaluation): a run
+    with other options never overwrites it. (Shipped, it is called ``NAME.pt``: ``checkpoints.ship``.)"""
+    digest = run_plan(plan, options, device).digest(training=False)
+    return Path(options.out_dir) / f"{checkpoint_name(plan)}-seed{options.seed}-{digest}.pt"
+
+
+def export(plan: dict, model: nn.Module, card: dict, path: str | Path) -> Path:
+    """Write the trained weights (``NAME.pt``) and their card (``NAME.json``) to ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = model_spec(plan)
     if plan["method"] in ("finetune", "nearest"):  # the 4,800-way head is not needed at test time
@@ -378,7 +450,11 @@ def _run(options: RunOptions) -> Result:
     started = time.perf_counter()
     device = get_device(options.device or "cpu")
     plan = budget(options)
+    asked = option_notes(plan, options)
+    for note in asked:
+        print(f"metacourse: note: {note}", file=sys.stderr)
     model, timing = train(plan, options, device)
+    origin = timing.pop("origin")
     if plan["method"] == "finetune":
         plan["finetune_lr"] = baselines.choose_finetune_lr(
             baselines.body(model),
@@ -389,8 +465,9 @@ def _run(options: RunOptions) -> Result:
     card = {"name": checkpoint_name(plan), "method": plan["method"],
             "command": _command(plan, options), "seed": options.seed, "device": str(device),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "budget": plan,
-            **timing, "fast": options.fast}
-    path = export(plan, model.cpu(), card, options.out_dir)
+            **timing, "fast": options.fast,
+            "plan": run_plan(plan, options, device).to_dict() | {"digest": origin["plan"]}}
+    path = export(plan, model.cpu(), card, export_path(plan, options, device))
     evaluation_clock = Clock()
     reloaded = load_file(path)
     accuracies = 100 * evaluate_model(plan, reloaded, test_tasks(plan))
@@ -408,9 +485,10 @@ def _run(options: RunOptions) -> Result:
              f"trained {plan['meta_steps']} steps on {device}, {torch.get_num_threads()} "
              f"thread(s): {_wall_and_cpu(timing['train_seconds'], timing['train_cpu_seconds'])}, "
              f"in {len(timing['train_segments'])} segment(s)",
+             f"this run {origin['origin']} ({origin['checkpoint']})",
              *(_segment_note(segment) for segment in timing["train_segments"]),
              f"evaluated {ours.n} test tasks in {eval_seconds:.0f} s wall, "
-             f"{eval_cpu_seconds:.0f} s CPU", f"checkpoint: {path}"]
+             f"{eval_cpu_seconds:.0f} s CPU", f"checkpoint: {path}", *asked]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     budget_and_times = plan | {k: timing[k] for k in ("train_seconds", "train_cpu_seconds")}
@@ -419,7 +497,8 @@ def _run(options: RunOptions) -> Result:
     budget_and_times["eval_cpu_seconds"] = round(eval_cpu_seconds, 1)
     result = Result("omniglot", options.seed, str(device), time.perf_counter() - started,
                     budget_and_times, [Row(LABELS[plan["method"]], metric, paper, ours)], notes,
-                    {"checkpoint": str(path), "card": str(path.with_suffix(".json"))})
+                    {"checkpoint": str(path), "card": str(path.with_suffix(".json"))},
+                    {checkpoint_name(plan): origin})
     return result
 
 

@@ -11,6 +11,7 @@ tasks for each step count.
 
 from __future__ import annotations
 
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -23,8 +24,8 @@ from ..evaluate import adaptation_curve, summarize
 from ..models import MLP
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks
-from ..train import TrainConfig, meta_train
-from ..utils import get_device
+from ..train import Plan, TrainConfig, meta_train
+from ..utils import code_fingerprint, get_device
 
 PAPER = {  # MAML Table 2 (App. C.1), 5-shot MSE after 1 / 5 / 10 gradient steps
     "MAML": {1: 0.67, 5: 0.38, 10: 0.35},
@@ -44,8 +45,33 @@ def budget(options: RunOptions) -> dict:
             "k_shot_test": 5, "n_query_test": 100, "test_tasks": 100 if options.fast else 600}
 
 
+TRAINING_KEYS = ("meta_steps", "meta_batch_size", "k_shot_train", "n_query_train", "inner_lr", "outer_lr")
+"""The settings of ``budget`` that change what a method trains (the others only change its test)."""
+
+
+def run_plan(method: str, options: RunOptions, plan: dict, device: torch.device) -> Plan:
+    """The typed plan of one method's training: budget, seed, FAST, device type and code."""
+    from .. import train as train_module
+    from ..models import mlp
+    from ..tasks import sinusoid as tasks_module
+
+    algorithm = pretrain if method == "pretrain on all tasks" else maml
+    return Plan("sinusoid", method, options.seed, {key: plan[key] for key in TRAINING_KEYS},
+                fast=options.fast, device=device.type,
+                code=code_fingerprint(sys.modules[__name__], algorithm, mlp, tasks_module, train_module))
+
+
+def checkpoint_path(method: str, options: RunOptions, plan: dict, device: torch.device) -> Path:
+    """``out_dir/checkpoints/sinusoid-SLUG-kK-seedS-STEPS-DIGEST.pt``, named by the method's plan."""
+    slug = method.split()[0].lower()
+    return run_plan(method, options, plan, device).checkpoint(
+        options.out_dir, f"sinusoid-{slug}-k{plan['k_shot_train']}-seed{options.seed}-{plan['meta_steps']}")
+
+
 def train_method(method: str, options: RunOptions, plan: dict, device: torch.device):
-    """Meta-train one method from the same seed; returns the trained model and its wall time."""
+    """Meta-train one method from the same seed (resuming its plan's checkpoint, if any); returns
+    the trained model, the wall time of this call and the history (``history.origin(...)`` says
+    whether it trained from scratch or resumed)."""
     torch.manual_seed(options.seed)
     model = MLP(1, (40, 40), 1).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=OUTER_LR)
@@ -56,12 +82,10 @@ def train_method(method: str, options: RunOptions, plan: dict, device: torch.dev
         step = partial(maml.meta_step, model, optimizer, cfg=cfg)
     sampler = partial(SinusoidTasks().sample, k_shot=plan["k_shot_train"],
                       n_query=plan["n_query_train"], device=device)
-    slug = method.split()[0].lower()
     train_cfg = TrainConfig(
         meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
-        checkpoint_path=str(Path(options.out_dir) / "checkpoints"
-                            / f"sinusoid-{slug}-k{plan['k_shot_train']}-seed{options.seed}-{plan['meta_steps']}.pt"),
-        progress=options.progress, description=method)
+        checkpoint_path=str(checkpoint_path(method, options, plan, device)),
+        progress=options.progress, description=method, plan=run_plan(method, options, plan, device))
     start = time.perf_counter()
     history = meta_train(step, sampler, train_cfg, state={"model": model, "optimizer": optimizer})
     return model, time.perf_counter() - start, history
@@ -94,24 +118,33 @@ def run(options: RunOptions) -> Result:
     started = time.perf_counter()
     device = get_device(options.device or "cpu")  # a 1-40-40-1 MLP runs fastest on the CPU
     plan = budget(options)
-    rows, notes, curves, models = [], [], {}, {}
+    rows, notes, curves, models, training = [], [], {}, {}, {}
     for method in ("MAML", "first-order MAML", "pretrain on all tasks"):
-        model, seconds, _ = train_method(method, options, plan, device)
+        model, seconds, history = train_method(method, options, plan, device)
+        training[method] = training_record(method, options, plan, device, history)
         curve, step_sizes = evaluate_method(method, model, plan, options.seed, device)
         curves[method], models[method] = curve, model
         for steps in (1, 5, 10):
             paper = PAPER.get(method, {}).get(steps)
             rows.append(Row(method, f"mse_5shot_{steps}step", paper, summarize(curve[steps])))
-        notes.append(f"{method}: trained in {seconds:.0f} s; fine-tuning step sizes "
+        notes.append(f"{method}: {history.origin(plan['meta_steps'])}, {seconds:.0f} s now; fine-tuning step sizes "
                      + ", ".join(f"{s} steps: {a:g}" for s, a in step_sizes.items() if s))
         notes += diverged_notes(method, curve)
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     result = Result("sinusoid", options.seed, str(device), time.perf_counter() - started, plan, rows,
-                    notes)
+                    notes, training=training)
     result.artifacts["plot"] = save_plot(curves, models, plan, options)
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def training_record(method: str, options: RunOptions, plan: dict, device: torch.device, history) -> dict:
+    """What ``Result.training`` stores for one trained method: its plan, checkpoint, and where it resumed."""
+    return {"plan": run_plan(method, options, plan, device).digest(),
+            "checkpoint": str(checkpoint_path(method, options, plan, device)),
+            "resumed_from_step": history.resumed_from, "meta_steps": plan["meta_steps"],
+            "earlier_seconds": round(history.earlier_seconds, 1), "origin": history.origin(plan["meta_steps"])}
 
 
 def diverged_notes(method: str, curve: dict) -> list[str]:

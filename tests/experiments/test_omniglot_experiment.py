@@ -148,7 +148,7 @@ def test_resumed_fast_run_records_both_segments_and_the_table_shows_them(tmp_pat
                           extra={"method": "protonet", "test_tasks": 2})
 
     first = omniglot.run(options(3))
-    checkpoint = tmp_path / "checkpoints" / "protonet-omniglot-5w1s-seed0-3.pt"
+    checkpoint = omniglot.checkpoint_path(omniglot.budget(options(3)), options(3), torch.device("cpu"))
     payload = torch.load(checkpoint, weights_only=False)
     payload["step"] = 2  # as if the first run had been stopped after step 2
     torch.save(payload, checkpoint)
