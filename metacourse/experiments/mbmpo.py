@@ -299,7 +299,7 @@ def _count(value: float | None) -> Summary:
                               "standard: mass = length = 1 throughout (the paper's single-environment setting)"),
                      Argument("--model-history", int, 0, None,
                               "h, previous transitions each dynamics model sees (0: the paper's models; "
-                              "2 lets them infer a family member's mass and length)")), threads=1)
+                              "2 lets them infer a family member's mass and length)", minimum=0)), threads=1)
 def run(options: RunOptions) -> Result:
     clock = Clock()
     plan = budget(options)

@@ -387,7 +387,8 @@ def measure_cost(model: nn.Module, tasks: TaskBatch, cfg: maml.Config, repeats: 
 @register("maml-cost", "time per meta-step and memory of second- vs first-order MAML, inner steps 1-5",
           arguments=(Argument("--models", str, ",".join(COST_MODELS), None,
                               "comma-separated subset of " + ",".join(COST_MODELS)),
-                     Argument("--max-inner-steps", int, 5, None, "measure inner steps 1..this")), threads=1)
+                     Argument("--max-inner-steps", int, 5, None, "measure inner steps 1..this", minimum=1)),
+          threads=1)
 def run_maml_cost(options: RunOptions) -> Result:
     started = time.perf_counter()
     names = [n.strip() for n in options.extra.get("models", ",".join(COST_MODELS)).split(",") if n.strip()]

@@ -297,6 +297,9 @@ def run_problem(problem: Problem, options: RunOptions) -> Result:
     notes += _significance_notes(values)
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
+        if options.extra.get("instances", _INSTANCES.default) != _INSTANCES.default:
+            notes.append(f"--instances {options.extra['instances']} is ignored in FAST mode: "
+                         f"{plan['test_instances']} test and validation instances")
     rows = [Row(name, "total_reward", problem.paper.get(name), summarize(values[name]))
             for name in names]
     return Result(problem.slug, options.seed, "cpu", time.perf_counter() - started, plan, rows, notes)
@@ -377,7 +380,7 @@ def training_time(curve: list[dict], last_session: tuple[float, float]) -> tuple
             cpu + max(last["cpu_seconds"], last_session[1]))
 
 
-_INSTANCES = Argument("--instances", int, 1000, None, "test (and validation) instances")
+_INSTANCES = Argument("--instances", int, 1000, None, "test (and validation) instances", minimum=1)
 
 
 @register("rl2-bandits", "RL² Table 1: Bernoulli bandits, every baseline and RL² (PPO)",
