@@ -234,8 +234,57 @@ def _environment(env: Mapping[str, str], sandbox: bool) -> dict[str, str]:
     return base
 
 
-def _set_limits(limits: Limits) -> None:
+def _pids_cgroup(limit: int) -> Path | None:
+    """A pids cgroup of its own with ``pids.max = limit`` (None where cgroups are not writable).
+
+    RLIMIT_NPROC counts per user, and not at all for root: when the grader runs as root (CI, a
+    container) a fork bomb is stopped by this cgroup instead (cgroup v1 ``pids`` or v2 ``pids``)."""
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        if not (root / "cgroup.procs").is_file() or not os.access(root, os.W_OK):
+            continue
+        if root == Path("/sys/fs/cgroup") and "pids" not in _read(root / "cgroup.subtree_control"):
+            continue
+        try:
+            group = Path(tempfile.mkdtemp(prefix="metacourse-sandbox-", dir=root))
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:
+            continue
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _end_cgroup(group: Path | None) -> None:
+    """Kill what is left in ``group`` (nothing, normally: the pid namespace ended) and remove it."""
+    if group is None:
+        return
+    for _ in range(50):
+        pids = [int(p) for p in _read(group / "cgroup.procs").split()]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+    try:
+        group.rmdir()
+    except OSError:
+        pass
+
+
+def _set_limits(limits: Limits, group: Path | None = None) -> None:
     """Run in the child between fork and exec (preexec_fn): limits that everything inside inherits."""
+    if group is not None:
+        with open(group / "cgroup.procs", "w") as file:
+            file.write(str(os.getpid()))
     cpu = max(1, int(limits.cpu_seconds + 0.999))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
@@ -298,27 +347,40 @@ def run_sandboxed(
             cmd, cwd = list(argv), str(workdir or outdir)
         out_path, err_path = scratch / "stdout", scratch / "stderr"
         start = time.monotonic()
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                cmd, cwd=cwd, env=_environment(env, sandbox), stdout=out, stderr=err,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                preexec_fn=lambda: _set_limits(limits), start_new_session=True, close_fds=True,
-            )
-            if stdin is not None:
-                try:
-                    proc.stdin.write(stdin.encode("utf-8"))  # type: ignore[union-attr]
-                    proc.stdin.close()  # type: ignore[union-attr]
-                except BrokenPipeError:
-                    pass
-            timed_out = _wait(proc, limits.wall_seconds)
-        _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
-        if usage is not None:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        cpu = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
-        if not sandbox:
-            _kill_group(proc.pid)  # what the command left running in its session
-        return SandboxRun(int(proc.returncode if proc.returncode is not None else -9), timed_out,
-                          _tail(out_path), _tail(err_path), time.monotonic() - start, cpu)
+        group = _pids_cgroup(limits.max_processes)
+        try:
+            return _run(cmd, cwd, env, sandbox, stdin, limits, group, out_path, err_path, start)
+        finally:
+            _end_cgroup(group)
+
+
+def _run(cmd: list[str], cwd: str | None, env: dict[str, str], sandbox: bool, stdin: str | None, limits: Limits,
+         group: Path | None, out_path: Path, err_path: Path, start: float) -> SandboxRun:
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=_environment(env, sandbox), stdout=out, stderr=err,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            preexec_fn=lambda: _set_limits(limits, group), start_new_session=True, close_fds=True,
+        )
+        if stdin is not None:  # from a thread: a command that never reads cannot stall the wall-clock limit
+            threading.Thread(target=_feed, args=(proc, stdin.encode("utf-8")), daemon=True).start()
+        timed_out = _wait(proc, limits.wall_seconds)
+    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+    if usage is not None:
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
+    if not sandbox:
+        _kill_group(proc.pid)  # what the command left running in its session
+    return SandboxRun(int(proc.returncode if proc.returncode is not None else -9), timed_out,
+                      _tail(out_path), _tail(err_path), time.monotonic() - start, cpu)
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    try:
+        proc.stdin.write(data)  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+    except (BrokenPipeError, OSError, ValueError):
+        pass
 
 
 def _wait(proc: subprocess.Popen, seconds: float) -> bool:
