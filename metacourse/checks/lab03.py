@@ -5,12 +5,15 @@ Each check compares a student's function with the reference in
 line (``lab03/adapt: 4/4 checks passed``):
 
 - :func:`check_adapt` — ``my_adapt(model, x_support, y_support)``: the task representation
-  r = mean_i h([x_i, y_i]) of a ``CNP``, shape ``(tasks, r_dim)``; a sum instead of a mean, a
-  mean over the wrong dimension and an order-dependent aggregation are diagnosed.
-- :func:`check_predict` — ``my_predict(model, r, x_query)``: ŷ = g([x, r]) for every query point.
+  r = mean_i h([x_i, y_i]) of a ``CNP``, shape ``(tasks, r_dim)``; a sum or a maximum instead of a
+  mean, a mean over the features or over the tasks, pairs encoded as [y, x] or without y, and an
+  order-dependent aggregation are named.
+- :func:`check_predict` — ``my_predict(model, r, x_query)``: ŷ = g([x, r]) for every query point;
+  [r, x] instead of [x, r], r not repeated along the points, and r shared across tasks are named.
 - :func:`check_meta_loss` — ``my_meta_loss(model, tasks)``: the mean over tasks of the query MSE
-  after reading the support set; encoding the query points too ("peeking"), summing over tasks
-  and scoring the support set are diagnosed.
+  after reading the support set; encoding the query points too ("peeking"), reading r from the
+  query set, summing over tasks or over points, the root of the MSE, and scoring the support set
+  are named.
 - :func:`check_learns` — ``my_meta_loss`` trains a CNP on sinusoids in a few hundred steps.
 
 Numeric checks run in float64 on CNPs with random weights and random sinusoids from fixed seeds.
@@ -62,18 +65,47 @@ def _tensor(value, what: str, shape: tuple[int, ...]) -> Tensor:
 # Exercise 3.1: adapt
 
 
+def _call(function: Callable, what: str, *args):
+    """Call a student's function; a matrix-size error of a network names what that network reads."""
+    try:
+        return function(*args)
+    except RuntimeError as error:
+        if "shapes cannot be multiplied" in str(error) or "size mismatch" in str(error):
+            raise AssertionError(f"{what} ({error})") from None
+        if "Sizes of tensors must match" in str(error) or "same number of dimensions" in str(error):
+            raise AssertionError("torch.cat got tensors of different sizes: r has one row per task, so repeat "
+                                 f"it along the query points before concatenating it with x ({error})") from None
+        raise
+
+
 def _adapt_value(adapt: Callable, model: CNP, tasks: TaskBatch) -> None:
     want = model(tasks.x_support, tasks.y_support, stage="adapt")["r"]
-    got = adapt(model, tasks.x_support, tasks.y_support)
+    got = _call(adapt, "the encoder h reads a pair [x_i, y_i], x_dim + y_dim numbers: encode "
+                       "torch.cat([x_support, y_support], dim=-1)", model, tasks.x_support, tasks.y_support)
     encoded = model.encoder(torch.cat([tasks.x_support, tasks.y_support], -1))
     if isinstance(got, Tensor) and got.shape == encoded.mean(-1).shape and got.shape != want.shape:
         raise AssertionError(f"r has shape {tuple(got.shape)}: you averaged over the features "
                              "(dim=-1); average over the support points (dim=1) instead")
+    if isinstance(got, Tensor) and got.shape == encoded.mean(0).shape and got.shape != want.shape:
+        raise AssertionError(f"r has shape {tuple(got.shape)}: you averaged over the TASKS (dim=0); each "
+                             "task gets its own r, the mean over its support points (dim=1)")
     got = _tensor(got, "r", tuple(want.shape))
     with torch.no_grad():
-        if torch.allclose(got, encoded.sum(1), atol=_ATOL, rtol=_RTOL) and tasks.x_support.shape[1] > 1:
-            raise AssertionError("r is the SUM of the encoded pairs: use the mean, so that r does "
-                                 "not grow with the number of support points K")
+        swapped = model.encoder(torch.cat([tasks.y_support, tasks.x_support], -1))
+        mistakes = [
+            (encoded.sum(1), "r is the SUM of the encoded pairs: use the mean, so that r does not grow with "
+                             "the number of support points K"),
+            (encoded.max(1).values, "r is the MAXIMUM over the encoded pairs; the CNP's r is their mean"),
+            (encoded[:, -1], "r is the code of the LAST support point only; average the codes of all K points "
+                             "(dim=1), so that r does not depend on their order"),
+            (encoded[:, 0], "r is the code of the FIRST support point only; average the codes of all K points "
+                            "(dim=1)"),
+            (swapped.mean(1), "the pairs were encoded as [y, x]; the encoder reads [x, y]: "
+                              "torch.cat([x_support, y_support], dim=-1)"),
+        ]
+        for wrong, message in mistakes if tasks.x_support.shape[1] > 1 else []:
+            if torch.allclose(got, wrong, atol=_ATOL, rtol=_RTOL):
+                raise AssertionError(message)
     assert_close(got, want, atol=_ATOL, rtol=_RTOL, what=f"r with K = {tasks.x_support.shape[1]}")
 
 
@@ -105,7 +137,19 @@ def check_adapt(adapt: Callable, *, seed: int = 0, label: str = "lab03/adapt") -
 def _predict_value(predict: Callable, model: CNP, tasks: TaskBatch) -> None:
     r = model(tasks.x_support, tasks.y_support, stage="adapt")["r"]
     want = model({"r": r}, tasks.x_query, stage="predict")
-    got = _tensor(predict(model, r, tasks.x_query), "the predictions", tuple(want.shape))
+    got = _call(predict, "the decoder g reads [x, r] for each query point, x_dim + r_dim numbers: "
+                         "torch.cat([x_query, r repeated along the points], dim=-1)", model, r, tasks.x_query)
+    got = _tensor(got, "the predictions", tuple(want.shape))
+    with torch.no_grad():
+        repeated = r.unsqueeze(1).expand(-1, tasks.x_query.shape[1], -1)
+        if torch.allclose(got, model.decoder(torch.cat([repeated, tasks.x_query], -1)), atol=_ATOL, rtol=_RTOL):
+            raise AssertionError("the decoder was given [r, x]; it reads [x, r] (x first, as in ŷ = g([x, r]))")
+        for shared, whose in ((repeated[:1].expand_as(repeated), "task 0's r"), (repeated.mean(0, keepdim=True)
+                                                                                  .expand_as(repeated), "the mean r")):
+            if len(r) > 1 and torch.allclose(got, model.decoder(torch.cat([tasks.x_query, shared], -1)),
+                                             atol=_ATOL, rtol=_RTOL):
+                raise AssertionError(f"every task was decoded with {whose}; the points of task t need task t's "
+                                     "own r_t next to them (row t of r)")
     assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="the predictions ŷ = g([x, r])")
 
 
@@ -151,6 +195,14 @@ def _diagnose(value: float, model: CNP, tasks: TaskBatch) -> None:
             (per_task.sum(), f"the SUM over the {len(tasks)} tasks; use the mean"),
             (mse_loss(model(r, tasks.x_support, stage="predict"), tasks.y_support).mean(),
              "the loss on the SUPPORT set; score the predictions at x_query against y_query"),
+            (mse_loss(model(model(tasks.x_query, tasks.y_query, stage="adapt"), tasks.x_query,
+                            stage="predict"), tasks.y_query).mean(),
+             "the loss when r is read from the QUERY set; r comes from the support set only, and the "
+             "query set is what it is scored on"),
+            ((per_task * tasks.x_query.shape[1]).mean(),
+             f"the squared errors SUMMED over the {tasks.x_query.shape[1]} query points of each task; the MSE "
+             "is their mean (mse_loss(prediction, y) averages over the points)"),
+            (per_task.mean().sqrt(), "the ROOT of the mean squared error; the meta-loss is the MSE itself"),
         ]
     for expected, message in mistakes:
         if abs(value - expected.item()) <= _ATOL + _RTOL * abs(expected.item()):

@@ -108,6 +108,10 @@ def check_predict(my_predict: Callable, seed: int = 0, label: str = "lab07/predi
 
     def models_are_separate():
         with torch.no_grad():
+            if not torch.allclose(my_predict(ensemble, obs, actions), ensemble.predict(obs, actions),
+                                  atol=_ATOL, rtol=_RTOL):
+                raise AssertionError("my_predict differs from ensemble.predict already in the given row order "
+                                     "(see the check above); fix that first")
             swapped = my_predict(ensemble, obs.flip(0), actions.flip(0))
             alone = ensemble.predict(obs.flip(0), actions.flip(0))
         assert_close(swapped, alone, atol=_ATOL, rtol=_RTOL,
