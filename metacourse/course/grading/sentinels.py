@@ -189,7 +189,7 @@ def _redirect_open(files: Mapping[str, str]) -> None:
         with open(copy, "w", encoding="utf-8") as file:
             file.write(text)
         copies[os.path.realpath(path)] = copy
-    real_open, real_os_open = io.open, os.open
+    real_open, real_os_open, real_open_code = io.open, os.open, io.open_code
 
     def swap(path):
         if isinstance(path, int):
@@ -205,8 +205,11 @@ def _redirect_open(files: Mapping[str, str]) -> None:
     def overlay_os_open(path, *args, **kwargs):
         return real_os_open(swap(path), *args, **kwargs)
 
+    def overlay_open_code(path):
+        return real_open_code(swap(path))
+
     builtins.open = io.open = overlay_open
-    os.open = overlay_os_open
+    os.open, io.open_code = overlay_os_open, overlay_open_code
 
 
 def install(forbidden: Iterable[str]) -> dict[str, str]:
