@@ -12,9 +12,11 @@ budget, device, wall and CPU time, and the accuracy measured by evaluating the s
     trained.model                                                # an ordinary nn.Module
 
 To ship a new one: train it with ``metacourse reproduce omniglot ...`` (which writes
-``runs/NAME.pt`` and ``runs/NAME.json``), then copy both here, checked, with ::
+``runs/NAME-seedS-DIGEST.pt`` and its card ``.json``, the digest naming the run's whole plan, so
+that a run with other options never overwrites it), then copy both here, checked, as ``NAME.pt``
+and ``NAME.json``, with ::
 
-    python -m metacourse.checkpoints runs/protonet-omniglot-5w1s.pt      # = checkpoints.ship(...)
+    python -m metacourse.checkpoints runs/protonet-omniglot-5w1s-seed0-1a2b3c4d5e.pt   # = checkpoints.ship(...)
 """
 
 from __future__ import annotations
@@ -102,14 +104,15 @@ def load(name: str) -> Pretrained:
 
 
 def ship(path: str | Path, folder: str | Path = FOLDER) -> Path:
-    """Copy a checkpoint written by ``metacourse reproduce omniglot`` (``NAME.pt`` and its card
-    ``NAME.json``) into the package, after checking that it may be shipped: a full run (not FAST),
-    evaluated on at least 600 test tasks, under 1 MB. Returns the shipped ``.pt`` path."""
+    """Copy a checkpoint written by ``metacourse reproduce omniglot`` (``NAME-seedS-DIGEST.pt`` and its
+    card beside it) into the package as ``NAME.pt`` and ``NAME.json``, after checking that it may be
+    shipped: a full run (not FAST), evaluated on at least 600 test tasks, under 1 MB. Returns the
+    shipped ``.pt`` path."""
     path = Path(path)
     card_path = path.with_suffix(".json")
     if path.suffix != ".pt" or not path.exists() or not card_path.exists():
         raise FileNotFoundError(
-            f"{path} with its card {card_path.name} not found: pass the NAME.pt that `metacourse "
+            f"{path} with its card {card_path.name} not found: pass the .pt file that `metacourse "
             "reproduce omniglot` wrote (in --out-dir, default runs/) once it finished")
     data = json.loads(card_path.read_text())
     missing = [key for key in REQUIRED if key not in data]

@@ -1,4 +1,4 @@
-"""``python -m metacourse.checkpoints runs/NAME.pt [...]``: ship trained checkpoints with the package."""
+"""``python -m metacourse.checkpoints runs/NAME-seedS-DIGEST.pt [...]``: ship trained checkpoints with the package."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from . import ship
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip().strip("`"))
-        print("Copies NAME.pt and its card NAME.json (written by `metacourse reproduce omniglot`) "
-              "into metacourse/checkpoints/, after checking the card.")
+        print("Copies a checkpoint and its card (written by `metacourse reproduce omniglot`) into "
+              "metacourse/checkpoints/ as NAME.pt and NAME.json, after checking the card.")
         return 0 if argv else 2
     for path in argv:
         try:

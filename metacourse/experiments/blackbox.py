@@ -33,6 +33,7 @@ ProtoNets' papers, and the course's runs of them, are quoted in the notes for re
 from __future__ import annotations
 
 import json
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -53,8 +54,8 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks, TaskBatch
 from ..tasks.episodes import EpisodeSampler
 from ..tasks.omniglot import Omniglot
-from ..train import TrainConfig, checkpoint_info, meta_train
-from ..utils import get_device
+from ..train import Plan, TrainConfig, meta_train
+from ..utils import code_fingerprint, get_device
 from . import omniglot, sinusoid
 
 SINUSOID_METHODS = ("MAML", "CNP", "hypernetwork", "LSTM", "SNAIL")
@@ -91,26 +92,24 @@ def _single_thread(run):
 
 def train_blackbox(name: str, model: nn.Module, cfg: blackbox.Config, sampler, plan: dict,
                    options: RunOptions) -> tuple[float, int]:
-    """Meta-train one black-box learner (checkpointed, resumable). Returns the wall time in s of
-    this call and the step it resumed from (0: trained from scratch)."""
+    """Meta-train one black-box learner (checkpointed under its plan's name, resumable). Returns the
+    wall time in s of this call and the step it resumed from (0: trained from scratch)."""
     torch.manual_seed(options.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=plan["outer_lr"])
     slug = name.lower().replace("-", "")
-    name_of_run = f"{plan['experiment']}-{slug}-seed{options.seed}-{plan['meta_steps']}.pt"
-    path = Path(options.out_dir) / "checkpoints" / name_of_run
-    resumed = _checkpoint_step(path)
+    from ..models import blackbox as models
+
+    typed = Plan(plan["experiment"], name, options.seed, plan | {"model": repr(model), "config": repr(cfg)},
+                 fast=options.fast, device=next(model.parameters()).device.type,
+                 code=code_fingerprint(sys.modules[__name__], blackbox, models))
+    path = typed.checkpoint(options.out_dir, f"{plan['experiment']}-{slug}-seed{options.seed}-{plan['meta_steps']}")
     train_cfg = TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
                             seed=options.seed, checkpoint_path=str(path), progress=options.progress,
-                            description=name, checkpoint_every=plan.get("checkpoint_every", 500))
+                            description=name, checkpoint_every=plan.get("checkpoint_every", 500), plan=typed)
     start = time.perf_counter()
-    meta_train(partial(blackbox.meta_step, model, optimizer, cfg=cfg), sampler, train_cfg,
-               state={"model": model, "optimizer": optimizer})
-    return time.perf_counter() - start, resumed
-
-
-def _checkpoint_step(path: Path) -> int:
-    """The step a checkpoint was saved at (0 when there is none): the step a run resumes from."""
-    return checkpoint_info(path)["step"]
+    history = meta_train(partial(blackbox.meta_step, model, optimizer, cfg=cfg), sampler, train_cfg,
+                         state={"model": model, "optimizer": optimizer})
+    return time.perf_counter() - start, history.resumed_from
 
 
 def _trained_note(method: str, model: nn.Module, seconds: float, resumed: int, plan: dict) -> str:

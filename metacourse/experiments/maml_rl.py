@@ -17,6 +17,7 @@ Training runs through ``train.meta_train`` (checkpointed in ``out_dir``, resumab
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,8 @@ from ..functional import frozen_params
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl
 from ..rl.envs import BatchedNavigation2D, sample_goals
-from ..train import TrainConfig, meta_train
-from ..utils import Clock
+from ..train import Plan, TrainConfig, meta_train
+from ..utils import Clock, code_fingerprint
 
 PAPER = {  # MAML Table 4 (App. C.2): 2D point-mass navigation, average return after k grad steps
     "MAML": {0: -40.41, 1: -11.68, 2: -3.33, 3: -3.23},
@@ -113,16 +114,23 @@ def plot_steps(axis, curves: dict, paper: dict | None) -> None:
 
 
 def train_config(options: RunOptions, plan: dict, stem: str, description: str,
-                 checkpoint_every: int) -> TrainConfig:
-    """``meta_train``'s settings for a MAML-RL run; the checkpoint's name holds the seed and the
-    budget (``<stem>-seed<S>-<meta-steps>x<tasks>x<trajectories>-H<horizon>-<fisher>.pt``)."""
+                 checkpoint_every: int, modules: tuple = ()) -> TrainConfig:
+    """``meta_train``'s settings for a MAML-RL run; the checkpoint's name holds the seed, the
+    budget and the digest of the run's plan
+    (``<stem>-seed<S>-<meta-steps>x<tasks>x<trajectories>-H<horizon>-<fisher>-<digest>.pt``), whose
+    code fingerprint covers this module, the algorithm and ``modules`` (the caller's, its environment)."""
     fisher = "exact" if plan["exact_fisher"] else "adapted"
     name = (f"{stem}-seed{options.seed}-{plan['meta_steps']}x{plan['meta_batch_size']}"
             f"x{plan['episodes_per_task']}-H{plan['horizon']}-{fisher}")
+    from ..rl import maml_rl as algorithm
+    from ..rl import trpo
+
+    typed = Plan(stem, stem, options.seed, plan, fast=options.fast, device="cpu",
+                 code=code_fingerprint(sys.modules[__name__], algorithm, trpo, *modules))
     return TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
                        seed=options.seed, checkpoint_every=checkpoint_every, progress=options.progress,
-                       checkpoint_path=str(Path(options.out_dir) / "checkpoints" / f"{name}.pt"),
-                       description=description)
+                       checkpoint_path=str(typed.checkpoint(options.out_dir, name)),
+                       description=description, plan=typed)
 
 
 def train(options: RunOptions, plan: dict):
@@ -130,8 +138,10 @@ def train(options: RunOptions, plan: dict):
     torch.manual_seed(options.seed)
     policy = maml_rl.GaussianPolicy(2, 2, tuple(plan["hidden"]))
     cfg = make_cfg(plan)
+    from ..rl.envs import navigation
+
     train_cfg = train_config(options, plan, "maml-rl-navigation", "MAML-RL 2D navigation",
-                             checkpoint_every=10)
+                             checkpoint_every=10, modules=(navigation,))
     clock = Clock()
     history = meta_train(lambda batch: training_step(policy, cfg, batch), sample_batch, train_cfg,
                          {"policy": policy})

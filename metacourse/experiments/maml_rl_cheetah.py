@@ -26,6 +26,7 @@ Training runs through ``train.meta_train`` (checkpointed in ``out_dir``, resumab
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,10 @@ def train(family: str, options: RunOptions, plan: dict):
     policy, cfg = make_policy(plan), make_cfg(plan)
     placeholders = held_out_tasks(family, plan["meta_batch_size"], options.seed)  # each step sets its own
     env = BatchedCheetah(family, placeholders, plan["horizon"])
+    from ..rl.envs import cheetah
+
     train_cfg = train_config(options, plan, f"maml-rl-cheetah-{family}", f"MAML-RL cheetah {TITLES[family]}",
-                             checkpoint_every=5)
+                             checkpoint_every=5, modules=(sys.modules[__name__], cheetah))
     clock = Clock()
     history = meta_train(lambda batch: training_step(policy, cfg, env, batch),
                          lambda n, rng: sample_batch(family, n, rng), train_cfg, {"policy": policy})

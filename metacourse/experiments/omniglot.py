@@ -557,8 +557,16 @@ def _minutes(seconds: float | None) -> str:
 
 
 def load_file(path: str | Path) -> nn.Module:
-    """A model from a file written by ``export`` (CPU, evaluation mode)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(payload["model"])
-    model.load_state_dict(payload["state_dict"])
+    """A model from a file written by ``export`` (CPU, evaluation mode); a truncated or foreign
+    file raises a ValueError that names it and the fix."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        model = build_model(payload["model"])
+        model.load_state_dict(payload["state_dict"])
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # a truncated or foreign file: say what to do
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not a model exported by `metacourse reproduce omniglot` ({first}); it is "
+                         "truncated or another program's file: run the command again to write it afresh") from None
     return model.eval()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,8 +28,8 @@ from ..evaluate import summarize
 from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import baselines, ppo, rl2
 from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
-from ..train import TrainConfig, meta_train
-from ..utils import Clock
+from ..train import Plan, TrainConfig, meta_train
+from ..utils import Clock, code_fingerprint
 
 _BANDIT_COLUMNS = ("Random", "Gittins", "TS", "OTS", "UCB1", "ε-Greedy", "Greedy", "RL²")
 _BANDIT_ROWS = {  # RL² paper, Table 1: (n, k) -> total reward per column
@@ -160,7 +161,10 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
     decay = (lambda i: max(0.0, 1.0 - i / updates)) if plan["lr_decay"] else (lambda i: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     out = Path(options.out_dir)
-    name = f"{problem.slug}-seed{options.seed}-u{updates}x{plan['trials_per_update']}"
+    typed = Plan(problem.slug, "RL²", options.seed, {"problem": [problem.kind, problem.n_actions, problem.episodes],
+                                                      **plan}, fast=options.fast, device="cpu",
+                 code=code_fingerprint(sys.modules[__name__], rl2, ppo))
+    name = f"{problem.slug}-seed{options.seed}-u{updates}x{plan['trials_per_update']}-{typed.digest()}"
     curve_path = out / f"{name}.curve.jsonl"
     clock = Clock()
     evaluate = partial(_validation_point, policy, problem, cfg, validation, curve_path, clock)
@@ -168,7 +172,7 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
         meta_steps=updates, meta_batch_size=plan["trials_per_update"], seed=options.seed,
         eval_every=plan["eval_every"], checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
         checkpoint_every=max(1, min(100, updates)), progress=options.progress,
-        description=f"RL² {problem.slug}")
+        description=f"RL² {problem.slug}", plan=typed)
     step = partial(_scheduled_step, partial(rl2.meta_step, policy, optimizer, cfg=cfg), scheduler)
     history = meta_train(step, problem.sampler, train_cfg,
                          {"policy": policy, "optimizer": optimizer, "scheduler": scheduler},
