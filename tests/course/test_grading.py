@@ -25,12 +25,16 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell
 
 from metacourse.course.grading import GradeSummary, grade, load_lab
+from metacourse.course.grading.sandbox import sandbox_available
 from metacourse.course.labs import build_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "grading" / "solutions" / "lab90_grading_fixture.ipynb"
 LAB = FIXTURE.stem
-LIMITS = {"cell_timeout": 3, "total_timeout": 60, "check_timeout": 4, "max_cell_output": 100_000, "jobs": 3}
+# in a sandbox where the machine has one (CI does), else without: the grading is the same
+SANDBOX = sandbox_available()[0] or os.environ.get("METACOURSE_REQUIRE_SANDBOX") == "1"
+LIMITS = {"cell_timeout": 3, "total_timeout": 60, "check_timeout": 4, "max_cell_output": 100_000, "jobs": 3,
+          "sandbox": SANDBOX}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +395,8 @@ def test_lab04_correct_gets_full_marks_and_stubs_zero(tmp_path: Path) -> None:
     (tmp_path / "subs").mkdir()
     nbformat.write(correct, tmp_path / "subs" / "correct.ipynb")
     nbformat.write(lab, tmp_path / "subs" / "stubs.ipynb")
-    summary = grade(LAB04[0], tmp_path / "subs", tmp_path / "out", cell_timeout=300, check_timeout=300, jobs=2)
+    summary = grade(LAB04[0], tmp_path / "subs", tmp_path / "out", cell_timeout=300, check_timeout=300, jobs=2,
+                    sandbox=SANDBOX)
     scores = summary.scores()
     assert scores["correct"] == summary.max_score > 0, _result(summary, "correct").notes
     assert scores["stubs"] == 0

@@ -547,6 +547,7 @@ def _grade_one(spec: LabSpec, sub: _Submission, probes: dict[str, Any], options:
     for check in spec.checks:
         tests.setdefault(check.grade_id, _legacy_result(check, None, "not run: the grader failed",
                                                         visibility[check.grade_id]))
+    notes = [report.printable(note) for note in notes]  # a file name that is not UTF-8 may be quoted
     return StudentResult(sub.student, sub.shown, [tests[c.grade_id] for c in spec.checks], spec.max_score,
                          time.monotonic() - start, notes, answers, executed=executed)
 

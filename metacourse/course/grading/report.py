@@ -80,6 +80,11 @@ def student_ids(names: Sequence[str]) -> list[str]:
     return ids
 
 
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of file names (surrogates) written as ``\\xe9``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _cell(value: object) -> str:
     """A CSV cell a spreadsheet shows as text."""
     text = str(value)
@@ -200,13 +205,13 @@ def _replace(path: Path, text: str) -> None:
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
+    with os.fdopen(fd, "wb") as file:
+        file.write(text.encode("utf-8", "backslashreplace"))
     os.replace(tmp, path)
 
 
 def write_csv(path: Path, check_ids: Sequence[str], results: Iterable[StudentResult]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as file:
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as file:
         writer = csv.writer(file)
         writer.writerow(["student", "submission", "score", "max_score", *check_ids, "execution_time", "notes"])
         for r in results:
@@ -217,7 +222,7 @@ def write_csv(path: Path, check_ids: Sequence[str], results: Iterable[StudentRes
 
 def write_answers(path: Path, manual: Sequence[tuple[str, float, str]], results: Iterable[StudentResult]) -> None:
     """``answers.csv``: student, submission, grade_id, points, question, answer."""
-    with open(path, "w", newline="", encoding="utf-8") as file:
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as file:
         writer = csv.writer(file)
         writer.writerow(["student", "submission", "grade_id", "points", "question", "answer"])
         for r in results:
@@ -262,4 +267,4 @@ def write_report(path: Path, *, lab: str, solution: Path, checks: Sequence[tuple
         for r in results:
             answer = r.answers.get(grade_id, "").strip() or "*(no answer)*"
             lines += ["", f"**{r.student}**", "", "```text", answer.replace("```", "` ` `"), "```"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
