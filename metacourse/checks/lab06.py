@@ -141,7 +141,11 @@ def _inner_loss_gradient(inner_loss: Callable) -> None:
     if unused:
         raise AssertionError(f"the loss does not depend on {unused}: compute π from `params` "
                              "(maml_rl.distribution(policy, params, obs)), not from the policy's own weights")
-    want = torch.autograd.grad(maml_rl.inner_loss(policy, params, pre, cfg).sum(), list(theta.values()))
+    reference = maml_rl.inner_loss(policy, params, pre, cfg)
+    if got.shape != reference.shape or not torch.allclose(got.detach(), reference.detach(), atol=_ATOL, rtol=_RTOL):
+        raise AssertionError("the loss itself differs from the reference (see the checks above): its gradient "
+                             "can only match once the loss does")
+    want = torch.autograd.grad(reference.sum(), list(theta.values()))
     assert_close(dict(zip(theta, mine)), dict(zip(theta, want)), atol=_ATOL, rtol=_RTOL,
                  what="the gradient of your loss")
 
