@@ -14,7 +14,15 @@ line (``lab04_omniglot/adapt: 5/5 checks passed``):
   :func:`metacourse.evaluate.adaptation_curve`. Scoring the support set, or skipping the
   adaptation, is diagnosed.
 - :func:`check_meta_step` — ``my_meta_step(model, optimizer, tasks, inner_lr, inner_steps,
-  first_order)``: one outer update against :func:`metacourse.algorithms.maml.meta_step`.
+  first_order)``: one outer update against :func:`metacourse.algorithms.maml.meta_step`, from a
+  model whose ``.grad`` already holds a stale gradient, so that a missing ``optimizer.zero_grad()``
+  shows. A missing ``step``, a returned tensor, the sum over tasks, the query loss at θ or on the
+  support set and a ``first_order`` that is not passed on are named.
+
+The inner loop's usual mistakes are named too: a loop one step short or long, gradient ascent,
+every step restarting from θ (the planted bug, :func:`restart_adapt`), and differentiating the
+loss at φ with respect to θ instead of φ. So is a query accuracy computed entirely under
+``torch.no_grad()`` (the adaptation needs gradients).
 
 The problems are small and need no data set: a float64 Conv4 with 8 filters per layer and random
 14×14 "images", drawn from fixed seeds, so a correct implementation agrees to round-off (about 1e-10)
@@ -31,12 +39,13 @@ from torch import Tensor, nn
 
 from ..algorithms import maml
 from ..evaluate import adaptation_curve
-from ..functional import Params, accuracy, forward
+from ..functional import Params, accuracy, cross_entropy_loss, forward
 from ..models.conv4 import Conv4
 from ..tasks.base import TaskBatch
 from . import assert_close, lab04, run_checks
 
-__all__ = ["check_adapt", "check_query_accuracy", "check_meta_step"]
+__all__ = ["check_adapt", "check_query_accuracy", "check_meta_step", "restart_adapt",
+           "reference_query_accuracy", "reference_meta_step"]
 
 _ATOL, _RTOL = 1e-9, 1e-7  # float64: a correct implementation agrees to round-off
 _SIZE = 14  # side of the random images: Conv4 takes any size, and 14×14 keeps the checks fast
@@ -83,8 +92,77 @@ def _reference_adapt(model, params, task, inner_lr, inner_steps, first_order) ->
                                   loss="cross_entropy")
 
 
+def reference_query_accuracy(model: nn.Module, params: Params, task, inner_lr: float,
+                             inner_steps: int) -> float:
+    """Exercise 4.5 done by the library (``maml.adapt``, first order): the lab's evaluation cells
+    run it while ``my_query_accuracy`` is still a stub."""
+    cfg = maml.Config(inner_lr=inner_lr, inner_steps=inner_steps, first_order=True,
+                      loss="cross_entropy", backend="loop")
+    theta = {name: p.detach().requires_grad_() for name, p in params.items()}
+    with torch.enable_grad():
+        phi = maml.adapt(model, theta, task, cfg)
+    with torch.no_grad():
+        return accuracy(forward(model, phi, task.x_query), task.y_query).item()
+
+
+def reference_meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBatch,
+                        inner_lr: float, inner_steps: int, first_order: bool) -> dict[str, float]:
+    """Exercise 4.6 done by the library (``maml.meta_step``): the lab's training cell runs it
+    while ``my_meta_step`` is still a stub."""
+    cfg = maml.Config(inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
+                      loss="cross_entropy")
+    return maml.meta_step(model, optimizer, tasks, cfg)
+
+
 # ---------------------------------------------------------------------------------------------
 # Exercise 4.4: adapt with the cross-entropy loss
+
+def restart_adapt(model, params, x_support, y_support, inner_lr, inner_steps, first_order):
+    """Lab 4b's planted bug: an inner loop that looks like MAML's eq. (1). One line is wrong."""
+    adapted = dict(params)
+    for _ in range(inner_steps):
+        loss = cross_entropy_loss(forward(model, adapted, x_support), y_support)
+        grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=not first_order)
+        adapted = {name: params[name] - inner_lr * g for name, g in zip(adapted, grads)}
+    return adapted
+
+
+def _variant_adapt(model, params, task, inner_lr, inner_steps, *, sign=1.0, restart=False,
+                   wrt_theta=False) -> Params:
+    adapted = dict(params)
+    for _ in range(inner_steps):
+        loss = cross_entropy_loss(forward(model, adapted, task.x_support), task.y_support)
+        wrt = params if wrt_theta else adapted
+        grads = torch.autograd.grad(loss, list(wrt.values()), create_graph=True)
+        start = params if restart else adapted
+        adapted = {n: start[n] - sign * inner_lr * g for n, g in zip(adapted, grads)}
+    return adapted
+
+
+def _adapt_mistakes(adapt: Callable, model, params, task, inner_lr: float, steps: int) -> None:
+    """Name the usual inner-loop mistake when ``steps`` second-order steps give other values."""
+    want = _reference_adapt(model, params, task, inner_lr, steps, False)
+    got = adapt(model, dict(params), task.x_support, task.y_support, inner_lr, steps, False)
+    if not isinstance(got, dict) or lab04._close(got, want):
+        return
+    variants = {
+        f"the values of {steps - 1} step(s), not {steps}: loop for _ in range(inner_steps)":
+            lambda: _reference_adapt(model, params, task, inner_lr, steps - 1, True),
+        f"the values of {steps + 1} steps, not {steps}: loop for _ in range(inner_steps)":
+            lambda: _reference_adapt(model, params, task, inner_lr, steps + 1, True),
+        "gradient ASCENT: the step is φ ← φ − α ∇L (minus the gradient)":
+            lambda: _variant_adapt(model, params, task, inner_lr, steps, sign=-1.0),
+        "every step starts again from θ: the update is φ_{j+1} = φ_j − α ∇L(φ_j), from the "
+        "current φ (adapted[name]), not from params[name]":
+            lambda: _variant_adapt(model, params, task, inner_lr, steps, restart=True),
+        "the gradient is taken with respect to θ (list(params.values())) instead of the current "
+        "φ: differentiate with respect to list(adapted.values())":
+            lambda: _variant_adapt(model, params, task, inner_lr, steps, wrt_theta=True),
+    }
+    for message, variant in variants.items():
+        if lab04._close(got, variant()):
+            raise AssertionError(f"after {steps} inner steps your φ has {message}")
+
 
 def check_adapt(adapt: Callable, *, seed: int = 0, label: str = "lab04_omniglot/adapt") -> None:
     """Exercise 4.4: ``adapt`` against ``maml.adapt(loss="cross_entropy")`` on random 5-way tasks.
@@ -95,8 +173,16 @@ def check_adapt(adapt: Callable, *, seed: int = 0, label: str = "lab04_omniglot/
     """
     __tracebackhide__ = True
     model, params = _model_and_params(seed)
-    checks = lab04.adapt_checks(adapt, model, params, _tasks(seed, 3), inner_lr=0.4,  # MAML's
-                                steps=(2, 1, 2), loss="cross_entropy")  # Omniglot step size
+    tasks = _tasks(seed, 3)
+    checks = lab04.adapt_checks(adapt, model, params, tasks, inner_lr=0.4,  # MAML's Omniglot
+                                steps=(2, 1, 2), loss="cross_entropy")  # step size
+    name, values = checks[1]  # adapted values after 2 second-order steps: name the usual mistake
+
+    def named_values() -> None:
+        _adapt_mistakes(adapt, model, params, tasks[1], 0.4, 2)
+        values()
+
+    checks[1] = (name, named_values)
     run_checks(label, checks)
 
 
@@ -105,7 +191,16 @@ def check_adapt(adapt: Callable, *, seed: int = 0, label: str = "lab04_omniglot/
 
 
 def _call_accuracy(query_accuracy, model, params, task, inner_lr, inner_steps) -> float:
-    value = query_accuracy(model, params, task, inner_lr, inner_steps)
+    try:
+        value = query_accuracy(model, params, task, inner_lr, inner_steps)
+    except RuntimeError as error:
+        if "does not require grad" not in str(error):
+            raise
+        raise AssertionError(
+            "the adaptation found no gradient (RuntimeError: element 0 of tensors does not require "
+            "grad): my_adapt ran under torch.no_grad(), or from detached θ. Adapt with gradients "
+            "on (θ as leaves that require grad, inside torch.enable_grad()), and wrap only the "
+            "query prediction in torch.no_grad()") from None
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise AssertionError(
@@ -170,9 +265,16 @@ def check_query_accuracy(query_accuracy: Callable, *, seed: int = 0,
 # Exercise 4.6: meta_step
 
 
+_STALE = 1.0  # a stale gradient planted on every parameter before the meta-step runs
+
+
 def _one_step(meta_step: Callable | None, seed: int, inner_steps: int, first_order: bool):
-    """Parameters after one SGD meta-step from the same θ, and the returned metrics."""
+    """Parameters after one SGD meta-step from the same θ, and the returned metrics. The model's
+    parameters start with a stale ``.grad`` (as after any earlier backward), which the step must
+    clear with ``optimizer.zero_grad()``."""
     model, _ = _model_and_params(seed)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, _STALE)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     tasks = _tasks(seed, 3)
     if meta_step is None:
@@ -184,14 +286,56 @@ def _one_step(meta_step: Callable | None, seed: int, inner_steps: int, first_ord
     return {n: p.detach().clone() for n, p in model.named_parameters()}, metrics
 
 
+def _loss_mistakes(seed: int, inner_steps: int) -> dict[str, float]:
+    """The meta-losses of the usual mistakes on the check's problem, by message."""
+    model, params = _model_and_params(seed)
+    tasks = _tasks(seed, 3)
+    query, support, unadapted = [], [], []
+    for i in range(len(tasks)):
+        task = tasks[i]
+        phi = _reference_adapt(model, params, task, 0.4, inner_steps, True)
+        query.append(cross_entropy_loss(forward(model, phi, task.x_query), task.y_query))
+        support.append(cross_entropy_loss(forward(model, phi, task.x_support), task.y_support))
+        unadapted.append(cross_entropy_loss(forward(model, params, task.x_query), task.y_query))
+    return {
+        f"the SUM of the {len(tasks)} tasks' query losses; eq. (3) is their mean":
+            torch.stack(query).sum().item(),
+        "the query loss at θ, without adaptation: adapt each task with my_adapt first, then "
+        "score φ on the queries": torch.stack(unadapted).mean().item(),
+        "the loss on the SUPPORT set after adaptation (the set φ was fitted to): score φ on "
+        "the query set, task.x_query and task.y_query": torch.stack(support).mean().item(),
+    }
+
+
 def _meta_step_matches(meta_step, seed, inner_steps, first_order) -> None:
     want, want_metrics = _one_step(None, seed, inner_steps, first_order)
     got, got_metrics = _one_step(meta_step, seed, inner_steps, first_order)
+    if isinstance(got_metrics, Tensor):
+        raise AssertionError("my_meta_step returned a tensor: return a dict with a float, "
+                             "{'meta_loss': loss.item()}")
     if not isinstance(got_metrics, dict) or "meta_loss" not in got_metrics:
         raise AssertionError(f"my_meta_step should return {{'meta_loss': float}}, got "
-                             f"{got_metrics!r}")
-    assert_close(got_metrics["meta_loss"], want_metrics["meta_loss"], atol=_ATOL, rtol=_RTOL,
+                             f"{got_metrics!r}" + ("; did you forget to `return` it?"
+                                                   if got_metrics is None else ""))
+    value = got_metrics["meta_loss"]
+    value = value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
+    if isinstance(value, (int, float)) and not np.isclose(value, want_metrics["meta_loss"],
+                                                          rtol=_RTOL, atol=_ATOL):
+        for message, mistake in _loss_mistakes(seed, inner_steps).items():
+            if np.isclose(value, mistake, rtol=1e-7, atol=0):
+                raise AssertionError(f"the returned meta_loss is {message}")
+    assert_close(value, want_metrics["meta_loss"], atol=_ATOL, rtol=_RTOL,
                  what="returned meta_loss (the mean query cross-entropy before the update)")
+    _, theta = _model_and_params(seed)
+    theta = {n: p.detach() for n, p in theta.items()}
+    if lab04._close(got, theta):
+        raise AssertionError("my_meta_step did not change θ: call loss.backward() and then "
+                             "optimizer.step(), after optimizer.zero_grad()")
+    if not lab04._close(got, want) and lab04._close(
+            got, {n: w - 0.1 * _STALE for n, w in want.items()}):
+        raise AssertionError("the update also holds the gradient left over from before the call: "
+                             "start my_meta_step with optimizer.zero_grad() (gradients accumulate "
+                             "in .grad)")
     if not lab04._close(got, want) and not first_order:
         other, _ = _one_step(None, seed, inner_steps, True)
         if lab04._close(got, other):
@@ -205,7 +349,7 @@ def _meta_step_matches(meta_step, seed, inner_steps, first_order) -> None:
 def check_meta_step(meta_step: Callable, *, seed: int = 0,
                     label: str = "lab04_omniglot/meta_step") -> None:
     """Exercise 4.6: one outer update against ``maml.meta_step(loss="cross_entropy")``, second and
-    first order, from the same θ with ``SGD(lr=0.1)``."""
+    first order, from the same θ with ``SGD(lr=0.1)`` and a stale gradient in every ``.grad``."""
     __tracebackhide__ = True
     checks = [
         ("one second-order meta-step", lambda: _meta_step_matches(meta_step, seed + 2, 1, False)),

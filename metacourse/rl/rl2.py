@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from ..utils import check_nonnegative, check_positive_int
 from . import ppo
 from .returns import gae
-from .rollout import BatchedEnv, Trials, collect_trials
+from .rollout import BatchedEnv, Encoder, Trials, collect_trials
 
 __all__ = ["Config", "RL2Policy", "encode_inputs", "adapt", "meta_step", "evaluate"]
 
@@ -168,9 +168,15 @@ class RL2Policy(nn.Module):
                 [*self.value_rnn.parameters(), *self.value_head.parameters()]]
 
 
-def adapt(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False) -> Trials:
-    """(4) One trial of n episodes in every task of ``env``; the hidden state does the adapting."""
-    encode = partial(encode_inputs, n_states=policy.n_states, n_actions=policy.n_actions)
+def adapt(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False,
+          encode: Encoder | None = None) -> Trials:
+    """(4) One trial of n episodes in every task of ``env``; the hidden state does the adapting.
+
+    ``encode(states, prev_actions, prev_rewards, prev_dones)`` builds the inputs (1); by default
+    ``encode_inputs`` with the policy's sizes (Lab 5 passes its own encoding here).
+    """
+    if encode is None:
+        encode = partial(encode_inputs, n_states=policy.n_states, n_actions=policy.n_actions)
     n_steps = cfg.episodes_per_trial * getattr(env, "horizon", 1)
     return collect_trials(policy, env, n_steps, encode, greedy=greedy)
 
@@ -183,10 +189,13 @@ def _reevaluate(policy: RL2Policy, trials: Trials, indices: Tensor) -> tuple[Ten
             policy.standardize(values))
 
 
-def meta_step(policy: RL2Policy, optimizer: torch.optim.Optimizer, env: BatchedEnv, cfg: Config
-              ) -> dict[str, float]:
-    """(5)–(7) Collect one trial per task of ``env``, then one PPO update; returns metrics."""
-    trials = adapt(policy, env, cfg)
+def meta_step(policy: RL2Policy, optimizer: torch.optim.Optimizer, env: BatchedEnv, cfg: Config,
+              encode: Encoder | None = None) -> dict[str, float]:
+    """(5)–(7) Collect one trial per task of ``env``, then one PPO update; returns metrics.
+
+    ``encode``: as in :func:`adapt`.
+    """
+    trials = adapt(policy, env, cfg, encode=encode)
     advantages, returns = gae(trials.rewards, trials.values, cfg.gamma, cfg.gae_lambda)
     returns = returns.to(trials.values.dtype)
     policy.update_return_stats(returns, cfg.return_stats_momentum)
