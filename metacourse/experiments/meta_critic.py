@@ -27,7 +27,7 @@ import torch
 
 from ..evaluate import adaptation_curve, summarize
 from ..models import MLP
-from ..reproduce import Result, Row, RunOptions, register
+from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import meta_critic
 from ..rl.envs import BatchedCartPole, sample_pole_lengths
 from ..tasks import SinusoidTasks
@@ -47,6 +47,7 @@ def sinusoid_budget(options: RunOptions) -> dict:
     """The run's budget (FAST: a smoke test)."""
     fast = options.fast
     return {"meta_steps": options.meta_steps or (300 if fast else 20_000), "meta_batch_size": 32,
+            "trace": options.extra.get("trace", "labelled"),
             "actor_lifetime": 100, "trace_points": [4, 8], "critic_points": 20,
             "test_tasks": 100 if fast else 600, "test_steps": 100, "test_actor_lr": 1e-2,
             "unlabelled_points": 100, "maml_meta_steps": 300 if fast else 70_000}
@@ -101,12 +102,13 @@ class SinusoidStage:
 def train_sinusoid_critic(options: RunOptions, plan: dict, cfg: meta_critic.Config | None = None):
     """Meta-train the meta-critic on sinusoids (checkpointed, resumable); returns it, the actor
     architecture, the training history and the wall time."""
-    cfg = cfg or meta_critic.Config(actor_lr=1e-2, critic_lr=1e-3)
+    labelled = plan.get("trace", "labelled") == "labelled"
+    cfg = cfg or meta_critic.Config(actor_lr=1e-2, critic_lr=1e-3, trace_labels=labelled)
     torch.manual_seed(options.seed)
     critic, actor_model = meta_critic.MetaCritic(1, 1, cfg), MLP(1, (40, 40), 1)
     stage = SinusoidStage(critic, actor_model, cfg, plan)
-    return _meta_train(stage, options, "sinusoid", plan["meta_steps"], plan["meta_batch_size"],
-                       checkpoint_every=plan["actor_lifetime"] * 10)
+    return _meta_train(stage, options, "sinusoid" + ("-labelled" if cfg.trace_labels else ""), plan["meta_steps"],
+                       plan["meta_batch_size"], checkpoint_every=plan["actor_lifetime"] * 10)
 
 
 def sinusoid_test_tasks(k_shot: int, n_tasks: int, seed: int) -> tuple[TaskBatch, torch.Tensor]:
@@ -150,8 +152,15 @@ def sinusoid_rows(critic, actor_model, maml_model, plan: dict, seed: int) -> tup
     return rows, values
 
 
+TRACES = {"labelled": "(x, ŷ, r, y): the actor's trace on its labelled points, labels included",
+          "reward": "(x, ŷ, r): the paper's (s, a, r), which fixes y only up to its mirror image 2ŷ − y"}
+
+
 @register("meta-critic-sinusoid",
-          "Meta-Critic Networks: sinusoid MSE of an actor taught by the meta-critic vs plain loss vs MAML", threads=1)
+          "Meta-Critic Networks: sinusoid MSE of an actor taught by the meta-critic vs plain loss vs MAML",
+          arguments=(Argument("--trace", str, "labelled", tuple(TRACES),
+                              "what the TAEN reads of each labelled point: labelled (x, ŷ, r, y) or reward "
+                              "(x, ŷ, r)"),), threads=1)
 def run_sinusoid(options: RunOptions) -> Result:
     clock = Clock()
     plan = sinusoid_budget(options)
@@ -167,6 +176,7 @@ def run_sinusoid(options: RunOptions) -> Result:
     notes = [f"meta-critic: {plan['meta_steps']} steps of Algorithm 1 ({plan['meta_batch_size']} tasks, "
              f"actors renewed every {plan['actor_lifetime']} steps), {seconds:.0f} s wall (this run; a "
              "resumed run counts only its own time)",
+             f"the TAEN reads {TRACES[plan['trace']]}",
              f"meta-test: fresh 1-40-40-1 actors, {plan['test_steps']} Adam steps at "
              f"{plan['test_actor_lr']:g} on the K points; the '+ unlabelled x' actors also follow the "
              f"critic at {plan['unlabelled_points']} unlabelled inputs of the task (labels never used)",

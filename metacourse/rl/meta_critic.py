@@ -74,6 +74,10 @@ class Config:
     action_noise: float = 1.0
     """Supervised: σ of the Gaussian noise added to ŷ on the critic's training points, so the
     critic sees actions around the actor's and learns the slope of the reward."""
+    trace_labels: bool = False
+    """Supervised: the trace also carries each point's label, (x, ŷ, r, y). Without it the trace
+    fixes y only up to a mirror image: r = −(ŷ − y)² is the same for y and 2ŷ − y, so the critic
+    cannot tell on which side of the actor's prediction the label lies (lecture 08, §3)."""
 
     def __post_init__(self) -> None:
         for name in ("embedding_size", "encoder_hidden", "trace_length"):
@@ -107,7 +111,9 @@ class MetaCritic(nn.Module):
         super().__init__()
         self.state_size = check_positive_int("state_size", state_size)
         self.action_size = check_positive_int("action_size", action_size)
-        self.encoder = TaskActorEncoder(state_size + action_size + 1, cfg.encoder_hidden,
+        self.trace_labels = cfg.trace_labels
+        label_size = action_size if cfg.trace_labels else 0
+        self.encoder = TaskActorEncoder(state_size + action_size + 1 + label_size, cfg.encoder_hidden,
                                         cfg.embedding_size)
         self.value = MLP(state_size + action_size + cfg.embedding_size, cfg.critic_hidden, 1)
 
@@ -140,11 +146,13 @@ def act(model: nn.Module, actors: nn.ParameterDict, inputs: Tensor) -> Tensor:
 
 # ---- the supervised case: one step, s = x, a = ŷ, r = −(ŷ − y)² (5) ----
 
-def supervised_trace(model: nn.Module, actors: nn.ParameterDict, x: Tensor, y: Tensor) -> Tensor:
-    """The actors' (x, ŷ, r) on labelled points x, y (M, K, 1): a trace (M, K, 3), no gradient."""
+def supervised_trace(model: nn.Module, actors: nn.ParameterDict, x: Tensor, y: Tensor,
+                     labels: bool = False) -> Tensor:
+    """The actors' (x, ŷ, r) on labelled points x, y (M, K, 1): a trace (M, K, 3), no gradient;
+    with ``labels`` (x, ŷ, r, y), (M, K, 4) — see ``Config.trace_labels``."""
     with torch.no_grad():
         predictions = act(model, actors, x)
-        return torch.cat([x, predictions, -(predictions - y) ** 2], dim=-1)
+        return torch.cat([x, predictions, -(predictions - y) ** 2, *([y] if labels else [])], dim=-1)
 
 
 def supervised_actor_loss(critic: MetaCritic, model: nn.Module, actors: nn.ParameterDict,
@@ -166,7 +174,7 @@ def supervised_meta_step(critic: MetaCritic, critic_optimizer: torch.optim.Optim
                          ) -> dict[str, float]:
     """One step of Algorithm 1: support = the trace's labelled points; query = more labelled
     points on which the critic is trained (noisy actions) and the actors follow it."""
-    trace = supervised_trace(model, actors, tasks.x_support, tasks.y_support)
+    trace = supervised_trace(model, actors, tasks.x_support, tasks.y_support, critic.trace_labels)
     z = critic.encoder(trace)
     actor_optimizer.zero_grad(set_to_none=True)
     supervised_actor_loss(critic, model, actors, tasks.x_query, z.detach()).backward()
@@ -196,7 +204,8 @@ def train_supervised_actors(model: nn.Module, tasks: TaskBatch, steps: int, acto
             loss = ((act(model, actors, tasks.x_support) - tasks.y_support) ** 2).mean(dim=(1, 2)).sum()
         else:
             with torch.no_grad():
-                z = critic.encoder(supervised_trace(model, actors, tasks.x_support, tasks.y_support))
+                z = critic.encoder(supervised_trace(model, actors, tasks.x_support, tasks.y_support,
+                                                    critic.trace_labels))
             loss = supervised_actor_loss(critic, model, actors, x_actor, z)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

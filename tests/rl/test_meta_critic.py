@@ -58,6 +58,65 @@ def test_supervised_trace_is_x_prediction_and_negative_squared_error():
     assert torch.allclose(trace[..., 2:], -(predictions - y) ** 2)
 
 
+def _constant_tasks(rng, constants):
+    """Tasks y = c on x ∈ [−1, 1]: 2 labelled points and 10 query points each."""
+    x = torch.as_tensor(rng.uniform(-1, 1, size=(len(constants), 12, 1)), dtype=torch.float32)
+    y = torch.as_tensor(constants, dtype=torch.float32).view(-1, 1, 1).expand_as(x).clone()
+    return TaskBatch(x[:, :2], y[:, :2], x[:, 2:], y[:, 2:])
+
+
+def _algorithm_1_on_constants(critic, critic_optimizer, model, cfg, rng, low, high, lifetimes, steps):
+    """Algorithm 1 on constant tasks c ~ U[low, high]: 16 fresh actors per lifetime."""
+    for _ in range(lifetimes):
+        actors = mc.init_actors(model, 16)
+        actor_optimizer = torch.optim.Adam(actors.parameters(), lr=cfg.actor_lr)
+        constants = rng.uniform(low, high, size=16)
+        for _ in range(steps):
+            mc.supervised_meta_step(critic, critic_optimizer, model, actors, actor_optimizer,
+                                    _constant_tasks(rng, constants), cfg)
+
+
+def test_a_reward_trace_cannot_tell_a_label_from_its_mirror_image_a_labelled_trace_can():
+    """r = −(ŷ − y)² is the same for y and 2ŷ − y: without labels the TAEN sees the same trace for
+    both tasks, so the critic gives them the same Q and cannot say on which side of ŷ the label is."""
+    torch.manual_seed(0)
+    model = MLP(1, (8,), 1)
+    actors = mc.init_actors(model, 2)
+    x, y = torch.randn(2, 4, 1), torch.randn(2, 4, 1)
+    mirror = 2 * mc.act(model, actors, x).detach() - y
+    assert torch.allclose(mc.supervised_trace(model, actors, x, y), mc.supervised_trace(model, actors, x, mirror))
+    labelled = mc.supervised_trace(model, actors, x, y, labels=True)
+    assert labelled.shape == (2, 4, 4) and torch.equal(labelled[..., 3:], y)
+    assert torch.equal(labelled[..., :3], mc.supervised_trace(model, actors, x, y))
+    critic = mc.MetaCritic(1, 1, mc.Config(trace_labels=True))
+    assert critic.trace_labels and critic.encoder.lstm.input_size == 4
+    with pytest.raises(ValueError, match=r"\(tasks, steps, 4\)"):
+        critic.encoder(mc.supervised_trace(model, actors, x, y))
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_only_a_labelled_trace_teaches_labels_on_both_sides_of_the_actor(labels):
+    """Constant tasks y = c with c ∈ [−2, 2]: fresh actors start near 0, where the reward alone
+    says |c| but not its sign. After the same short Algorithm 1, the critic that reads the labels
+    teaches fresh actors c; the one that reads only rewards cannot do better than staying near 0."""
+    torch.manual_seed(0)
+    cfg = mc.Config(embedding_size=4, encoder_hidden=16, critic_hidden=(32, 32), actor_lr=1e-2,
+                    critic_lr=1e-2, trace_labels=labels)
+    critic, model = mc.MetaCritic(1, 1, cfg), MLP(1, (16,), 1)
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+    rng = np.random.default_rng(0)
+    _algorithm_1_on_constants(critic, critic_optimizer, model, cfg, rng, -2, 2, lifetimes=6, steps=20)
+    test = _constant_tasks(rng, rng.uniform(-2, 2, size=64))
+    torch.manual_seed(5)
+    taught = mc.train_supervised_actors(model, test, 60, 1e-2, critic=critic)
+    mse = ((mc.act(model, taught, test.x_query) - test.y_query) ** 2).mean().item()
+    predict_zero = (test.y_query ** 2).mean().item()
+    if labels:
+        assert mse < 0.3 * predict_zero
+    else:
+        assert mse > 0.6 * predict_zero
+
+
 def _transitions(n_envs=4, steps=3, seed=0):
     rng = np.random.default_rng(seed)
     return mc.Transitions(
@@ -138,13 +197,7 @@ def test_meta_critic_learns_a_task_family_and_teaches_fresh_actors():
     critic, model = mc.MetaCritic(1, 1, cfg), MLP(1, (16,), 1)
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     rng = np.random.default_rng(0)
-
-    def tasks(c):
-        x = torch.as_tensor(rng.uniform(-1, 1, size=(len(c), 12, 1)), dtype=torch.float32)
-        y = torch.as_tensor(c, dtype=torch.float32).view(-1, 1, 1).expand_as(x).clone()
-        return TaskBatch(x[:, :2], y[:, :2], x[:, 2:], y[:, 2:])
-
-    test = tasks(rng.uniform(1, 3, size=64))
+    test = _constant_tasks(rng, rng.uniform(1, 3, size=64))
     probe_actors, probe_actions = mc.init_actors(model, 64), 3 * torch.rand(64, 10, 1)
 
     def reward_error():
@@ -153,13 +206,7 @@ def test_meta_critic_learns_a_task_family_and_teaches_fresh_actors():
             return mc.supervised_critic_loss(critic, test.x_query, probe_actions, test.y_query, z).item()
 
     before = reward_error()
-    for _ in range(12):
-        actors = mc.init_actors(model, 16)
-        actor_optimizer = torch.optim.Adam(actors.parameters(), lr=cfg.actor_lr)
-        constants = rng.uniform(1, 3, size=16)
-        for _ in range(25):
-            mc.supervised_meta_step(critic, critic_optimizer, model, actors, actor_optimizer,
-                                    tasks(constants), cfg)
+    _algorithm_1_on_constants(critic, critic_optimizer, model, cfg, rng, 1, 3, lifetimes=12, steps=25)
     assert reward_error() < 0.25 * before
     torch.manual_seed(5)
     untrained = mc.init_actors(model, 64)
