@@ -75,21 +75,21 @@ def check_device(device: str | torch.device, name: str = "device") -> torch.devi
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"{name} {str(device)!r} is not a device: use one of {here}") from None
+        raise ValueError(f"{name} {str(device)!r} is not a device; devices here: {here}") from None
     if chosen.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             raise ValueError(f"{name} {str(device)!r} was asked for but CUDA is not available here; "
-                             f"use one of {here}")
+                             f"devices here: {here}")
         if chosen.index is not None and chosen.index >= count:
-            raise ValueError(f"{name} {str(device)!r}: this machine has {count} CUDA device(s); use one of {here}")
+            raise ValueError(f"{name} {str(device)!r}: this machine has {count} CUDA device(s); devices here: {here}")
     elif chosen.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
             raise ValueError(f"{name} {str(device)!r} was asked for but Apple's MPS is not available here; "
-                             f"use one of {here}")
+                             f"devices here: {here}")
     elif chosen.type != "cpu":
-        raise ValueError(f"{name} {str(device)!r}: the course runs on cpu, cuda or mps; use one of {here}")
+        raise ValueError(f"{name} {str(device)!r}: the course runs on cpu, cuda or mps; devices here: {here}")
     return chosen
 
 
