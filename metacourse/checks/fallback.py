@@ -1,4 +1,5 @@
-"""Run a student's function after the exercises, or the library's reference while it is a stub.
+"""Run a student's function after the exercises, or the library's reference while it is a stub;
+and check one exercise with the reference in place of the earlier exercises it calls.
 
 The training and evaluation cells that follow a lab's exercises call the student's functions, so
 the exercises connect end to end. While an exercise is still the stub the lab was handed out with
@@ -13,9 +14,10 @@ stopping, and says so::
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["yours_or_reference"]
+__all__ = ["builds_on", "yours_or_reference"]
 
 
 def yours_or_reference(yours: Callable, reference: Callable, name: str, reference_name: str) -> Callable:
@@ -39,3 +41,17 @@ def yours_or_reference(yours: Callable, reference: Callable, name: str, referenc
 
     call.__name__ = getattr(yours, "__name__", name)
     return call
+
+
+@contextmanager
+def builds_on(function: Callable, **references: Callable):
+    """While the block runs, the names in ``references`` (e.g. ``my_inner_loss=...``) that
+    ``function``'s module namespace defines — a notebook's earlier exercises — are the reference
+    instead, so a check of one exercise does not fail for a bug in an earlier one. Restored after."""
+    namespace = getattr(function, "__globals__", {})
+    saved = {name: namespace[name] for name in references if name in namespace}
+    namespace.update({name: references[name] for name in saved})
+    try:
+        yield
+    finally:
+        namespace.update(saved)

@@ -23,6 +23,7 @@ from ..rl import linear_baseline, maml_rl
 from ..rl.envs import BatchedNavigation2D
 from ..rl.returns import discounted_returns
 from . import assert_close, run_checks
+from .fallback import builds_on
 
 __all__ = ["check_inner_loss", "check_inner_step", "check_post_rollout", "GoalRadiusNavigation"]
 
@@ -104,6 +105,9 @@ def _loss_mistakes(policy, params, pre, cfg):
         (-(log_prob.sum(-1) * everywhere).mean((-2, -1)),
          "computed over every step, padding included: the advantages standardised and the loss "
          "averaged over all E×H steps. Only the steps where trajectories.mask is 1 happened"),
+        (-(per_step * mask).sum((-2, -1)) / mask.shape[-2],
+         "the sum over each episode's steps, averaged over the E episodes (REINFORCE's per-episode "
+         "form); eq. (1) is the mean over the N valid STEPS: divide by trajectories.mask.sum((-2, -1))"),
         (-torch.stack([per_step[t].sum() / valid.sum() for t in range(len(valid))]),
          "divided by the valid steps of ALL tasks; each task's loss is the mean over its OWN valid "
          "steps: sum over dims (-2, -1) and divide by mask.sum((-2, -1))"),
@@ -232,8 +236,10 @@ def _inner_step_second_order(inner_step: Callable) -> None:
 
 def check_inner_step(inner_step: Callable) -> None:
     """``inner_step(policy, params, trajectories, cfg)`` -> φ = θ − α ∇L_T(θ), differentiable."""
-    run_checks("lab06/inner_step", [("matches maml_rl.adapt", lambda: _inner_step_matches(inner_step)),
-                                    ("differentiable to second order", lambda: _inner_step_second_order(inner_step))])
+    with builds_on(inner_step, my_inner_loss=maml_rl.inner_loss):  # a bug of Exercise 6.1 is not counted here
+        run_checks("lab06/inner_step", [("matches maml_rl.adapt", lambda: _inner_step_matches(inner_step)),
+                                        ("differentiable to second order",
+                                         lambda: _inner_step_second_order(inner_step))])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +306,17 @@ def _rollout_matches(post_rollout: Callable, seed: int, horizon: int) -> None:
                                  "noise comes from torch's global random stream (pi.sample() and "
                                  "torch.randn without generator= ignore `generator`). Draw it with "
                                  "torch.randn(pi.loc.shape, generator=generator, dtype=obs.dtype)")
+    if got.actions.shape == expected.actions.shape and not torch.allclose(got.actions, expected.actions):
+        generator = torch.Generator().manual_seed(7)
+
+        def float32_noise(obs):
+            pi = maml_rl.distribution(policy, adapted, obs)
+            return pi.loc + pi.scale * torch.randn(pi.loc.shape, generator=generator)
+
+        if torch.allclose(got.actions, maml_rl.play(env, float32_noise, 4, generator, horizon).actions):
+            raise AssertionError("the noise was drawn in float32 (torch.randn without dtype=): the generator "
+                                 "then gives other numbers than the reference's float64 draws. Pass "
+                                 "dtype=obs.dtype to torch.randn")
     for name in ("obs", "actions", "rewards", "dones"):
         assert_close(getattr(got, name), getattr(expected, name), atol=1e-9, rtol=1e-7,
                      what=f"trajectories.{name}")

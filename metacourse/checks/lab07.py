@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..rl import mbmpo
 from . import assert_close, run_checks
+from .fallback import builds_on
 
 __all__ = ["check_predict", "check_model_loss", "check_imagine", "reference_imagine", "random_ensemble"]
 
@@ -246,7 +247,8 @@ def _imagine_shapes(got: tuple, want: tuple, horizon: int) -> None:
 
 
 def check_imagine(my_imagine: Callable, seed: int = 0, label: str = "lab07/imagine") -> None:
-    """``my_imagine(ensemble, policy_fn, starts, reward_fn, horizon)`` against ``reference_imagine``."""
+    """``my_imagine(ensemble, policy_fn, starts, reward_fn, horizon)`` against ``reference_imagine``;
+    a ``my_predict`` that ``my_imagine`` calls is ``ensemble.predict`` during the check."""
     ensemble = random_ensemble(seed, hidden=(8,))
     with torch.no_grad():
         for weight in ensemble.weights.values():
@@ -302,5 +304,6 @@ def check_imagine(my_imagine: Callable, seed: int = 0, label: str = "lab07/imagi
         assert len(calls) == horizon, f"reward_fn was called {len(calls)} times for {horizon} steps " \
                                       "(once per step, on the whole batch)"
 
-    run_checks(label, [("matches eq. (2)", matches), ("starts left untouched", starts_untouched),
-                       ("one batched reward per step, nothing else", no_real_environment)])
+    with builds_on(my_imagine, my_predict=lambda ensemble, obs, actions: ensemble.predict(obs, actions)):
+        run_checks(label, [("matches eq. (2)", matches), ("starts left untouched", starts_untouched),
+                           ("one batched reward per step, nothing else", no_real_environment)])

@@ -98,3 +98,13 @@ def test_predict_mistake_is_named(name):
 @pytest.mark.parametrize("name", META_LOSS_MISTAKES)
 def test_meta_loss_mistake_is_named(name):
     _assert_named(lab03.check_meta_loss, *META_LOSS_MISTAKES[name])
+
+
+def test_wrong_adapt_and_predict_do_not_cost_the_meta_loss(capsys):
+    namespace = {"mse_loss": mse_loss, "my_adapt": ADAPT_MISTAKES["sum instead of mean"][0],
+                 "my_predict": PREDICT_MISTAKES["[r, x] instead of [x, r]"][0]}
+    exec("def my_meta_loss(model, tasks):\n"
+         "    r = my_adapt(model, tasks.x_support, tasks.y_support)\n"
+         "    return mse_loss(my_predict(model, r, tasks.x_query), tasks.y_query).mean()", namespace)
+    lab03.check_meta_loss(namespace["my_meta_loss"])
+    assert capsys.readouterr().out == "lab03/meta_loss: 3/3 checks passed\n"

@@ -63,6 +63,9 @@ LOSS_MISTAKES = {
                                                 r"padding included.*mask is 1"),
     "one number for all tasks": (_loss(_advantages, lambda s, t: -(s * t.mask).sum() / t.mask.sum()),
                                  r"one loss per task, shape \(T,\)"),
+    "per-episode REINFORCE (divided by E)": (
+        _loss(_advantages, lambda s, t: -(s * t.mask).sum((-2, -1)) / t.mask.shape[-2]),
+        r"averaged over the E episodes.*mean over the N valid STEPS"),
     "divided by every task's steps": (_loss(_advantages, lambda s, t: -(s * t.mask).sum((-2, -1)) / t.mask.sum()),
                                       r"valid steps of ALL tasks.*OWN valid steps"),
     "log π detached": (lambda policy, params, traj, cfg: correct_loss(
@@ -106,8 +109,9 @@ def _rollout(noise="generator", record_next=False, horizon_arg=True, stack_dim=2
             obs = env.reset(n_episodes, generator) if reset else env.positions.clone()
             for _ in range(horizon if horizon_arg else env.horizon):
                 pi = maml_rl.distribution(policy, params, obs)
+                dtype = torch.float32 if noise == "float32" else obs.dtype
                 actions = pi.sample() if noise == "global" else \
-                    pi.loc + pi.scale * torch.randn(pi.loc.shape, generator=generator, dtype=obs.dtype)
+                    pi.loc + pi.scale * torch.randn(pi.loc.shape, generator=generator, dtype=dtype)
                 if clip:
                     actions = actions.clamp(-0.1, 0.1)
                 next_obs, rewards, dones = env.step(actions)
@@ -126,6 +130,7 @@ def _rollout(noise="generator", record_next=False, horizon_arg=True, stack_dim=2
 ROLLOUT_MISTAKES = {
     "one φ for every task": (_rollout(one_policy=True), r"its own φ_T"),
     "pi.sample()": (_rollout(noise="global"), r"global random stream.*generator=generator"),
+    "noise drawn in float32": (_rollout(noise="float32"), r"float32.*dtype=obs\.dtype"),
     "records the next state": (_rollout(record_next=True), r"AFTER action t.*taken in"),
     "ignores horizon": (_rollout(horizon_arg=False), r"take `horizon` steps"),
     "stacks on the wrong axis": (_rollout(stack_dim=0), r"stack the steps along dim=2"),
@@ -187,3 +192,14 @@ def test_pi_sample_is_not_blamed_on_the_task_policies():
     with pytest.raises(AssertionError) as failure:
         lab06.check_post_rollout(ROLLOUT_MISTAKES["pi.sample()"][0])
     assert "own φ" not in str(failure.value)
+
+
+def test_a_wrong_inner_loss_does_not_cost_the_inner_step(capsys):
+    namespace = {"torch": torch, "my_inner_loss": LOSS_MISTAKES["wrong sign"][0]}
+    exec("def inner_step(policy, params, trajectories, cfg):\n"
+         "    loss = my_inner_loss(policy, params, trajectories, cfg).sum()\n"
+         "    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)\n"
+         "    return {n: p - cfg.inner_lr * g for (n, p), g in zip(params.items(), grads)}", namespace)
+    lab06.check_inner_step(namespace["inner_step"])
+    assert capsys.readouterr().out == "lab06/inner_step: 2/2 checks passed\n"
+    assert namespace["my_inner_loss"] is LOSS_MISTAKES["wrong sign"][0]

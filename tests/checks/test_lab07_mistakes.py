@@ -138,3 +138,17 @@ def test_model_loss_mistake_is_named(name):
 @pytest.mark.parametrize("name", IMAGINE_MISTAKES)
 def test_imagine_mistake_is_named(name):
     _assert_named(lab07.check_imagine, *IMAGINE_MISTAKES[name])
+
+
+def test_a_wrong_predict_does_not_cost_the_imagination(capsys):
+    namespace = {"torch": torch, "my_predict": PREDICT_MISTAKES["Δ instead of s + Δ"][0]}
+    exec("def my_imagine(ensemble, policy_fn, starts, reward_fn, horizon):\n"
+         "    states, obs, actions, rewards = starts, [], [], []\n"
+         "    with torch.no_grad():\n"
+         "        for _ in range(horizon):\n"
+         "            chosen = policy_fn(states)\n"
+         "            obs.append(states); actions.append(chosen); rewards.append(reward_fn(states, chosen))\n"
+         "            states = my_predict(ensemble, states, chosen)\n"
+         "    return torch.stack(obs, -2), torch.stack(actions, -2), torch.stack(rewards, -1)", namespace)
+    lab07.check_imagine(namespace["my_imagine"])
+    assert capsys.readouterr().out == "lab07/imagine: 3/3 checks passed\n"
