@@ -326,6 +326,17 @@ def test_lab_found_by_prefix_in_a_solutions_folder() -> None:
         load_lab("lab99", FIXTURE.parent)
 
 
+def test_the_lab_is_named_by_its_stem_and_an_ambiguous_prefix_names_the_choices(tmp_path: Path) -> None:
+    for stem in ("lab04_maml_sinusoid", "lab04_maml_omniglot"):
+        nbformat.write(_solution(), tmp_path / f"{stem}.ipynb")
+    nbformat.write(_solution(), tmp_path / "lab04_maml.ipynb")  # an exact stem wins over longer names
+    assert load_lab("lab04_maml_sinusoid", tmp_path).name == "lab04_maml_sinusoid"
+    assert load_lab("lab04_maml", tmp_path).name == "lab04_maml"
+    with pytest.raises(ValueError, match=r"matches several solutions .*\(lab04_maml, lab04_maml_omniglot, "
+                                         r"lab04_maml_sinusoid\); name one of them, e.g. `metacourse grade"):
+        load_lab("lab04", tmp_path)
+
+
 def test_solution_without_check_cells_is_refused(tmp_path: Path) -> None:
     nb = _solution()
     nb.cells = [cell for cell in nb.cells if not cell.metadata.get("nbgrader", {}).get("grade")]

@@ -62,7 +62,7 @@ _WORKER_STARTUP = 120.0  # seconds the grading process may take to import the ch
 _MAX_CONTEXT_BYTES = 50_000_000  # notebook values larger than this are not passed to the checks
 _MAX_NOTE_CHARS = 300
 _TIMEOUT_ENAME = "CellTimeoutError"
-_QUIET = logging.getLogger("metacourse.grading.kernel")  # nbclient's timeout and kernel messages
+_QUIET = logging.getLogger("metacourse.course.grading.kernel")  # nbclient's timeout and kernel messages
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
