@@ -58,8 +58,8 @@ def run_probe(nb: NotebookNode, grade_id: str, *, seed: int = SEED, timeout: flo
         (tmp / "REQUEST.json").write_text(json.dumps({"lab": LAB, "grade_id": grade_id, "cells": cells_of(nb),
                                                       "request": request}))
         environ = dict(os.environ, OMP_NUM_THREADS="1", METACOURSE_FAST="1", **(env or {}))
-        proc = subprocess.run([sys.executable, "-m", "metacourse.course.grading.runner", str(tmp / "REQUEST.json"),
-                               str(out)], cwd=work, env=environ, capture_output=True, text=True, timeout=timeout)
+        argv = [sys.executable, "-I", "-m", "metacourse.course.grading.runner", str(tmp / "REQUEST.json"), str(out)]
+        proc = subprocess.run(argv, cwd=work, env=environ, capture_output=True, text=True, timeout=timeout)
         meta, data = read_outputs(out)
     return request, data, meta, proc
 
@@ -477,3 +477,27 @@ HOSTILE.update({
     "loop_over_tasks": (loop_solution, 8, "my_meta_loss as a loop over tasks"),
     "writefile_correct": (writefile_correct, 8, "correct code in a %%writefile module, imported"),
 })
+
+FILEIO_ADAPT = EXEC_SOURCE_ADAPT.replace('''        source = open(_maml.__file__).read()''', '''        import _io
+        source = _io.FileIO(_maml.__file__).read().decode()''')
+HOSTILE["exec_source_fileio"] = (lambda: _stubs_with(adapt=FILEIO_ADAPT), 0,
+                                 "exec of maml.py read with _io.FileIO (only the sandbox's overlay stops it)")
+
+
+def run_probe_sandboxed(nb: NotebookNode, grade_id: str, tmp: Path, *, seed: int = SEED) -> tuple[dict, dict, dict]:
+    """One probe as grade() runs it: in a sandbox, the check's overlays mounted over the package."""
+    from metacourse.course.grading.sandbox import Limits, run_sandboxed
+
+    check = get_lab_probes(LAB, seed=seed).check(grade_id)
+    request = check.request()
+    inputs, out = tmp / "in", tmp / "out"
+    inputs.mkdir()
+    out.mkdir()
+    (inputs / "request.json").write_text(json.dumps({"lab": LAB, "grade_id": grade_id, "cells": cells_of(nb),
+                                                     "request": request}))
+    limits = Limits(cpu_seconds=check.cpu_seconds + 5, wall_seconds=600)
+    run_sandboxed([sys.executable, "-I", "-m", "metacourse.course.grading.runner", str(inputs / "request.json"),
+                   str(out)], workdir=None, outdir=out, readonly={inputs: str(inputs)}, overlays=check.overlays(),
+                  limits=limits, env={"METACOURSE_FAST": "1", "OMP_NUM_THREADS": "1"})
+    meta, data = read_outputs(out)
+    return request, data, meta

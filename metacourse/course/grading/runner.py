@@ -17,8 +17,9 @@ process, so whatever the student's code does in here (patch ``numpy.savez`` or t
 
 What of the notebook is executed (:func:`load_cells`), cell by cell, in notebook order:
 
-- ``%%writefile [-a] NAME`` cells are written to ``NAME`` in the working directory (relative paths
-  inside it only), which is on ``sys.path``: a module the student wrote and imports is the
+- ``%%writefile [-a] NAME`` cells are written to ``NAME`` in a fresh working directory that the
+  runner makes in the (private) temporary folder and enters (relative paths inside it only); it is on
+  ``sys.path``: a module the student wrote and imports is the
   student's own code and counts.
 - In the other code cells (``%%time`` and ``%%capture`` cells too; other cell magics are skipped),
   IPython line magics and shell escapes become ``pass``, then only these top-level statements run:
@@ -39,6 +40,7 @@ import re
 import resource
 import signal
 import sys
+import tempfile
 import time
 import traceback
 import types
@@ -152,10 +154,13 @@ def _writefile(header: str, body: str, workdir: Path, written: list[Path]) -> st
         return f"`{header.strip()}`: only files inside the working directory are written"
     if len(written) >= MAX_WRITEFILES or len(body.encode("utf-8")) > MAX_WRITEFILE_BYTES:
         return f"`{header.strip()}`: too many or too large files"
-    target.parent.mkdir(parents=True, exist_ok=True)
     text = body if body.endswith("\n") else body + "\n"
-    with open(target, "a" if append else "w", encoding="utf-8") as file:
-        file.write(text)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a" if append else "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        return f"`{header.strip()}`: {error.strerror or error}"
     written.append(target)
     return None
 
@@ -319,7 +324,8 @@ def run(request_path: Path, outdir: Path) -> int:
 
     sentinels.install(check.forbidden)
     stand_ins = {name: factory() for name, factory in check.stand_ins.items()}
-    workdir = Path.cwd().resolve()
+    workdir = Path(tempfile.mkdtemp(prefix="student-")).resolve()  # in the sandbox's private /tmp
+    os.chdir(workdir)
     meta: dict[str, Any] = {"status": "ok", "message": "", "sentinel": None, "cpu_seconds": 0.0, "calls": []}
     data: dict[str, Any] = {}
     main = types.ModuleType("__main__")
@@ -394,4 +400,4 @@ if __name__ == "__main__":
     # run as -m: delegate to the imported module, so that its exceptions are the ones the probes catch
     from metacourse.course.grading.runner import main as _main
 
-    _main()
+    sys.exit(_main())
