@@ -320,6 +320,11 @@ def meta_train(step: Callable[[TaskBatch], Mapping[str, float]], sampler: Sample
 
     ``sampler(n_tasks, rng=rng)`` draws a task batch from the run's own random stream. A NaN or
     infinite metric stops training with a ``DivergenceError`` that names the step.
+
+    With ``cfg.checkpoint_path``, an existing checkpoint there is resumed from (it must hold
+    ``cfg.plan``, else a ``CheckpointError``), and the returned history says how this call began
+    (``history.origin(cfg.meta_steps)``: "trained from scratch", "resumed from step N of M, trained
+    earlier for S s"). A second run training into the same path meanwhile is refused.
     """
     if cfg.checkpoint_path is None:
         return _train(step, sampler, cfg, state, evaluate)
