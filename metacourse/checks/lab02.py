@@ -93,14 +93,19 @@ def _one_class_per_label_and_disjoint(sample, dataset) -> None:
         for x, y in ((task.x_support, task.y_support), (task.x_query, task.y_query)):
             for image, label in zip(x.tolist(), y.tolist()):
                 classes.setdefault(label, set()).add(int(image) // 100)
-        if any(len(c) != 1 for c in classes.values()):
-            raise AssertionError(
-                "each label must name one class of the data set, but some label holds images of "
-                f"several classes (label → classes seen: {classes}): the labels must follow the "
-                "images; for images grouped class by class, labels.repeat_interleave(k_shot), "
-                "not labels.repeat(k_shot)")
+        _one_class_per_label(classes)
         _distinct_classes(classes)
         _distinct_drawings(task)
+
+
+def _one_class_per_label(classes: dict) -> None:
+    if any(len(c) != 1 for c in classes.values()):
+        raise AssertionError(
+            "each label must name one class of the data set, but some label holds images of "
+            f"several classes (label → classes seen: {classes}): the labels must follow the "
+            "images. If you shuffle or reorder images, reorder their labels the same way; for "
+            "images grouped class by class, labels.repeat_interleave(k_shot), not "
+            "labels.repeat(k_shot)")
 
 
 def _distinct_classes(classes: dict) -> None:
@@ -135,6 +140,7 @@ def _without_replacement(sample) -> None:
         for image, label in zip(torch.cat([task.x_support, task.x_query]).tolist(),
                                 torch.cat([task.y_support, task.y_query]).tolist()):
             classes.setdefault(label, set()).add(int(image) // 100)
+        _one_class_per_label(classes)
         _distinct_classes(classes)
         _distinct_drawings(_episode(sample, id_images(12, 4), 3, 2, 2, seed))
 
@@ -199,7 +205,15 @@ def check_prototypes(my_prototypes: Callable, *, seed: int = 0,
 
     def compare(k_shot: int) -> None:
         task = _random_task(seed + k_shot, k_shot=k_shot)
-        got = my_prototypes(task.x_support, task.y_support, 4)
+        try:
+            got = my_prototypes(task.x_support, task.y_support, 4)
+        except RuntimeError as error:
+            if "scalar type" not in str(error) and "dtype" not in str(error):
+                raise
+            raise AssertionError(
+                f"RuntimeError: {error}. The embeddings here are float64: a tensor you create "
+                "must take their dtype (torch.zeros(..., dtype=embeddings.dtype), or "
+                "torch.zeros_like)") from None
         want = protonet.prototypes(task.x_support, task.y_support, 4)
         if isinstance(got, Tensor) and got.shape == want.shape and not _close(got, want):
             _diagnose_prototypes(got, task, k_shot)
@@ -256,9 +270,15 @@ def _diagnose(got: float, model, params, task) -> None:
         "(cross_entropy_loss already returns the mean)": (logits, task.y_query, "sum"),
         "cross_entropy_loss got probabilities: it takes the logits −‖f(x) − c_k‖² themselves "
         "(it applies the log-softmax)": (logits.softmax(-1), task.y_query, "mean"),
+        "the log-softmax is missing: nll_loss takes LOG-probabilities; use "
+        "cross_entropy_loss(logits, labels), which applies the log-softmax (eq. 2)":
+            (logits, task.y_query, "nll"),
     }
     for message, (scores, labels, reduction) in wrong.items():
-        value = nn.functional.cross_entropy(scores, labels, reduction=reduction).item()
+        if reduction == "nll":
+            value = nn.functional.nll_loss(scores, labels).item()
+        else:
+            value = nn.functional.cross_entropy(scores, labels, reduction=reduction).item()
         if np.isclose(got, value, rtol=1e-7):
             raise AssertionError(message)
 
@@ -328,7 +348,8 @@ def _sgd(theta: dict, loss: Tensor, scale: float = 1.0) -> dict:
 
 def _task_mistakes(n_tasks: int) -> dict[str, Callable[[Tensor], Tensor]]:
     """The usual wrong reductions of the per-task losses, each with its message."""
-    return {f"the SUM of the {n_tasks} task losses; eq. (4) is their mean": lambda t: t.sum(),
+    return {f"the SUM of the {n_tasks} task losses (or a backward() per task, whose gradients "
+            "add up in .grad); eq. (4) is their mean: backward the mean once": lambda t: t.sum(),
             "the loss of the first task only: average my_protonet_loss over every task of the "
             "batch, tasks[i] for i in range(len(tasks))": lambda t: t[0]}
 

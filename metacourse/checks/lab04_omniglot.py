@@ -336,6 +336,11 @@ def _meta_step_matches(meta_step, seed, inner_steps, first_order) -> None:
         raise AssertionError("the update also holds the gradient left over from before the call: "
                              "start my_meta_step with optimizer.zero_grad() (gradients accumulate "
                              "in .grad)")
+    if not lab04._close(got, want) and lab04._close(
+            got, {n: t + 3 * (want[n] - t) for n, t in theta.items()}):
+        raise AssertionError("θ moved 3 times too far: by the SUM of the 3 tasks' gradients "
+                             "(a backward() per task accumulates them in .grad). Eq. (3) is the "
+                             "mean: backward the mean of the query losses once")
     if not lab04._close(got, want) and not first_order:
         other, _ = _one_step(None, seed, inner_steps, True)
         if lab04._close(got, other):

@@ -76,6 +76,8 @@ def _ucb1_mistakes(successes, failures, c) -> dict[str, Callable[[], object]]:
         "the log is missing: the bonus is c √(2 ln t / T_i), with the natural log of the total "
         "count t (np.log)": lambda: _ucb1(s, f, c, log=lambda t: t),
         "the factor 2 is missing: the bonus is c √(2 ln t / T_i)": lambda: _ucb1(s, f, c, two=1.0),
+        "the log is in base 2: ln is the natural log, np.log": lambda: _ucb1(s, f, c, log=np.log2),
+        "the log is in base 10: ln is the natural log, np.log": lambda: _ucb1(s, f, c, log=np.log10),
         "the bonus is subtracted: an UPPER confidence bound adds it, μ̂_i + c √(2 ln t / T_i)":
             lambda: _ucb1(s, f, c, sign=-1.0),
         "c is inside the square root: multiply the root by c, c √(2 ln t / T_i)":
@@ -267,6 +269,11 @@ def check_encode(encode: Callable) -> None:
         try:
             got = encode(states, actions, rewards, dones, n_states, n_actions)
         except (RuntimeError, IndexError) as error:
+            if "smaller than num_classes" in str(error):
+                raise AssertionError(
+                    f"RuntimeError ({error}): one_hot(x, n) needs n larger than every value of x. "
+                    "One-hot the states with n_states classes and the previous actions with "
+                    "n_actions classes") from None
             if first and ("negative" in str(error) or "out of" in str(error)):
                 raise AssertionError(
                     f"{type(error).__name__} ({error}) on a previous action of −1: −1 means "
@@ -281,6 +288,10 @@ def check_encode(encode: Callable) -> None:
         if not got.is_floating_point():
             raise AssertionError(f"{what} returned a {got.dtype} tensor: the GRU takes floats; "
                                  "one_hot gives integers, convert with .float()")
+        if got.dtype != torch.get_default_dtype():
+            raise AssertionError(f"{what} returned a {got.dtype} tensor, but the policy's weights "
+                                 f"are {torch.get_default_dtype()} (NumPy arrays become float64): "
+                                 "convert with .float()")
         if tuple(got.shape) != tuple(expected.shape):
             raise AssertionError(f"{what} has shape {tuple(got.shape)}, expected "
                                  f"{tuple(expected.shape)} = (batch, n_states + n_actions + 2): "

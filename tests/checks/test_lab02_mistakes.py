@@ -43,8 +43,11 @@ def sample_episode(dataset, n_way, k_shot, n_query, rng, *, mistake=None):
     spread = (lambda y, k: y.repeat(k)) if mistake == "tiled labels" else (
         lambda y, k: y.repeat_interleave(k))
     split = k_shot + 1 if mistake == "off by one" else k_shot
-    return Task(images[:, :split].reshape(-1, *shape), spread(labels, split),
-                images[:, split:].reshape(-1, *shape), spread(labels, k_shot + n_query - split))
+    x_query = images[:, split:].reshape(-1, *shape)
+    if mistake == "query shuffled alone":  # the images, not their labels
+        x_query = x_query[torch.as_tensor(rng.permutation(len(x_query)))]
+    return Task(images[:, :split].reshape(-1, *shape), spread(labels, split), x_query,
+                spread(labels, k_shot + n_query - split))
 
 
 def prototypes(embeddings, labels, n_way, *, mistake=None):
@@ -52,6 +55,9 @@ def prototypes(embeddings, labels, n_way, *, mistake=None):
         return torch.stack([embeddings[labels == k].sum(dim=0) for k in range(n_way)])
     if mistake == "sorted labels":
         return embeddings.reshape(n_way, -1, embeddings.shape[-1]).mean(dim=1)
+    if mistake == "float32 zeros":
+        sums = torch.zeros(n_way, embeddings.shape[1]).index_add_(0, labels, embeddings)
+        return sums / torch.bincount(labels, minlength=n_way)[:, None]
     if mistake == "wrong axis":
         return torch.stack([embeddings[labels == k].mean(dim=1) for k in range(n_way)])
     return torch.stack([embeddings[labels == k].mean(dim=0) for k in range(n_way)])
@@ -74,6 +80,8 @@ def protonet_loss(model, params, task, *, mistake=None):
         return cross_entropy_loss(logits, labels) * len(labels)
     if mistake == "probabilities":
         return cross_entropy_loss(logits.softmax(-1), labels)
+    if mistake == "nll on logits":
+        return torch.nn.functional.nll_loss(logits, labels)
     return cross_entropy_loss(logits, labels)
 
 
@@ -111,12 +119,19 @@ def test_correct_solutions_pass(capsys):
     ("drawings with replacement", "the drawings were drawn WITH replacement"),
     ("query drawn apart", "the query set leaks the support set"),
     ("tiled labels", "not labels.repeat(k_shot)"),
+    ("query shuffled alone", "reorder their labels the same way"),
     ("class ids as labels", "labels are relabelled within the task"),
     ("np.random", "never np.random.* or random.*"),
     ("off by one", "needs 10 support and 15 query examples"),
 ])
 def test_sampler_mistakes_are_named(mistake, message):
     assert_named(lab02.check_sample_episode, with_mistake(sample_episode, mistake), message)
+
+
+def test_shuffled_queries_are_not_blamed_on_replacement():
+    message = assert_named(lab02.check_sample_episode, with_mistake(sample_episode, "query shuffled alone"),
+                           "the labels must follow the images")
+    assert "WITH replacement" not in message
 
 
 def test_replacement_is_caught_even_when_the_usual_seeds_do_not_collide():
@@ -130,6 +145,7 @@ def test_replacement_is_caught_even_when_the_usual_seeds_do_not_collide():
     ("sum", "the SUM of each class's embeddings"),
     ("sorted labels", "assume the support set is sorted by label"),
     ("wrong axis", "the mean was taken over the embedding dimension"),
+    ("float32 zeros", "must take their dtype"),
 ])
 def test_prototype_mistakes_are_named(mistake, message):
     assert_named(lab02.check_prototypes, with_mistake(prototypes, mistake), message)
@@ -140,6 +156,7 @@ def test_prototype_mistakes_are_named(mistake, message):
     ("support", "score the QUERY set"),
     ("sum", "the SUM over the"),
     ("probabilities", "cross_entropy_loss got probabilities"),
+    ("nll on logits", "the log-softmax is missing"),
     ("detached", "the gradient does not flow through the prototypes"),
 ])
 def test_loss_mistakes_are_named(mistake, message):

@@ -68,7 +68,11 @@ def meta_step(model, optimizer, tasks, inner_lr, inner_steps, first_order, *, mi
                                                                               task.y_query)
         losses.append(cross_entropy_loss(forward(model, phi, x), y))
     loss = torch.stack(losses).sum() if mistake == "sum" else torch.stack(losses).mean()
-    loss.backward()
+    if mistake == "backward per task":
+        for task_loss in losses:
+            task_loss.backward(retain_graph=True)
+    else:
+        loss.backward()
     if mistake != "no step":
         optimizer.step()
     return loss if mistake == "tensor" else {"meta_loss": loss.item()}
@@ -121,6 +125,7 @@ def test_query_accuracy_mistakes_are_named(mistake, message):
     ("no adaptation", "the query loss at θ, without adaptation"),
     ("support", "the loss on the SUPPORT set after adaptation"),
     ("first_order not passed", "first-order MAML's"),
+    ("backward per task", "θ moved 3 times too far"),
 ])
 def test_meta_step_mistakes_are_named(mistake, message):
     assert_named(checks.check_meta_step, with_mistake(meta_step, mistake), message)

@@ -23,6 +23,8 @@ def ucb1_index(successes, failures, c, *, mistake=None):
     pulls = successes + failures + 2
     t = pulls.sum(axis=-1, keepdims=True)
     mean = (successes + 1) / pulls
+    if mistake == "log2":
+        return mean + c * np.sqrt(2 * np.log2(t) / pulls)
     if mistake == "no log":
         return mean + c * np.sqrt(2 * t / pulls)
     if mistake == "minus":
@@ -62,7 +64,8 @@ def thompson_choose(successes, failures, rng, *, mistake=None):
 
 def encode(states, prev_actions, prev_rewards, prev_dones, n_states, n_actions, *, mistake=None):
     states, prev_actions = torch.as_tensor(states), torch.as_tensor(prev_actions)
-    state_part = torch.nn.functional.one_hot(states, n_states).float()
+    state_part = torch.nn.functional.one_hot(states, n_actions if mistake == "sizes swapped"
+                                             else n_states).float()
     if mistake == "one_hot(-1)":
         action_part = torch.nn.functional.one_hot(prev_actions, n_actions).float()
     else:
@@ -79,6 +82,8 @@ def encode(states, prev_actions, prev_rewards, prev_dones, n_states, n_actions, 
     x = torch.cat(parts, dim=-1)
     if mistake == "integers":
         return x.long()
+    if mistake == "float64":
+        return x.double()
     if mistake == "numpy":
         return x.numpy()
     return x
@@ -137,6 +142,7 @@ def test_correct_solutions_pass(capsys):
 @pytest.mark.parametrize(("mistake", "message"), [
     ("no log", "the log is missing"),
     ("no 2", "the factor 2 is missing"),
+    ("log2", "the log is in base 2"),
     ("minus", "the bonus is subtracted"),
     ("c inside", "c is inside the square root"),
     ("no prior", "pseudo-counts are missing"),
@@ -166,6 +172,8 @@ def test_thompson_mistakes_are_named(mistake, message):
     ("done first", "the reward and the done flag are swapped"),
     ("no done", "(batch, n_states + n_actions + 2)"),
     ("integers", "convert with .float()"),
+    ("sizes swapped", "One-hot the states with n_states classes"),
+    ("float64", "NumPy arrays become float64"),
     ("numpy", "should return a torch tensor"),
 ])
 def test_encode_mistakes_are_named(mistake, message):
