@@ -94,6 +94,10 @@ def _adapt_value(adapt: Callable, model: CNP, tasks: TaskBatch) -> None:
     if isinstance(got, Tensor) and got.shape == encoded.mean(0).shape and got.shape != want.shape:
         raise AssertionError(f"r has shape {tuple(got.shape)}: you averaged over the TASKS (dim=0); each "
                              "task gets its own r, the mean over its support points (dim=1)")
+    if isinstance(got, Tensor) and got.dim() == want.dim() + 1 and 1 in got.shape[1:-1] and got.numel() == want.numel():
+        raise AssertionError(f"r has shape {tuple(got.shape)}, an extra axis of size 1: x and y were stacked on a "
+                             "new axis (torch.stack); concatenate them along the last one, "
+                             "torch.cat([x_support, y_support], dim=-1)")
     got = _tensor(got, "r", tuple(want.shape))
     with torch.no_grad():
         swapped = model.encoder(torch.cat([tasks.y_support, tasks.x_support], -1))
@@ -208,6 +212,8 @@ def _diagnose(value: float, model: CNP, tasks: TaskBatch) -> None:
              f"the squared errors SUMMED over the {tasks.x_query.shape[1]} query points of each task; the MSE "
              "is their mean (mse_loss(prediction, y) averages over the points)"),
             (per_task.mean().sqrt(), "the ROOT of the mean squared error; the meta-loss is the MSE itself"),
+            (per_task.mean() / 2, "HALF the mean squared error (the ½ of some textbooks); the meta-loss is the "
+                                  "MSE itself, mse_loss(prediction, y)"),
         ]
     for expected, message in mistakes:
         if abs(value - expected.item()) <= _ATOL + _RTOL * abs(expected.item()):

@@ -228,8 +228,9 @@ def _inner_step_second_order(inner_step: Callable) -> None:
     first_order = maml_rl.adapt(policy, params, pre, replace(cfg, first_order=True))
     first = torch.autograd.grad(sum((p ** 2).sum() for p in first_order.values()), list(theta.values()))
     if all(torch.allclose(m, f, atol=_ATOL, rtol=_RTOL) for m, f in zip(mine, first)):
-        raise AssertionError("d(Σ φ²)/dθ is the first-order one: the gradient of the inner loss was "
-                             "taken without create_graph=True, so the meta-gradient cannot flow through it")
+        raise AssertionError("d(Σ φ²)/dθ is the first-order one: the inner gradient g is treated as a "
+                             "constant — taken without create_graph=True, or detached afterwards (g.detach(), "
+                             ".data) — so the meta-gradient cannot flow through the inner step")
     assert_close(dict(zip(theta, mine)), dict(zip(theta, want)), atol=1e-7, rtol=1e-5,
                  what="d(Σ φ²)/dθ through your inner step")
 

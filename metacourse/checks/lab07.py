@@ -67,6 +67,9 @@ def _predict_mistakes(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Te
         (obs + (out + ensemble.out_mean) * ensemble.out_std,
          "Δ was un-standardised in the wrong order: invert Δ̃ = (Δ − out_mean) / out_std as "
          "Δ = Δ̃ · out_std + out_mean (multiply first, then add the mean)"),
+        (obs + out * ensemble.out_std ** 2 + ensemble.out_mean,
+         "Δ̃ was multiplied by out_std², the variance; un-standardise with the standard deviation: "
+         "Δ = Δ̃ · out_std + out_mean"),
         (obs + out / ensemble.out_std + ensemble.out_mean,
          "Δ̃ was divided by out_std; un-standardising MULTIPLIES: Δ = Δ̃ · out_std + out_mean"),
         (obs + ensemble.normalized_forward(raw_inputs) * ensemble.out_std + ensemble.out_mean,
@@ -159,6 +162,8 @@ def _loss_mistakes(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Tenso
          "the network was given raw (s, a); it expects standardised inputs: "
          "(torch.cat([obs, actions], -1) − in_mean) / in_std"),
         ((out - target).abs().mean(), "the mean ABSOLUTE error; eq. (1) is the mean SQUARED error"),
+        (torch.nn.functional.smooth_l1_loss(out, target),
+         "a smooth-L1 (Huber) loss; eq. (1) is the mean SQUARED error, ((output − Δ̃)²).mean()"),
     ]
 
 
@@ -276,6 +281,10 @@ def check_imagine(my_imagine: Callable, seed: int = 0, label: str = "lab07/imagi
                 if torch.allclose(got[0], wrong[0], atol=_ATOL, rtol=_RTOL):
                     raise AssertionError(f"{message}: in MB-MPO row k of the states is imagined in model k "
                                          "only — pass the whole (K, E, ·) batch to my_predict and keep the rows")
+            frozen_policy = reference_imagine(ensemble, lambda o: policy_fn(starts), starts, reward_fn, horizon)
+            if torch.allclose(got[0], frozen_policy[0], atol=_ATOL, rtol=_RTOL):
+                raise AssertionError("every action was chosen from the START states: a_t = π(ŝ_t), the policy "
+                                     "reads the current imagined state")
             averaged = reference_imagine(ensemble, policy_fn, starts, reward_fn, horizon,
                                          lambda o, a: _mean_model(ensemble, o, a))
             if torch.allclose(got[0], averaged[0], atol=_ATOL, rtol=_RTOL):

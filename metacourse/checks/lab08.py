@@ -70,7 +70,13 @@ def _check_code(my_encode: Callable, encoder, trace: torch.Tensor) -> None:
     k = trace.shape[1]
     with torch.no_grad():
         expected = encoder(trace)
-        actual = my_encode(encoder, trace)
+        try:
+            actual = my_encode(encoder, trace)
+        except (ValueError, RuntimeError) as error:
+            if "dtype" not in str(error):
+                raise
+            raise AssertionError(f"my_encode changed the trace's dtype ({error}); feed the trace to the LSTM "
+                                 "as it is (the check runs in float64): no .float()") from None
         if not isinstance(actual, torch.Tensor):
             raise AssertionError(f"my_encode should return a tensor z, got {type(actual).__name__}"
                                  + ("; did you forget to `return` it?" if actual is None else ""))
@@ -180,6 +186,12 @@ def check_actor_loss(my_actor_loss: Callable, seed: int = 8, label: str = "lab08
             expected, expected_grads, _ = run(meta_critic.actor_loss, entropy_coef)
             actual, actual_grads, _ = run(my_actor_loss, entropy_coef, expected)
             assert_close(actual, expected, atol=_ATOL, rtol=_RTOL, what=f"loss (entropy_coef={entropy_coef})")
+            if any(not torch.allclose(actual_grads[n], want, atol=_ATOL, rtol=_RTOL)
+                   for n, want in expected_grads.items()):
+                raise AssertionError(f"the loss has the right value but not the right gradient (entropy_coef="
+                                     f"{entropy_coef}): part of it is cut from the graph — π, log π or the logits "
+                                     "detached (in the entropy, say). Only Q(s, a, z) may be computed without "
+                                     "gradients")
             assert_close(actual_grads, expected_grads, atol=_ATOL, rtol=_RTOL,
                          what=f"gradient with respect to the actors (entropy_coef={entropy_coef})")
         return check

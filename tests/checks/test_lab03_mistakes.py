@@ -41,6 +41,8 @@ ADAPT_MISTAKES = {
     "mean over the tasks": (_adapt(pool=lambda c: c.mean(0)), r"over the TASKS \(dim=0\).*dim=1"),
     "maximum instead of mean": (_adapt(pool=lambda c: c.max(1).values), r"MAXIMUM.*mean"),
     "pairs as [y, x]": (_adapt(pairs=lambda x, y: torch.cat([y, x], -1)), r"\[y, x\].*torch\.cat\(\[x_support"),
+    "x and y stacked on a new axis": (_adapt(pairs=lambda x, y: torch.stack([x, y], -1)),
+                                      r"extra axis of size 1.*torch\.cat"),
     "y forgotten": (_adapt(pairs=lambda x, y: x), r"reads a pair \[x_i, y_i\]"),
     "last point only": (_adapt(pool=lambda c: c[:, -1]), r"LAST support point only.*average"),
 }
@@ -62,6 +64,7 @@ META_LOSS_MISTAKES = {
     "scored on the support set": (_meta_loss(at=lambda t: (t.x_support, t.y_support)), r"SUPPORT set.*x_query"),
     "sum over tasks": (_meta_loss(reduce=lambda per_task: per_task.sum()), r"SUM over the 4 tasks; use the mean"),
     "sum over points": (_meta_loss(points=lambda p, y: ((p - y) ** 2).sum((1, 2))), r"SUMMED over the 7 query points"),
+    "half the MSE": (_meta_loss(reduce=lambda per_task: per_task.mean() / 2), r"HALF the mean squared error"),
     "root of the MSE": (_meta_loss(reduce=lambda per_task: per_task.mean().sqrt()), r"ROOT of the mean squared"),
     "detached": (lambda model, tasks: _meta_loss()(model, tasks).detach(), r"does not depend on the model's weights"),
     "encoder left out of the graph": (

@@ -35,6 +35,8 @@ PREDICT_MISTAKES = {
     "Δ̃ not un-standardised": (_predict(unstandardise=lambda e, out: out), r"\*standardised\* Δ̃.*out_std"),
     "un-standardised in the wrong order": (_predict(unstandardise=lambda e, out: (out + e.out_mean) * e.out_std),
                                            r"wrong order.*Δ̃ · out_std \+ out_mean"),
+    "multiplied by the variance": (_predict(unstandardise=lambda e, out: out * e.out_std ** 2 + e.out_mean),
+                                   r"out_std², the variance"),
     "divided by out_std": (_predict(unstandardise=lambda e, out: out / e.out_std + e.out_mean),
                            r"divided by out_std.*MULTIPLIES"),
     "inputs not standardised": (_predict(standardise=False), r"raw \(s, a\).*in_mean\) / in_std"),
@@ -60,17 +62,19 @@ LOSS_MISTAKES = {
     "summed over models": (_loss(reduce=lambda err: (err ** 2).mean((1, 2)).sum()), r"sum over the 3 models"),
     "inputs not standardised": (_loss(standardise=False), r"raw \(s, a\).*standardised inputs"),
     "absolute error": (_loss(reduce=lambda err: err.abs().mean()), r"ABSOLUTE error.*SQUARED"),
+    "Huber loss": (lambda e, o, a, n: torch.nn.functional.smooth_l1_loss(
+        e.normalized_forward(_standardised(e, o, a)), (n - o - e.out_mean) / e.out_std), r"smooth-L1.*SQUARED"),
     "one loss per model": (_loss(reduce=lambda err: (err ** 2).mean((1, 2))), r"return one number"),
 }
 
 
-def _imagine(step=None, record_after=False, reward_next=False, grad=False, steps=lambda h: h, in_place=False,
-             stack_axis=-2):
+def _imagine(step=None, act_from_start=False, record_after=False, reward_next=False, grad=False,
+             steps=lambda h: h, in_place=False, stack_axis=-2):
     def my_imagine(ensemble, policy_fn, starts, reward_fn, horizon):
         states, record = starts, {"obs": [], "actions": [], "rewards": []}
         with torch.set_grad_enabled(grad):
             for _ in range(steps(horizon)):
-                chosen = policy_fn(states)
+                chosen = policy_fn(starts if act_from_start else states)
                 after = ensemble.predict(states, chosen) if step is None else step(ensemble, states, chosen)
                 record["obs"].append(after if record_after else states)
                 record["actions"].append(chosen)
@@ -99,6 +103,7 @@ IMAGINE_MISTAKES = {
     "rows of the wrong model": (_imagine(step=_flipped), r"moved by model K − 1 − k.*model k only"),
     "mean of the models": (_imagine(step=lambda e, s, a: lab07._mean_model(e, s, a)),
                            r"MEAN of the models.*each\s+model separately"),
+    "actions from the start states": (_imagine(act_from_start=True), r"START states.*current imagined state"),
     "gradients kept": (_imagine(grad=True, step=lambda e, s, a: e.predict(s, a)), r"carry gradients.*no_grad"),
     "one step too many": (_imagine(steps=lambda h: h + 1), r"7 steps for horizon = 6"),
     "starts changed in place": (_imagine(in_place=True), r"changed `starts` in place"),

@@ -39,12 +39,13 @@ ENCODER_MISTAKES = {
     "head forgotten": (_encode(_hidden), r"apply the linear map encoder\.head"),
     "trace transposed": (_encode(lambda e, t: e.head(_hidden(e, t.transpose(0, 1)))),
                          r"one per step, not one per task.*batch_first.*without transposing"),
+    "trace cast to float32": (_encode(lambda e, t: e.head(_hidden(e, t.float()))), r"changed the trace's dtype"),
     "trace changed in place": (_encode(_in_place), r"changed the trace.*build new tensors"),
 }
 
 
 def _actor_loss(weights="softmax", task_reduce="sum", state_reduce="mean", sign=-1.0, entropy_sign=1.0,
-                frozen=True, detach_logits=False):
+                frozen=True, detach_logits=False, detach_entropy_probs=False):
     def my_actor_loss(critic, model, actors, states, z, entropy_coef):
         logits = meta_critic.act(model, actors, states)
         if detach_logits:
@@ -54,7 +55,7 @@ def _actor_loss(weights="softmax", task_reduce="sum", state_reduce="mean", sign=
             q_values = torch.stack([critic(states, eye[a].expand(*states.shape[:2], -1), z)
                                     for a in range(logits.shape[-1])], dim=-1)
         policy, log_policy = torch.softmax(logits, -1), torch.log_softmax(logits, -1)
-        entropy = -(policy * log_policy).sum(-1)
+        entropy = -((policy.detach() if detach_entropy_probs else policy) * log_policy).sum(-1)
         if weights == "greedy":
             value = q_values.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
         else:
@@ -83,6 +84,7 @@ ACTOR_MISTAKES = {
     "only the most likely action, no graph at all": (_greedy_without_graph, r"only the most likely action.*every"),
     "entropy bonus subtracted": (_actor_loss(entropy_sign=-1.0), r"entropy bonus has the wrong sign"),
     "entropy ignored": (_actor_loss(entropy_sign=0.0), r"ignores entropy_coef"),
+    "π detached in the entropy": (_actor_loss(detach_entropy_probs=True), r"right value but not the right gradient"),
     "critic not frozen": (_actor_loss(frozen=False), r"gradients into the critic.*torch\.no_grad"),
     "actors detached": (_actor_loss(detach_logits=True), r"does not depend on the actors"),
 }
