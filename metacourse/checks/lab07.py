@@ -243,9 +243,10 @@ def _imagine_shapes(got: tuple, want: tuple, horizon: int) -> None:
             continue
         time_axis = reference.dim() - (1 if name == "rewards" else 2)
         if mine.dim() == reference.dim() and sorted(mine.shape) == sorted(reference.shape):
+            where = ("the last axis, -1" if name == "rewards"
+                     else f"axis {time_axis - reference.dim()}, just before the features")
             raise AssertionError(f"{name} has shape {tuple(mine.shape)}, expected {tuple(reference.shape)}: "
-                                 f"stack the steps on axis {time_axis - reference.dim()} (just before the "
-                                 "state's features)" if name != "rewards" else "on the last axis")
+                                 f"stack the steps on {where}")
         if mine.dim() == reference.dim() and mine.shape[time_axis] in (horizon - 1, horizon + 1):
             raise AssertionError(f"{name} has {mine.shape[time_axis]} steps for horizon = {horizon}: record "
                                  "exactly one (s_t, a_t, r_t) per step, t = 0 … H − 1 (no final state)")

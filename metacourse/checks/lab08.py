@@ -81,6 +81,9 @@ def _check_code(my_encode: Callable, encoder, trace: torch.Tensor) -> None:
             raise AssertionError(f"my_encode should return a tensor z, got {type(actual).__name__}"
                                  + ("; did you forget to `return` it?" if actual is None else ""))
         _, (hidden, _) = encoder.lstm(trace)
+        if actual.shape == (hidden.shape[0], *expected.shape):
+            raise AssertionError(f"z has shape {tuple(actual.shape)}: the LSTM's hidden state has a leading axis of "
+                                 "layers, (layers, tasks, units); take the last layer's, hidden[-1]")
         if actual.shape == hidden[-1].shape and actual.shape != expected.shape:
             raise AssertionError(f"z has shape {tuple(actual.shape)}, the LSTM's hidden size: apply the "
                                  f"linear map encoder.head to get the code of size {expected.shape[-1]}")

@@ -69,7 +69,7 @@ LOSS_MISTAKES = {
 
 
 def _imagine(step=None, act_from_start=False, record_after=False, reward_next=False, grad=False,
-             steps=lambda h: h, in_place=False, stack_axis=-2):
+             steps=lambda h: h, in_place=False, stack_axis=-2, reward_axis=-1):
     def my_imagine(ensemble, policy_fn, starts, reward_fn, horizon):
         states, record = starts, {"obs": [], "actions": [], "rewards": []}
         with torch.set_grad_enabled(grad):
@@ -84,7 +84,7 @@ def _imagine(step=None, act_from_start=False, record_after=False, reward_next=Fa
                 else:
                     states = after
         return (torch.stack(record["obs"], stack_axis), torch.stack(record["actions"], stack_axis),
-                torch.stack(record["rewards"], -1))
+                torch.stack(record["rewards"], reward_axis))
     return my_imagine
 
 
@@ -108,6 +108,8 @@ IMAGINE_MISTAKES = {
     "one step too many": (_imagine(steps=lambda h: h + 1), r"7 steps for horizon = 6"),
     "starts changed in place": (_imagine(in_place=True), r"changed `starts` in place"),
     "stacked on the wrong axis": (_imagine(stack_axis=0), r"stack the steps on axis -2"),
+    "rewards stacked on the wrong axis": (_imagine(reward_axis=1),
+                                          r"rewards has shape.*stack the steps on the last axis"),
 }
 
 

@@ -36,6 +36,7 @@ ENCODER_MISTAKES = {
     "sum over steps": (_encode(lambda e, t: e.head(e.lstm(t)[0].sum(1))), r"sums.*hidden\[-1\]"),
     "cell state": (_encode(lambda e, t: e.head(e.lstm(t)[1][1][-1])), r"CELL state.*hidden state h"),
     "trace read backwards": (_encode(lambda e, t: e.head(_hidden(e, t.flip(1)))), r"backwards.*time order"),
+    "layer axis kept": (_encode(lambda e, t: e.head(e.lstm(t)[1][0])), r"leading axis of layers.*hidden\[-1\]"),
     "head forgotten": (_encode(_hidden), r"apply the linear map encoder\.head"),
     "trace transposed": (_encode(lambda e, t: e.head(_hidden(e, t.transpose(0, 1)))),
                          r"one per step, not one per task.*batch_first.*without transposing"),
