@@ -170,7 +170,13 @@ def mean(xs):
     return 0.0"""
 
 # name -> (builder, expected score out of 5)
-HONEST = {"correct": (_correct, 5), "stubs": (_lab, 0), "partial": (lambda: _with_mean(ANSWERS["mean"]), 2)}
+def _partial() -> NotebookNode:
+    nb = _lab()
+    nb.cells[_index(nb, "mean")].source = ANSWERS["mean"]
+    return nb
+
+
+HONEST = {"correct": (_correct, 5), "stubs": (_lab, 0), "partial": (_partial, 2)}
 HOSTILE = {
     "kills_parent": (lambda: _correct(KILL_PARENT), None),  # its run ends: legacy checks cannot run
     "killer_daemon": (lambda: _correct(KILLER_DAEMON, after="mean"), None),
@@ -185,13 +191,12 @@ HOSTILE = {
 NAMES = [b"Zo\xc3\xab", b"Zoe\xcc\x88", b"Zo\xc3\xa9", b"caf\xe9", b"=HYPERLINK(1)", "张伟".encode()]
 
 
-def _fingerprint(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if "__pycache__" in path.parts or not path.is_file():
-            continue
-        digest.update(str(path).encode() + path.read_bytes())
-    return digest.hexdigest()
+TARGETS = [ROOT / "metacourse" / "checks" / "__init__.py", Path(__import__("statistics").__file__)]
+
+
+def _fingerprint() -> str:
+    """The files the hostile notebooks try to edit (others edit the rest of the tree meanwhile)."""
+    return hashlib.sha256(b"".join(path.read_bytes() for path in TARGETS)).hexdigest()
 
 
 def _home_listing() -> list[str]:
@@ -225,8 +230,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (subs / "linked_folder").mkdir()
     (subs / "linked_folder" / "lab90_grading_fixture.ipynb").symlink_to(subs / "correct.ipynb")
     (subs / "linked_dir").symlink_to(subs.parent)
-    before = {"package": _fingerprint(ROOT / "metacourse"), "home": _home_listing(),
-              "statistics": Path(__import__("statistics").__file__).read_bytes()}
+    before = {"package": _fingerprint(), "home": _home_listing()}
     summary = grade(FIXTURE, subs, base / "out", **LIMITS)
     results_after = {p: p.read_bytes() for p in (base / "out").rglob("*") if p.is_file()}
     time.sleep(3)  # time enough for a left-behind process to strike
@@ -270,8 +274,7 @@ def test_hostile_submissions_score_what_their_honest_work_earns(batch: dict) -> 
 
 def test_the_package_the_standard_library_and_home_are_unchanged(batch: dict) -> None:
     before = batch["before"]
-    assert _fingerprint(ROOT / "metacourse") == before["package"]
-    assert Path(__import__("statistics").__file__).read_bytes() == before["statistics"]
+    assert _fingerprint() == before["package"]
     assert _home_listing() == before["home"]
     assert not (ROOT / "metacourse" / "x.py").exists()
 
@@ -309,7 +312,8 @@ def test_hidden_checks_carry_a_visibility(batch: dict) -> None:
     summary: GradeSummary = batch["summary"]
     data = json.loads((summary.out_dir / "correct" / "results.json").read_text())
     visibility = {t["name"]: t["visibility"] for t in data["tests"]}
-    assert visibility == {"mean-check": "after_published", "step-check": "visible"}
+    expected = {c.grade_id: "after_published" if c.hidden else "visible" for c in grading.load_lab(FIXTURE).checks}
+    assert visibility == expected and "after_published" in visibility.values()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -567,7 +567,9 @@ def _execute(nb: Any, spec: LabSpec, legacy: list[CheckCell], scratch: Path, opt
     try:
         checked = _valid_run(_read_checked_json(out / "run.json", MAX_RUN_BYTES))
     except Exception as error:  # noqa: BLE001 - the run ended early: graded on what the probes find
-        why = "it ran past its time limit and was stopped" if run.timed_out else f"exit code {run.returncode}"
+        tail = run.stderr_tail.strip().splitlines()[-1:]
+        why = ("it ran past its time limit and was stopped" if run.timed_out
+               else f"exit code {run.returncode}" + (f": {shorten(tail[0], 200)}" if tail else ""))
         checked = {"notes": [f"the notebook's run ended early ({why}; {error}): the checks that need it "
                              "score zero, the others grade the notebook's source"],
                    "cells": [], "checks": {}, "exported": False}

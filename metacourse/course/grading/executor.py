@@ -227,10 +227,21 @@ def _note_for(outcome: str, reply: dict | None, timeout: float) -> str:
     return "ended the kernel (os._exit or a crash); the notebook was run again without it"
 
 
-def _kernel_env(limits: _Limits) -> dict[str, str]:
+_STARTUP = """\
+# Written by metacourse grade: `exit()` and `quit()` end a cell, not the kernel, so that the cells
+# before them count whatever the machine's load (the kernel would shut down a moment later).
+get_ipython().ask_exit = lambda *args, **kwargs: None
+"""
+
+
+def _kernel_env(limits: _Limits, private: Path) -> dict[str, str]:
     env = dict(os.environ, METACOURSE_FAST="1", PYTHONUNBUFFERED="1")
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(name, str(limits.threads))
+    startup = private / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-metacourse-grade.py").write_text(_STARTUP, encoding="utf-8")
+    env["IPYTHONDIR"] = str(private / "ipython")  # never the grader's own ~/.ipython (--no-sandbox)
     return env
 
 
@@ -251,7 +262,7 @@ async def _execute(nb: Any, job: _Job, limits: _Limits, workdir: Path, export_pa
         )
         restart = started = False
         try:
-            async with client.async_setup_kernel(env=_kernel_env(limits), cwd=str(workdir),
+            async with client.async_setup_kernel(env=_kernel_env(limits, export_path.parent), cwd=str(workdir),
                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
                 started = True
                 restart = await _run_cells(client, nb, code, (dropped, ran, statuses), notes, limits, deadline)
@@ -511,7 +522,7 @@ async def _run_worker(job: _Job, todo: list[tuple[str, str, str]], export_path: 
     with open(stderr_path, "wb") as stderr:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-m", "metacourse.course.grading.executor", "--worker", str(spec_path),
-            cwd=str(workdir), env=_kernel_env(limits), stdin=asyncio.subprocess.DEVNULL,
+            cwd=str(workdir), env=_kernel_env(limits, workdir), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
     done: dict[str, dict] = {}
     offset, current, since = 0, "", time.monotonic()
