@@ -120,8 +120,9 @@ def _adapt_value(adapt: Callable, model: CNP, tasks: TaskBatch) -> None:
 
 def _order_free(adapt: Callable, model: CNP, tasks: TaskBatch) -> None:
     perm = torch.randperm(tasks.x_support.shape[1], generator=torch.Generator().manual_seed(3))
-    a = adapt(model, tasks.x_support, tasks.y_support)
-    b = adapt(model, tasks.x_support[:, perm], tasks.y_support[:, perm])
+    reads = "the encoder h reads a pair [x_i, y_i]: encode torch.cat([x_support, y_support], dim=-1)"
+    a = _call(adapt, reads, model, tasks.x_support, tasks.y_support)
+    b = _call(adapt, reads, model, tasks.x_support[:, perm], tasks.y_support[:, perm])
     assert_close(b, a, atol=_ATOL, rtol=_RTOL, what="r of the shuffled support set (it must not "
                                                     "depend on the order of the points)")
 
@@ -164,8 +165,9 @@ def _predict_value(predict: Callable, model: CNP, tasks: TaskBatch) -> None:
 
 def _one_r_per_task(predict: Callable, model: CNP, tasks: TaskBatch) -> None:
     r = model(tasks.x_support, tasks.y_support, stage="adapt")["r"]
-    both = predict(model, r, tasks.x_query)
-    first = predict(model, r[:1], tasks.x_query[:1])
+    reads = "the decoder g reads [x, r] for each query point: torch.cat([x_query, r repeated], dim=-1)"
+    both = _call(predict, reads, model, r, tasks.x_query)
+    first = _call(predict, reads, model, r[:1], tasks.x_query[:1])
     assert_close(both[:1], first, atol=_ATOL, rtol=_RTOL,
                  what="task 0's predictions (they must use task 0's r only)")
 

@@ -99,6 +99,9 @@ def _loss_mistakes(policy, params, pre, cfg):
         (-(log_prob.sum(-1) * returns * mask).sum((-2, -1)) / valid,
          "REINFORCE with the raw returns as weights; use the advantages Â = maml_rl.advantages"
          "(trajectories, cfg) (a baseline subtracted and standardised per task)"),
+        (-(log_prob.sum(-1) * pre.rewards.flip(-1).cumsum(-1).flip(-1) * mask).sum((-2, -1)) / valid,
+         "REINFORCE with the raw (undiscounted) rewards-to-go as weights; use the advantages "
+         "Â = maml_rl.advantages(trajectories, cfg) (a baseline subtracted and standardised per task)"),
         (-(log_prob.sum(-1) * unstandardised).sum((-2, -1)) / valid,
          "computed with advantages that are not standardised; maml_rl.advantages(trajectories, cfg) "
          "standardises them per task when cfg.normalize_advantages"),
@@ -188,6 +191,12 @@ def _inner_step_matches(inner_step: Callable) -> None:
     before = {n: p.detach().clone() for n, p in params.items()}
     try:
         adapted = inner_step(policy, params, pre, cfg)
+    except TypeError as error:
+        if "cfg" not in str(error):
+            raise
+        raise AssertionError("maml.adapt calls loss_fn(model, params, batch), three arguments, but the inner "
+                             "loss also needs cfg: pass loss_fn=functools.partial(my_inner_loss, cfg=cfg) "
+                             f"(or a lambda) ({error})") from None
     except RuntimeError as error:
         if "in-place" in str(error) or "inplace" in str(error):
             raise AssertionError("the step was written in place into θ (p -= ..., p.sub_(...)): build new "
@@ -282,6 +291,9 @@ def _rollout_mistakes(got, expected, horizon: int) -> None:
         raise AssertionError(f"dones has dtype {got.dones.dtype}: give it the dtype of rewards, "
                              "dones.to(rewards.dtype)")
     if got.obs.shape == expected.obs.shape:
+        if horizon > 1 and torch.equal(got.obs, got.obs[:, :, :1].expand_as(got.obs)):
+            raise AssertionError("obs never changes: after env.step, continue from the new state "
+                                 "(obs = next_obs at the end of each step)")
         if torch.allclose(got.obs[:, :, :-1], expected.obs[:, :, 1:]):
             raise AssertionError("obs[..., t, :] is the state AFTER action t; record the observation "
                                  "the action was taken in (append obs before obs = next_obs)")
@@ -330,6 +342,9 @@ def _each_task_its_own_policy(post_rollout: Callable) -> None:
     adapted["log_std"][:] = -10.0  # near-deterministic: the actions show whose mean they follow
     got = post_rollout(policy, adapted, env, 2, torch.Generator().manual_seed(1), 5)
     expected = maml_rl.rollout(policy, adapted, env, 2, torch.Generator().manual_seed(1), horizon=5)
+    if not torch.allclose(got.obs[0], expected.obs[0], atol=1e-3, rtol=0):
+        raise AssertionError("even task 0's states differ from the reference's (see the checks above); "
+                             "this check can only tell once they match")
     assert_close(got.actions[1], expected.actions[1], atol=1e-3, rtol=0,
                  what="the actions of task 1 (each task must act with its own φ_T: pass the batched "
                       "`adapted` dict to maml_rl.distribution, not one task's or θ)")

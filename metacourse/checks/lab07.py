@@ -72,6 +72,9 @@ def _predict_mistakes(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Te
          "Δ = Δ̃ · out_std + out_mean"),
         (obs + out / ensemble.out_std + ensemble.out_mean,
          "Δ̃ was divided by out_std; un-standardising MULTIPLIES: Δ = Δ̃ · out_std + out_mean"),
+        (obs + ensemble.normalized_forward(raw_inputs - ensemble.in_mean) * ensemble.out_std + ensemble.out_mean,
+         "the inputs were centred but not scaled: standardise them fully, "
+         "(torch.cat([obs, actions], -1) − in_mean) / in_std"),
         (obs + ensemble.normalized_forward(raw_inputs) * ensemble.out_std + ensemble.out_mean,
          "the network was given raw (s, a); it expects standardised inputs: "
          "(torch.cat([obs, actions], -1) − in_mean) / in_std"),
@@ -162,6 +165,9 @@ def _loss_mistakes(ensemble: mbmpo.DynamicsEnsemble, obs: Tensor, actions: Tenso
          "the network was given raw (s, a); it expects standardised inputs: "
          "(torch.cat([obs, actions], -1) − in_mean) / in_std"),
         ((out - target).abs().mean(), "the mean ABSOLUTE error; eq. (1) is the mean SQUARED error"),
+        (((out - target) ** 2).mean(-1).sum(-1).mean(),
+         f"the squared errors SUMMED over the {obs.shape[1]} transitions of each model ({obs.shape[1]}× too "
+         "large); eq. (1) is the mean over models, transitions and dimensions: .mean() over everything"),
         (torch.nn.functional.smooth_l1_loss(out, target),
          "a smooth-L1 (Huber) loss; eq. (1) is the mean SQUARED error, ((output − Δ̃)²).mean()"),
     ]

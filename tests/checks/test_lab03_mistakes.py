@@ -43,6 +43,8 @@ ADAPT_MISTAKES = {
     "pairs as [y, x]": (_adapt(pairs=lambda x, y: torch.cat([y, x], -1)), r"\[y, x\].*torch\.cat\(\[x_support"),
     "x and y stacked on a new axis": (_adapt(pairs=lambda x, y: torch.stack([x, y], -1)),
                                       r"extra axis of size 1.*torch\.cat"),
+    "x and y concatenated along the points": (_adapt(pairs=lambda x, y: torch.cat([x, y], 1)),
+                                              r"reads a pair \[x_i, y_i\]"),
     "y forgotten": (_adapt(pairs=lambda x, y: x), r"reads a pair \[x_i, y_i\]"),
     "last point only": (_adapt(pool=lambda c: c[:, -1]), r"LAST support point only.*average"),
 }

@@ -56,6 +56,8 @@ LOSS_MISTAKES = {
                                            r"averaged over the action's coordinates.*\.sum\(-1\)"),
     "raw returns, no baseline": (_loss(lambda t, c: discounted_returns(t.rewards, c.gamma, dones=t.dones)),
                                  r"raw returns.*maml_rl\.advantages"),
+    "undiscounted rewards-to-go": (_loss(lambda t, c: t.rewards.flip(-1).cumsum(-1).flip(-1)),
+                                   r"undiscounted\) rewards-to-go.*maml_rl\.advantages"),
     "advantages not standardised": (
         _loss(lambda t, c: maml_rl.advantages(t, maml_rl.Config(**{**c.__dict__, "normalize_advantages": False}))),
         r"not standardised.*standardises them per task"),
@@ -73,6 +75,12 @@ LOSS_MISTAKES = {
     "π of the policy's own weights": (lambda policy, params, traj, cfg: correct_loss(
         policy, {n: p for n, p in policy.named_parameters()}, traj, cfg), r"does not depend on .*from `params`"),
 }
+
+
+def _adapt_without_cfg(policy, params, traj, cfg):
+    from metacourse.algorithms import maml
+
+    return maml.adapt(policy, params, traj, cfg, loss_fn=correct_loss)  # loss_fn gets no cfg
 
 
 def _step(loss_reduce=torch.sum, lr=None, create_graph=True, in_place=False, detach=False):
@@ -97,10 +105,11 @@ STEP_MISTAKES = {
     "in-place update": (_step(in_place=True), r"in place.*build new"),
     "constant step size": (_step(lr=lambda cfg: 0.1), r"use cfg\.inner_lr"),
     "θ detached": (_step(detach=True), r"φ does not depend on θ"),
+    "maml.adapt with a loss that needs cfg": (_adapt_without_cfg, r"three arguments.*partial\(my_inner_loss"),
 }
 
 
-def _rollout(noise="generator", record_next=False, horizon_arg=True, stack_dim=2, dones_bool=False,
+def _rollout(noise="generator", record_next=False, advance=True, horizon_arg=True, stack_dim=2, dones_bool=False,
              reset=True, clip=False, one_policy=False):
     def post_rollout(policy, adapted, env, n_episodes, generator, horizon=100):
         params = {n: p[0] for n, p in adapted.items()} if one_policy else adapted
@@ -117,7 +126,7 @@ def _rollout(noise="generator", record_next=False, horizon_arg=True, stack_dim=2
                 next_obs, rewards, dones = env.step(actions)
                 for name, value in zip(record, (next_obs if record_next else obs, actions, rewards, dones)):
                     record[name].append(value)
-                obs = next_obs
+                obs = next_obs if advance else obs
         stacked = {name: torch.stack(values, dim=stack_dim) for name, values in record.items()
                    if name in ("obs", "actions")}
         rewards = torch.stack(record["rewards"], dim=stack_dim if stack_dim < 2 else 2)
@@ -131,6 +140,7 @@ ROLLOUT_MISTAKES = {
     "one φ for every task": (_rollout(one_policy=True), r"its own φ_T"),
     "pi.sample()": (_rollout(noise="global"), r"global random stream.*generator=generator"),
     "noise drawn in float32": (_rollout(noise="float32"), r"float32.*dtype=obs\.dtype"),
+    "obs never advanced": (_rollout(advance=False), r"obs never changes.*obs = next_obs"),
     "records the next state": (_rollout(record_next=True), r"AFTER action t.*taken in"),
     "ignores horizon": (_rollout(horizon_arg=False), r"take `horizon` steps"),
     "stacks on the wrong axis": (_rollout(stack_dim=0), r"stack the steps along dim=2"),

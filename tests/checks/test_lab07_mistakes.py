@@ -40,6 +40,8 @@ PREDICT_MISTAKES = {
     "divided by out_std": (_predict(unstandardise=lambda e, out: out / e.out_std + e.out_mean),
                            r"divided by out_std.*MULTIPLIES"),
     "inputs not standardised": (_predict(standardise=False), r"raw \(s, a\).*in_mean\) / in_std"),
+    "inputs centred only": (lambda e, o, a: o + e.normalized_forward(torch.cat([o, a], -1) - e.in_mean) * e.out_std
+                            + e.out_mean, r"centred but not scaled"),
     "obs changed in place": (_predict(in_place=True), r"changed `obs` in place"),
     "detached": (lambda e, o, a: _predict()(e, o, a).detach(), r"must stay differentiable"),
 }
@@ -61,6 +63,8 @@ LOSS_MISTAKES = {
     "sum instead of mean": (_loss(reduce=lambda err: (err ** 2).sum()), r"SUM of the squared errors.*mean"),
     "summed over models": (_loss(reduce=lambda err: (err ** 2).mean((1, 2)).sum()), r"sum over the 3 models"),
     "inputs not standardised": (_loss(standardise=False), r"raw \(s, a\).*standardised inputs"),
+    "summed over transitions": (_loss(reduce=lambda err: (err ** 2).mean(-1).sum(-1).mean()),
+                                r"SUMMED over the 7 transitions"),
     "absolute error": (_loss(reduce=lambda err: err.abs().mean()), r"ABSOLUTE error.*SQUARED"),
     "Huber loss": (lambda e, o, a, n: torch.nn.functional.smooth_l1_loss(
         e.normalized_forward(_standardised(e, o, a)), (n - o - e.out_mean) / e.out_std), r"smooth-L1.*SQUARED"),
