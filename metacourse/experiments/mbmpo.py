@@ -43,7 +43,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import maml_rl, mbmpo, ppo
 from ..rl.envs.pendulum import LENGTH_RANGE, MASS_RANGE, MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
 from ..rl.returns import gae
-from ..train import save_atomically
+from ..train import CheckpointError, save_atomically
 from ..utils import Clock
 
 METHODS = ("MB-MPO", "PPO", "MAML-RL")
@@ -117,7 +117,18 @@ def _checkpoint(options: RunOptions, method: str, plan: dict) -> Path:
 
 
 def _load(path: Path) -> dict | None:
-    return torch.load(path, weights_only=False) if path.exists() else None
+    """A method's checkpoint (None when there is none); a truncated or foreign file raises a
+    CheckpointError that says what to do with it."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, weights_only=False)
+    except Exception as error:  # a truncated or foreign file: say what to do
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(error).__name__}: {error}); it is truncated "
+                              "or not a checkpoint: delete it to start afresh") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of mbmpo-pendulum; delete or move it to start afresh")
+    return payload
 
 
 class Resumable:
