@@ -351,7 +351,7 @@ def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("lab04-probes")
     folder = base / "submissions"
     folder.mkdir()
-    notebooks = {"correct": subs.builder().correct(), "no_create_graph": subs.HOSTILE["no_create_graph"][0](),
+    notebooks = {"no_create_graph": subs.HOSTILE["no_create_graph"][0](),
                  "wrappers": subs.HOSTILE["wrap_all_three"][0]()}
     for name, nb in notebooks.items():
         (folder / f"{name}.ipynb").write_text(nbformat.writes(nb), encoding="utf-8")
@@ -363,7 +363,7 @@ def graded(tmp_path_factory):
 
 @pytest.mark.redteam
 def test_grade_scores_through_the_probes(graded):
-    assert {name: r.score for name, r in graded.items()} == {"correct": 8, "no_create_graph": 5, "wrappers": 0}
+    assert {name: r.score for name, r in graded.items()} == {"no_create_graph": 5, "wrappers": 0}
 
 
 @pytest.mark.redteam

@@ -222,9 +222,10 @@ def _on_cpu_limit(signum: int, frame: Any) -> None:
 def _set_cpu_limit(seconds: float) -> None:
     """RLIMIT_CPU of this process: ``seconds`` in all, imports included (at least 1 s from now)."""
     soft = int(max(seconds, _cpu_used() + 1)) + 1
-    current_soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    want_hard = soft + 2 if hard == resource.RLIM_INFINITY else min(hard, soft + 2)
-    resource.setrlimit(resource.RLIMIT_CPU, (min(soft, want_hard), want_hard))
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:  # the sandbox's own limit: trip ours 2 s before it kills
+        soft = max(1, min(soft, hard - 2))
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 2 if hard == resource.RLIM_INFINITY else hard))
     signal.signal(signal.SIGXCPU, _on_cpu_limit)
 
 

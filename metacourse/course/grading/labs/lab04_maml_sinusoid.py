@@ -347,11 +347,11 @@ class _Replay:
 
     def pop(self, expect: str | None = None) -> tuple[int, dict]:
         if self.next >= len(self.calls):
-            raise _OutOfStep(f"the check made more calls than the probe recorded ({len(self.calls)})")
+            raise _Malformed(f"it recorded {len(self.calls)} calls, fewer than the check makes")
         index, entry = self.next, self.calls[self.next]
         self.next += 1
         if expect is not None and entry.get("tag") != expect:
-            raise _OutOfStep(f"call {index}: the probe recorded {entry.get('tag')!r}, the check makes {expect!r}")
+            raise _Malformed(f"call {index} is {str(entry.get('tag'))[:40]!r}, not {expect!r}")
         return index, entry
 
     def array(self, key: str, shape: tuple | None = None) -> np.ndarray | None:
@@ -553,7 +553,7 @@ def _judge(check: ProbeCheck, request: dict, data: Mapping[str, Any], meta: Mapp
             passed &= ok
             lines.append(text)
         if replay.next != len(replay.calls):
-            raise _OutOfStep(f"the probe recorded {len(replay.calls)} calls, the check made {replay.next}")
+            raise _Malformed(f"it recorded {len(replay.calls)} calls, the check makes {replay.next}")
     except _Malformed as error:
         return Verdict(False, 0.0, f"the probe of {check.exercise} returned malformed data ({error})")
     except _OutOfStep as error:
