@@ -202,6 +202,11 @@ def check_model_loss(my_model_loss: Callable, seed: int = 0, label: str = "lab07
                      what="the gradient of my_model_loss with respect to the ensemble's weights")
 
     def fits_a_linear_system():
+        got = my_model_loss(ensemble, obs, actions, next_obs)
+        if not torch.is_tensor(got) or got.shape != () or not torch.allclose(
+                got.detach(), mbmpo.model_loss(ensemble, obs, actions, next_obs).detach(), atol=_ATOL, rtol=_RTOL):
+            raise AssertionError("the loss itself differs from eq. (1) (see the check above): the fit is tried "
+                                 "once it matches")
         torch.manual_seed(seed)
         model = mbmpo.DynamicsEnsemble(2, 1, 2, (32,)).double()
         generator = torch.Generator().manual_seed(seed + 2)
