@@ -287,7 +287,10 @@ def test_in_the_sandbox_the_files_hold_no_reference(name, tmp_path):
             pyc.unlink(missing_ok=True)
     verdict = get_lab_probes(LAB).check("adapt-check").judge(request, data, meta)
     assert verdict.score == 0
-    assert verdict.message == "`my_adapt` calls `metacourse.algorithms.maml.adapt`; write the inner loop yourself"
+    if name == "pyc_marshal":  # the cache holds the rewritten source, not bytecode
+        assert "bad marshal data" in verdict.message
+    else:
+        assert verdict.message == "`my_adapt` calls `metacourse.algorithms.maml.adapt`; write the inner loop yourself"
 
 
 def test_every_hostile_submission_is_tested():
