@@ -176,7 +176,7 @@ def _partial() -> NotebookNode:
     return nb
 
 
-HONEST = {"correct": (_correct, 5), "stubs": (_lab, 0), "partial": (_partial, 2)}
+HONEST = {"correct": (_correct, 5), "partial": (_partial, 2)}  # untouched stubs, exit(): tests/course/test_grading.py
 HOSTILE = {
     "kills_parent": (lambda: _correct(KILL_PARENT), None),  # its run ends: legacy checks cannot run
     "killer_daemon": (lambda: _correct(KILLER_DAEMON, after="mean"), None),
@@ -184,7 +184,6 @@ HOSTILE = {
     "home_startup": (lambda: _correct(HOME_STARTUP, after="mean"), 5),
     "outlives_the_grader": (lambda: _correct(OUTLIVER), 5),
     "snoops": (lambda: _with_mean(SNOOP_MEAN), 3),
-    "calls_exit": (lambda: _correct("exit()", after="mean"), 5),
 }
 # names that are hard on the outputs (file names as bytes): Zoë composed and decomposed, Zoé, a latin-1
 # name, a formula, a Chinese name; only the first is a notebook (the others are refused in milliseconds)

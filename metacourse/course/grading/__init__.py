@@ -189,14 +189,16 @@ def _resolve_solution(lab: str | os.PathLike[str], solutions_dir: str | os.PathL
     return candidates[0]
 
 
-def _question(cells: list, index: int) -> str:
-    """The markdown cell just above an answer cell (the question it answers)."""
-    for cell in reversed(cells[:index]):
-        if cell.get("cell_type") == "markdown" and not is_answer(cell):
-            return cell_source(cell).strip()
-        if cell.get("cell_type") == "code":
-            break
-    return ""
+def _question(cells: list, lab_cells: list, index: int) -> str:
+    """The question an answer cell answers: what the lab shows of the cell itself (the solution
+    removed), with the markdown cell just above it."""
+    from ..labs import MARKDOWN_STUB
+
+    own = cell_source(lab_cells[index]).replace(MARKDOWN_STUB, "").strip() if index < len(lab_cells) else ""
+    above = ""
+    if index > 0 and cells[index - 1].get("cell_type") == "markdown" and not is_answer(cells[index - 1]):
+        above = cell_source(cells[index - 1]).strip()
+    return "\n\n".join(part for part in (above, own) if part)
 
 
 def load_lab(lab: str | os.PathLike[str], solutions_dir: str | os.PathLike[str] = "solutions") -> LabSpec:
@@ -213,7 +215,7 @@ def load_lab(lab: str | os.PathLike[str], solutions_dir: str | os.PathLike[str] 
 
     path = _resolve_solution(lab, solutions_dir)
     nb = nbformat.read(path, as_version=4)
-    build_lab(nb, name=str(path))  # validates markers, grade ids and points
+    lab_cells = build_lab(nb, name=str(path)).cells  # validates markers, grade ids and points
     exercises: dict[str, str] = {}
     checks: list[CheckCell] = []
     imports: list[tuple[set[str], str]] = []
@@ -223,7 +225,7 @@ def load_lab(lab: str | os.PathLike[str], solutions_dir: str | os.PathLike[str] 
         meta, where = nbgrader_meta(cell), f"{path}, cell {index}"
         if meta.get("solution") and meta.get("grade"):
             manual.append((meta["grade_id"], float(meta.get("points", 0))))
-            questions.append(_question(nb.cells, index))
+            questions.append(_question(nb.cells, lab_cells, index))
         if cell.cell_type != "code":
             continue
         tree = _parse(cell_source(cell), where)
