@@ -46,11 +46,12 @@ TARGET_RETURN = 195.0
 def sinusoid_budget(options: RunOptions) -> dict:
     """The run's budget (FAST: a smoke test)."""
     fast = options.fast
+    test_tasks, maml_steps = options.extra.get("test_tasks", 600), options.extra.get("maml_steps", 70_000)
     return {"meta_steps": options.meta_steps or (300 if fast else 20_000), "meta_batch_size": 32,
             "trace": options.extra.get("trace", "labelled"),
             "actor_lifetime": 100, "trace_points": [4, 8], "critic_points": 20,
-            "test_tasks": 100 if fast else 600, "test_steps": 100, "test_actor_lr": 1e-2,
-            "unlabelled_points": 100, "maml_meta_steps": 300 if fast else 70_000}
+            "test_tasks": min(test_tasks, 100) if fast else test_tasks, "test_steps": 100, "test_actor_lr": 1e-2,
+            "unlabelled_points": 100, "maml_meta_steps": min(maml_steps, 300) if fast else maml_steps}
 
 
 class SinusoidStage:
@@ -144,8 +145,9 @@ def sinusoid_rows(critic, actor_model, maml_model, plan: dict, seed: int) -> tup
             torch.manual_seed(seed + k_shot)
             values[(method, k_shot)] = query_mse(actor_model, train(), tasks)
         values[("predict 0 (no learning)", k_shot)] = (tasks.y_query ** 2).mean(dim=(1, 2)).numpy()
-        values[("MAML, 10 steps", k_shot)] = adaptation_curve(maml_model, tasks, (10,),
-                                                              inner_lr=sinusoid.INNER_LR)[10]
+        if maml_model is not None:
+            values[("MAML, 10 steps", k_shot)] = adaptation_curve(maml_model, tasks, (10,),
+                                                                  inner_lr=sinusoid.INNER_LR)[10]
     for (method, k_shot), mse in values.items():
         rows.append(Row(method, f"mse_{k_shot}shot", None, summarize(mse)))
     rows.sort(key=lambda row: (row.metric, row.method))
@@ -160,14 +162,19 @@ TRACES = {"labelled": "(x, ŷ, r, y): the actor's trace on its labelled points, 
           "Meta-Critic Networks: sinusoid MSE of an actor taught by the meta-critic vs plain loss vs MAML",
           arguments=(Argument("--trace", str, "labelled", tuple(TRACES),
                               "what the TAEN reads of each labelled point: labelled (x, ŷ, r, y) or reward "
-                              "(x, ŷ, r)"),), threads=1)
+                              "(x, ŷ, r)"),
+                     Argument("--test-tasks", int, 600, help="held-out tasks per K (FAST: at most 100)", minimum=1),
+                     Argument("--maml-steps", int, 70_000, help="meta-steps of the MAML row (FAST: at most 300); "
+                              "0 leaves the row out", minimum=0)), threads=1)
 def run_sinusoid(options: RunOptions) -> Result:
     clock = Clock()
     plan = sinusoid_budget(options)
     critic, actor_model, history, seconds = train_sinusoid_critic(options, plan)
-    maml_plan = {**sinusoid.budget(RunOptions(fast=options.fast, meta_steps=plan["maml_meta_steps"])),
-                 "k_shot_train": 5}
-    maml_model, maml_seconds, _ = sinusoid.train_method("MAML", options, maml_plan, torch.device("cpu"))
+    maml_model, maml_seconds = None, 0.0
+    if plan["maml_meta_steps"]:
+        maml_plan = {**sinusoid.budget(RunOptions(fast=options.fast, meta_steps=plan["maml_meta_steps"])),
+                     "k_shot_train": 5}
+        maml_model, maml_seconds, _ = sinusoid.train_method("MAML", options, maml_plan, torch.device("cpu"))
     rows, _ = sinusoid_rows(critic, actor_model, maml_model, plan, options.seed)
     critic_losses = history.metrics.get("critic_loss", [])
     plan.update(train_wall_seconds=round(seconds, 1), maml_train_wall_seconds=round(maml_seconds, 1),
@@ -180,8 +187,9 @@ def run_sinusoid(options: RunOptions) -> Result:
              f"meta-test: fresh 1-40-40-1 actors, {plan['test_steps']} Adam steps at "
              f"{plan['test_actor_lr']:g} on the K points; the '+ unlabelled x' actors also follow the "
              f"critic at {plan['unlabelled_points']} unlabelled inputs of the task (labels never used)",
-             f"MAML: {plan['maml_meta_steps']} meta-steps with K = 5 (as `metacourse reproduce sinusoid`; "
-             f"{maml_seconds:.0f} s here, 0 when its checkpoint existed), 10 fine-tuning steps at α = 0.01",
+             (f"MAML: {plan['maml_meta_steps']} meta-steps with K = 5 (as `metacourse reproduce sinusoid`; "
+              f"{maml_seconds:.0f} s here, 0 when its checkpoint existed), 10 fine-tuning steps at α = 0.01"
+              if maml_model is not None else "MAML: left out of this run (--maml-steps 0)"),
              "predict 0 (no learning): the MSE of ŷ = 0 on the same tasks, E[A²]/2 ≈ 4.25 in expectation; "
              "a learner above it has learned less than nothing from its K points"]
     if options.fast:

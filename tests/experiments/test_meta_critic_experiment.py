@@ -48,3 +48,26 @@ def test_cartpole_fast_run_writes_a_result_with_the_comparison_and_the_codes(tmp
     assert len(details["embedding"]["pc"]) == len(details["embedding"]["lengths"])
     assert np.isfinite(details["embedding"]["r2_length_from_z"])
     assert all(open(result["artifacts"][name], "rb").read(4) == b"\x89PNG" for name in ("curves", "embedding"))
+
+
+@pytest.mark.parametrize("trace, reads", [("labelled", "(x, ŷ, r, y)"), ("reward", "(x, ŷ, r)")])
+def test_sinusoid_fast_run_names_its_trace_and_can_leave_maml_out(tmp_path, capsys, trace, reads):
+    out = tmp_path / "sinusoid.json"
+    code = cli.main(["reproduce", "meta-critic-sinusoid", "--fast", "--meta-steps", "3", "--trace", trace,
+                     "--test-tasks", "4", "--maml-steps", "0", "--no-progress", "--out-dir", str(tmp_path),
+                     "--json", str(out)])
+    assert code == 0 and "FAST mode" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["budget"]["trace"] == trace and result["budget"]["test_tasks"] == 4
+    assert {row["method"] for row in result["rows"]} == {
+        "actor, plain MSE", "actor, meta-critic", "actor, meta-critic + unlabelled x", "predict 0 (no learning)"}
+    assert all(row["ours"]["n"] == 4 for row in result["rows"])
+    assert any(f"the TAEN reads {reads}" in note for note in result["notes"])
+    assert any("left out" in note for note in result["notes"])
+    (checkpoint,) = (tmp_path / "checkpoints").glob("meta-critic-sinusoid*-3.pt")
+    assert ("labelled" in checkpoint.name) == (trace == "labelled")
+
+
+def test_sinusoid_run_refuses_an_empty_test_set(tmp_path):
+    with pytest.raises(ValueError, match="--test-tasks must be 1 or more"):
+        experiment.run_sinusoid(RunOptions(fast=True, out_dir=str(tmp_path), extra={"test_tasks": 0}))
