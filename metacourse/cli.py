@@ -6,7 +6,7 @@
     metacourse labs build | check | strip             generate labs/ from solutions/ and verify, verify, strip outputs
     metacourse results FILE.json [...]                saved results as Markdown tables
     metacourse colab apply | check                    "Open in Colab" badges and setup cells
-    metacourse grade LAB SUBMISSIONS --out DIR        grade a class's submitted labs
+    metacourse grade LAB SUBMISSIONS --out DIR        grade a class's submitted labs, each in a sandbox
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     colab = commands.add_parser("colab", help="add or check the Colab badge and setup cell of every notebook")
     colab.add_argument("action", choices=("apply", "check"),
                        help="apply: write them into lectures/ and solutions/; check: list what is stale")
-    grade = commands.add_parser("grade", help="grade a class's submitted labs (runs students' code: use a container)")
-    grade.add_argument("lab", help="the lab: its solution's path, stem or unique prefix, e.g. lab04")
+    grade = commands.add_parser(
+        "grade", help="grade a class's submitted labs, each submission in a sandbox of its own (bubblewrap)",
+        epilog="example: metacourse grade lab04_maml_sinusoid submissions/ --out graded/ --jobs 2")
+    grade.add_argument("lab", help="the lab: its solution's path, stem or a prefix naming one "
+                                   "(e.g. lab04_maml_sinusoid)")
     grade.add_argument("submissions", help="folder of SUBMISSIONS/<student>.ipynb or SUBMISSIONS/<student>/*.ipynb")
     grade.add_argument("--out", required=True, metavar="DIR", help="where results.json, grades.csv, report.md go")
     grade.add_argument("--solutions", default="solutions", help="folder of solution notebooks (hidden checks)")
@@ -85,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--total-timeout", type=float, default=900, help="seconds per notebook")
     grade.add_argument("--check-timeout", type=float, default=120, help="seconds per check cell")
     grade.add_argument("--student", action="append", default=None, help="grade only this student (repeatable)")
+    grade.add_argument("--hidden-visibility", default="after_published",
+                       choices=("hidden", "after_due_date", "after_published", "visible"),
+                       help="Gradescope visibility of checks with hidden tests (default: after_published)")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="run the students' code with your own rights, without a sandbox: trusted work only")
     return parser
 
 
@@ -159,7 +167,7 @@ def _experiment_options(experiment, rest: list[str]) -> dict:
 
 
 def _labs(args: argparse.Namespace) -> int:
-    from . import labs
+    from .course import labs
 
     if args.action == "strip":
         notebooks = sorted([*Path(args.solutions).glob("*.ipynb"), *Path(args.labs).glob("*.ipynb")])
@@ -195,8 +203,8 @@ def _results(args: argparse.Namespace) -> int:
 def _colab(args: argparse.Namespace) -> int:
     import nbformat
 
-    from . import colab
-    from .labs import find_root
+    from .course import colab
+    from .course.labs import find_root
 
     root = find_root()
     notebooks = sorted([*(root / "lectures").glob("*.ipynb"), *(root / "solutions").glob("*.ipynb")])
@@ -221,11 +229,16 @@ def _colab(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grading import grade
+    from .course.grading import SandboxUnavailable, grade
 
-    summary = grade(args.lab, args.submissions, args.out, solutions_dir=args.solutions, jobs=args.jobs,
-                    cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
-                    check_timeout=args.check_timeout, students=args.student)
+    try:
+        summary = grade(args.lab, args.submissions, args.out, solutions_dir=args.solutions, jobs=args.jobs,
+                        cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
+                        check_timeout=args.check_timeout, students=args.student, sandbox=not args.no_sandbox,
+                        hidden_visibility=args.hidden_visibility)
+    except SandboxUnavailable as error:
+        print(f"metacourse: error: {error}", file=sys.stderr)
+        return 2
     print(summary.table())
     return 0
 
