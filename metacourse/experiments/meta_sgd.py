@@ -136,12 +136,14 @@ def test_tasks(plan: dict, k_shot: int, seed: int) -> TaskBatch:
 
 
 def evaluate(model, inner_lrs, plan: dict, seed: int) -> dict[str, np.ndarray]:
-    """Per-task query MSE after each number of steps in ``plan['test_steps']``, per K."""
+    """Per-task query MSE after each number of steps in ``plan['test_steps']``, per K. Meta-SGD
+    (``inner_lrs``) only after the one step its α was learned for: repeated, it is another method."""
     values = {}
+    steps = plan["test_steps"] if inner_lrs is None else [1]
     for k_shot in plan["test_shots"]:
-        curve = adaptation_curve(model, test_tasks(plan, k_shot, seed), plan["test_steps"],
-                                 inner_lr=plan["inner_lr"], inner_lrs=inner_lrs)
-        values.update({f"mse_{k_shot}shot_{steps}step": curve[steps] for steps in plan["test_steps"]})
+        tasks = test_tasks(plan, k_shot, seed)
+        curve = adaptation_curve(model, tasks, steps, inner_lr=plan["inner_lr"], inner_lrs=inner_lrs)
+        values.update({f"mse_{k_shot}shot_{n}step": curve[n] for n in steps})
     return values
 
 
@@ -165,7 +167,7 @@ def run(options: RunOptions) -> Result:
         trained[method] = seconds
         for metric, values in evaluate(model, inner_lrs, plan, options.seed).items():
             rows.append(Row(method, metric, PAPER[plan["tasks"]].get((method, metric)), summarize(values)))
-            notes += sinusoid.diverged_notes(method, {metric: values})
+            notes += sinusoid.diverged_notes(f"{method} ({metric})", {int(metric.split("_")[-1][:-4]): values})
         if inner_lrs is not None:
             notes.append(step_size_notes(inner_lrs))
     plan["train_wall_seconds"] = {method: round(seconds, 1) for method, seconds in trained.items()}
