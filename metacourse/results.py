@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .repository import location
 from .tasks.download import cache_root, download_allowed, fetch
 
 __all__ = ["MAX_BYTES", "load_result", "result_path", "results_folder"]
@@ -41,8 +42,6 @@ def results_folder() -> Path | None:
 
 
 def _base_url() -> str:
-    from .course.colab import location
-
     where = location()
     return (os.environ.get("METACOURSE_RESULTS_URL")
             or f"https://raw.githubusercontent.com/{where.repository}/{where.branch}/results")

@@ -18,6 +18,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import metacourse
+from metacourse import repository
 from metacourse.course import colab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,15 +158,15 @@ def test_location_is_read_from_pyproject(tmp_path: Path) -> None:
 
 
 def test_location_falls_back_without_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(colab, "_package_root", lambda: tmp_path)  # installed from a wheel
+    monkeypatch.setattr(repository, "package_root", lambda: tmp_path)  # installed from a wheel
     assert colab.location() == colab.Location(colab.DEFAULT_REPOSITORY, colab.DEFAULT_BRANCH)
 
 
 def test_python310_reader_agrees_with_tomllib(monkeypatch: pytest.MonkeyPatch) -> None:
     text = (ROOT / "pyproject.toml").read_text()
-    expected = colab._read_tool_table(text)
+    expected = repository._read_tool_table(text)
     monkeypatch.setitem(sys.modules, "tomllib", None)  # import tomllib now fails, as on 3.10
-    assert colab._read_tool_table(text) == expected
+    assert repository._read_tool_table(text) == expected
 
 
 def test_malformed_location_is_refused(tmp_path: Path) -> None:

@@ -69,7 +69,8 @@ def test_least_squares_is_exact_from_d_examples_and_minimum_norm_below():
 def test_ridge_averaging_and_neighbours():
     tasks = in_context.LinearTasks(2).sample(3, 50, 4, np.random.default_rng(5))
     x, y, q = tasks.x_support, tasks.y_support, tasks.x_query
-    torch.testing.assert_close(in_context.ridge(x, y, q, lam=1e-9), in_context.least_squares(x, y, q), atol=1e-4, rtol=0)
+    torch.testing.assert_close(in_context.ridge(x, y, q, lam=1e-9), in_context.least_squares(x, y, q),
+                               atol=1e-4, rtol=0)
     assert in_context.averaging(x, y, q).shape == (3, 4, 1)
     assert torch.all(in_context.averaging(x[:, :0], y[:, :0], q) == 0)
     near = in_context.nearest_neighbours(x, y, x[:, :1], neighbours=1)

@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from metacourse.algorithms.in_context import LinearTasks
-from metacourse.models.transformer import (InContextTransformer, causal_mask, encode_prompt, prompt_mask,
-                                           sinusoidal_table, token_positions)
+from metacourse.models.transformer import (
+    InContextTransformer,
+    causal_mask,
+    encode_prompt,
+    prompt_mask,
+    sinusoidal_table,
+    token_positions,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
