@@ -198,3 +198,18 @@ def test_no_sandbox_runs_the_command_with_the_same_limits(tmp_path: Path) -> Non
     assert run.ok and _report(out) == "1"
     cpu, _ = _python("while True: pass", tmp_path, Limits(cpu_seconds=1, wall_seconds=60), sandbox=False)
     assert cpu.returncode != 0 and not cpu.timed_out
+
+
+def test_python_under_tmp_is_bound_on_top_of_the_private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A virtual environment under /tmp (as in CI) must stay visible: its bind comes after /tmp's tmpfs."""
+    venv = Path("/tmp") / f"venv-{uuid.uuid4().hex}"
+    venv.mkdir()
+    try:
+        monkeypatch.setattr(sandbox, "_bwrap", lambda: "/usr/bin/bwrap")
+        monkeypatch.setattr(sandbox, "_python_paths", lambda: [venv])
+        cmd = sandbox._command(["python"], None, tmp_path, {}, {}, (), Limits(cpu_seconds=5, wall_seconds=5))
+        tmpfs = max(i for i, word in enumerate(cmd) if word == "--tmpfs" and cmd[i + 1] == "/tmp")
+        bind = next(i for i, word in enumerate(cmd) if word == "--ro-bind" and cmd[i + 1] == str(venv))
+        assert tmpfs < bind, "the private /tmp would hide a Python that lives under /tmp"
+    finally:
+        venv.rmdir()

@@ -191,10 +191,12 @@ def _command(argv: Sequence[str], workdir: Path | None, outdir: Path, readonly: 
     if data and Path(data).is_dir():
         ro.append(Path(data).resolve())
     ro = [p for p in dict.fromkeys(ro) if not _inside(p, [other for other in ro if other != p])]
-    cmd += _bind_args(ro)
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    # The private /tmp and $HOME first: Python, the package or the data may live under /tmp (a CI
+    # virtual environment), and their binds must land on top of the tmpfs, not under it.
     cmd += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     cmd += ["--dir", "/home", "--size", str(limits.tmp_bytes), "--tmpfs", HOME]
+    cmd += _bind_args(ro)
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
     for path in hidden:  # a whitelisted folder that holds something secret: cover it
         path = Path(path).resolve()
         if _inside(path, ro):
