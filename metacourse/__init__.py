@@ -1,10 +1,8 @@
 """metacourse: the library behind a Jupyter-first course on meta-learning.
 
-``import metacourse`` stays light: it imports torch and numpy, never matplotlib, torchvision or
-learn2learn. Plots live in ``metacourse.viz``; the command line in ``metacourse.cli``.
+``import metacourse`` stays light: torch and numpy are imported with the first name used from it
+(``metacourse.get_device``, ...), never matplotlib, torchvision or learn2learn. Plots live in ``metacourse.viz``; the command line in ``metacourse.cli``.
 """
-
-from .utils import DivergenceError, fast_mode, get_device, seed_everything
 
 __version__ = "0.1.0"
 
@@ -20,7 +18,14 @@ def pretrained(name: str):
     return load(name)
 
 
+_FROM_UTILS = ("DivergenceError", "fast_mode", "get_device", "seed_everything")
+
+
 def __getattr__(name: str):
+    if name in _FROM_UTILS:  # imported on first use, so that `metacourse --help` starts without torch
+        from . import utils
+
+        return getattr(utils, name)
     if name == "MAML":  # learn2learn-style front end, imported on first use
         from .algorithms.maml_module import MAML
 

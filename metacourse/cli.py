@@ -17,8 +17,6 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .reproduce import RunOptions, experiment_names, get_experiment, with_defaults
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse with errors as one line, ``metacourse: error: ...``, and exit status 2."""
@@ -98,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _reproduce(args: argparse.Namespace) -> int:
     """Check every option and output first, then run: a mistake costs seconds, not a training run."""
-    from .utils import check_device, check_writable, fast_mode
+    from .paths import check_writable
 
     if args.experiment is None:
         if args.help:
@@ -110,6 +108,10 @@ def _reproduce(args: argparse.Namespace) -> int:
         if args.json:
             check_writable(args.json, "--json")
         check_writable(args.out_dir, "--out-dir", folder=True)
+    from .reproduce import RunOptions, get_experiment, with_defaults  # torch: after the cheap checks
+    from .utils import check_device, fast_mode
+
+    if not args.help:
         if args.device is not None and args.device != "auto":
             check_device(args.device, "--device")
     experiment = get_experiment(args.experiment)
@@ -251,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.rest = rest  # an experiment's own options, parsed once the experiment is known
     try:
         if args.command == "list":
+            from .reproduce import experiment_names, get_experiment
+
             for name in experiment_names():
                 experiment = get_experiment(name)
                 flags = " ".join(f"[{a.flag} {a.key.upper()}]" for a in experiment.arguments)

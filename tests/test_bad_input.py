@@ -309,3 +309,17 @@ def test_environments_refuse_bad_input(call, error, names):
         call(*_envs())
     assert names in str(raised.value)
 
+
+
+def test_an_unwritable_json_is_refused_before_torch_is_imported():
+    """The cheapest checks come first: a bad --json costs a fraction of a second, not an import of torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom metacourse.cli import main\n"
+            "code = main(['reproduce', 'sinusoid', '--json', '/proc/nowhere/r.json'])\n"
+            "print(code, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert "--json '/proc/nowhere/r.json' cannot be written" in done.stderr
+    assert "Traceback" not in done.stderr
