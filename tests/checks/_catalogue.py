@@ -1,4 +1,4 @@
-"""Helpers of the mistake-catalogue tests of labs 02, 04 (Omniglot) and 05.
+"""Helpers of the mistake-catalogue tests of labs 02, 04 (sinusoids and Omniglot) and 05.
 
 Each catalogue writes a correct implementation with a ``mistake=`` switch; a test turns one
 mistake on and asserts that the check fails with a message that names it.
