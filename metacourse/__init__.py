@@ -1,7 +1,8 @@
 """metacourse: the library behind a Jupyter-first course on meta-learning.
 
 ``import metacourse`` stays light: torch and numpy are imported with the first name used from it
-(``metacourse.get_device``, ...), never matplotlib, torchvision or learn2learn. Plots live in ``metacourse.viz``; the command line in ``metacourse.cli``.
+(``metacourse.get_device``, ...), never matplotlib, torchvision or learn2learn. Plots live in
+``metacourse.viz``; the command line in ``metacourse.cli``.
 """
 
 __version__ = "0.1.0"
