@@ -68,8 +68,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="build labs/ and check them, only check them, or strip outputs from solutions and labs")
     labs.add_argument("--solutions", default="solutions")
     labs.add_argument("--labs", default="labs")
-    results = commands.add_parser("results", help="print saved results (--json files) as Markdown tables")
-    results.add_argument("files", nargs="+", metavar="FILE.json")
+    results = commands.add_parser(
+        "results", help="print saved results (--json files) as Markdown tables, or the course's stored results",
+        epilog="metacourse results --markdown > docs/results.md; metacourse results --catalogue (after adding "
+               "a file to results/)")
+    results.add_argument("files", nargs="*", metavar="FILE.json")
+    results.add_argument("--markdown", action="store_true",
+                         help="print every stored run in results/ as the page docs/results.md")
+    results.add_argument("--catalogue", action="store_true",
+                         help="rewrite results/catalogue.json, the index metacourse.results.load reads")
     colab = commands.add_parser("colab", help="add or check the Colab badge and setup cell of every notebook")
     colab.add_argument("action", choices=("apply", "check"),
                        help="apply: write them into lectures/ and solutions/; check: list what is stale")
@@ -190,8 +197,23 @@ def _labs(args: argparse.Namespace) -> int:
 def _results(args: argparse.Namespace) -> int:
     import json
 
+    from . import results
     from .reproduce import Result
 
+    if args.markdown or args.catalogue:
+        if args.files:
+            raise ValueError("--markdown and --catalogue read the whole results/ folder: give no FILE.json with them")
+        folder = results.results_folder()
+        if folder is None:
+            raise FileNotFoundError("there is no results/ folder here: run this in a clone of the course")
+        if args.catalogue:
+            (folder / results.CATALOGUE).write_text(json.dumps(results.build_catalogue(folder), indent=1) + "\n")
+            print(f"wrote {folder / results.CATALOGUE}")
+        if args.markdown:
+            print(results.markdown_page(folder), end="")
+        return 0
+    if not args.files:
+        raise ValueError("name result files (metacourse results FILE.json ...), or use --markdown / --catalogue")
     for path in args.files:
         try:
             result = Result.from_dict(json.loads(Path(path).read_text()))

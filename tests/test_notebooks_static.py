@@ -6,7 +6,8 @@ The conventions of docs/notebooks.md that can be read from the file:
 - the first code cell is tagged ``colab-setup`` and installs the course only inside
   ``if "google.colab" in sys.modules:``, from the repository, pinning nothing;
 - the next code cell is tagged ``parameters`` and reads ``metacourse.fast_mode()``;
-- notebooks are committed without outputs;
+- labs and solutions are committed without outputs; lectures (and their appendices) executed,
+  normalised and without stored errors, so a reader on GitHub sees every figure;
 - lectures link the glossary, docs/notation.md;
 - no notebook defines (``def``) a function named like a public function of a library module it
   imports (a lecture must not define ``adapt`` while importing ``metacourse.algorithms.maml``).
@@ -31,8 +32,10 @@ from metacourse.course.labs import has_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("lectures", "solutions", "labs")
-NOTEBOOKS = sorted(path for folder in FOLDERS for path in (ROOT / folder).glob("*.ipynb"))
+NOTEBOOKS = sorted([*(path for folder in FOLDERS for path in (ROOT / folder).glob("*.ipynb")),
+                    *(ROOT / "lectures" / "appendix").glob("*.ipynb")])
 LECTURES = [path for path in NOTEBOOKS if path.parent.name == "lectures"]
+EXECUTED = [path for path in NOTEBOOKS if "lectures" in path.parts]
 IDS = [f"{path.parent.name}/{path.name}" for path in NOTEBOOKS]
 
 _REPOSITORY = re.search(r'(?m)^repository\s*=\s*"([^"]+)"',
@@ -134,7 +137,8 @@ def test_second_code_cell_holds_the_parameters(path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p not in EXECUTED],
+                         ids=[f"{p.parent.name}/{p.name}" for p in NOTEBOOKS if p not in EXECUTED])
 def test_committed_without_outputs(path: Path) -> None:
     cells = has_outputs(_read(path))
     assert not cells, (
@@ -142,6 +146,16 @@ def test_committed_without_outputs(path: Path) -> None:
         "(`metacourse labs strip` for solutions/ and labs/, "
         "`metacourse.course.labs.strip_outputs(path)` for a lecture)"
     )
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=[f"{p.parent.name}/{p.name}" for p in EXECUTED])
+def test_lectures_are_stored_executed_and_normalised(path: Path) -> None:
+    from metacourse.course.executed import problems
+
+    found = problems(path)
+    assert not found, f"{path.name}: " + "; ".join(found) + (
+        " (cd lectures && METACOURSE_FAST=1 jupyter nbconvert --to notebook --execute --inplace NAME.ipynb, "
+        "then python -m metacourse.course.notebook normalise NAME.ipynb)")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

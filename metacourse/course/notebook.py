@@ -134,3 +134,14 @@ def read_json_nofollow(path: str | os.PathLike[str], *, max_bytes: int, base: Pa
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path.name} is not a notebook (not JSON: {type(error).__name__})") from None
+
+
+if __name__ == "__main__":  # python -m metacourse.course.notebook normalise NOTEBOOK...
+    import sys
+
+    if len(sys.argv) < 3 or sys.argv[1] != "normalise":
+        sys.exit("usage: python -m metacourse.course.notebook normalise NOTEBOOK.ipynb [...]")
+    from .executed import normalise
+
+    for name in sys.argv[2:]:
+        print(f"{name}: {'normalised' if normalise(name) else 'already normalised'}")
