@@ -409,3 +409,139 @@ def save_plot(result: dict, path: Path) -> str:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return str(path)
+
+
+# --- Showing stored results ---
+# The functions below turn stored runs (``metacourse.results.load`` / ``results.runs``) into the
+# tables and figures of Lecture 7 and its appendix. They read the stored numbers; they train nothing.
+
+MBMPO_LABEL, PPO_LABEL = "MB-MPO (after adaptation)", "PPO (model-free)"
+
+
+class MarkdownTable(str):
+    """A Markdown table that a notebook renders as a table when it is a cell's last expression."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def _values(run) -> dict:
+    """A stored run's settings and measurements as one mapping (``plan`` and ``measured``)."""
+    return {**dict(run.plan), **dict(run.measured)}
+
+
+def _by_seed(runs) -> list:
+    """(seed, run) pairs, by seed, from ``results.runs(...)`` (a mapping seed → run) or a list of runs."""
+    pairs = runs.items() if hasattr(runs, "items") else ((run.seed, run) for run in runs)
+    pairs = sorted(pairs, key=lambda pair: pair[0])
+    if not pairs:
+        raise ValueError("no stored runs given: list them with metacourse.results.catalogue() and pass "
+                         "results.runs('mbmpo-pendulum', variant=...)")
+    return pairs
+
+
+def _steps(value) -> str:
+    return "never" if value is None else f"{value:,.0f}"
+
+
+def _ratio(ppo_steps, mbmpo_steps) -> str:
+    return "never" if mbmpo_steps is None or ppo_steps is None else f"{ppo_steps / mbmpo_steps:.1f}×"
+
+
+def seed_table(runs) -> MarkdownTable:
+    """One line per seed: final returns (mean ± 95% CI over the held-out pendulums), PPO's final
+    return (the target), the real steps each method needed to reach it and their ratio, the
+    models' last validation error and the CPU time of each method."""
+    lines = ["| seed | MB-MPO, last evaluation | PPO, last evaluation | target: PPO's final return (last 3) "
+             "| real steps to it: MB-MPO / PPO | PPO / MB-MPO | models' validation error at the end "
+             "| CPU s: MB-MPO / PPO |", "|---|---|---|---|---|---|---|---|"]
+    for seed, run in _by_seed(runs):
+        values = _values(run)
+        mb, ppo = run.row(MBMPO_LABEL, "final_return").ours, run.row(PPO_LABEL, "final_return").ours
+        reached = values["steps_to_target"]
+        cpu = values["method_cpu_seconds"]
+        lines.append(f"| {seed} | {mb.mean:.1f} ± {mb.ci95:.1f} | {ppo.mean:.1f} ± {ppo.ci95:.1f} "
+                     f"| {values['target_return']:.1f} | {_steps(reached['MB-MPO'])} / {_steps(reached['PPO'])} "
+                     f"| {_ratio(reached['PPO'], reached['MB-MPO'])} "
+                     f"| {values['curves']['MB-MPO'][-1].get('model_val_mse', float('nan')):.4f} "
+                     f"| {cpu['MB-MPO']:.0f} / {cpu['PPO']:.0f} |")
+    return MarkdownTable("\n".join(lines))
+
+
+def level_table(runs, levels) -> MarkdownTable:
+    """For each return level (rows) and seed (columns): real steps at MB-MPO's and PPO's first
+    evaluation at or above the level, and their ratio."""
+    pairs = _by_seed(runs)
+    lines = ["| return level | " + " | ".join(f"seed {seed}: MB-MPO / PPO" for seed, _ in pairs) + " |",
+             "|---|" + "---|" * len(pairs)]
+    for level in levels:
+        cells = []
+        for _, run in pairs:
+            curves = _values(run)["curves"]
+            mb, ppo = steps_to_reach(curves["MB-MPO"], level), steps_to_reach(curves["PPO"], level)
+            cells.append(f"{_steps(mb)} / {_steps(ppo)} ({_ratio(ppo, mb)})")
+        lines.append(f"| {level} | " + " | ".join(cells) + " |")
+    return MarkdownTable("\n".join(lines))
+
+
+def target_readings(run) -> dict[str, float]:
+    """Three readings of "the model-free baseline's return": PPO's final return (the mean of its
+    last three evaluations, the command's target), the mean of its last ten evaluations, and its
+    best mean over five evaluations in a row (immune to a late collapse; the hardest)."""
+    values = _values(run)
+    ppo = np.array([point["return"] for point in values["curves"]["PPO"]])
+    return {"final (last 3)": float(values["target_return"]), "last 10": float(ppo[-10:].mean()),
+            "best 5 in a row": float(np.convolve(ppo, np.ones(5) / 5, "valid").max())}
+
+
+def ratios(run, target: float) -> float | None:
+    """PPO's real steps to ``target`` divided by MB-MPO's (None: MB-MPO never reached it)."""
+    curves = _values(run)["curves"]
+    mb, ppo = steps_to_reach(curves["MB-MPO"], target), steps_to_reach(curves["PPO"], target)
+    return None if mb is None or ppo is None else ppo / mb
+
+
+def settings_table(settings: dict, readings=("final (last 3)",), at_least: float = 10.0) -> MarkdownTable:
+    """One line per setting (a name → ``results.runs(...)``) and reading of PPO's return: the ratio
+    PPO / MB-MPO of real steps to it in every seed, and how many seeds reach ``at_least``."""
+    seeds = sorted({seed for runs in settings.values() for seed, _ in _by_seed(runs)})
+    lines = ["| setting | PPO's return read as | " + " | ".join(f"seed {seed}" for seed in seeds)
+             + f" | seeds with ≥ {at_least:g}× |", "|---|---|" + "---|" * (len(seeds) + 1)]
+    for name, runs in settings.items():
+        by_seed = dict(_by_seed(runs))
+        for reading in readings:
+            found = {seed: ratios(run, target_readings(run)[reading]) for seed, run in by_seed.items()}
+            cells = ["–" if seed not in found else "never" if found[seed] is None else f"{found[seed]:.1f}×"
+                     for seed in seeds]
+            hits = sum(value is not None and value >= at_least for value in found.values())
+            lines.append(f"| {name} | {reading} | " + " | ".join(cells) + f" | {hits} of {len(found)} |")
+    return MarkdownTable("\n".join(lines))
+
+
+def plot_curves(panels: dict, columns: int = 3, title: str | None = None):
+    """Return vs real steps (log x) of every method of each stored run, one panel per run
+    (``panels``: a title → a run), with PPO's final return as a dashed line. Returns the figure."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    colors = {"MB-MPO": "tab:blue", "PPO": "tab:orange", "MAML-RL": "tab:green"}
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 3.0 * rows), sharey=True, squeeze=False)
+    for axis, (name, run) in zip(axes.flat, panels.items()):
+        values = _values(run)
+        for method, curve in values["curves"].items():
+            axis.plot([p["real_steps"] for p in curve], [p["return"] for p in curve], "-", lw=1.3,
+                      color=colors[method], label=method)
+        axis.axhline(values["target_return"], color="grey", ls="--", lw=1, label="PPO's final return")
+        axis.set(xscale="log", title=name, ylim=(-1400, 0))
+        axis.title.set_fontsize(9)
+    for axis in axes.flat[len(panels):]:
+        axis.axis("off")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("return (held-out pendulums)")
+    for axis in axes[-1]:
+        axis.set_xlabel("real environment steps")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -485,3 +485,92 @@ def save_cartpole_plots(runs: dict, plan: dict, embedding: dict, options: RunOpt
     figure.savefig(paths["embedding"], dpi=110)
     plt.close(figure)
     return paths
+
+
+# --- Showing stored results ---
+# The functions below turn stored runs (``metacourse.results.load`` / ``results.runs``) into the
+# tables and figures of Lecture 8 and its appendix. They read the stored numbers; they train nothing.
+
+class MarkdownTable(str):
+    """A Markdown table that a notebook renders as a table when it is a cell's last expression."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def _values(run) -> dict:
+    """A stored run's settings and measurements as one mapping (``plan`` and ``measured``)."""
+    return {**dict(run.plan), **dict(run.measured)}
+
+
+def _cell(run, method: str, k: int) -> str:
+    ours = run.row(method, f"mse_{k}shot").ours
+    return f"{ours.mean:.2f} ± {ours.ci95:.2f}"
+
+
+def critic_budget_table(runs) -> MarkdownTable:
+    """Query MSE (mean ± 95% CI over the held-out tasks) of the actors a sinusoid meta-critic
+    teaches, one pair of lines per critic budget (``meta_steps``), then the two references
+    (plain MSE on the K points, predicting 0), which do not depend on the critic."""
+    runs = sorted(runs.values() if hasattr(runs, "values") else runs, key=lambda run: _values(run)["meta_steps"])
+    if not runs:
+        raise ValueError("no stored runs given: pass the meta-critic-sinusoid runs of one trace, e.g. "
+                         "[results.load('meta-critic-sinusoid', variant='labelled', critic_steps=n) for n in ...]")
+    lines = ["| critic steps | the actor follows the critic at | " + " | ".join(f"K = {k}" for k in SHOTS) + " |",
+             "|---|---|" + "---|" * len(SHOTS)]
+    for run in runs:
+        for method, where in [("actor, meta-critic", "the K points"),
+                              ("actor, meta-critic + unlabelled x", "the K points + 100 unlabelled x")]:
+            lines.append(f"| {_values(run)['meta_steps']:,} | {where} | "
+                         + " | ".join(_cell(run, method, k) for k in SHOTS) + " |")
+    for method in ("actor, plain MSE", "predict 0 (no learning)"):
+        lines.append(f"| – | ({method}) | " + " | ".join(_cell(runs[0], method, k) for k in SHOTS) + " |")
+    cpu = ", ".join(f"{_values(run)['meta_steps']:,} steps: {_values(run)['cpu_seconds']:.0f} s"
+                    for run in runs)
+    return MarkdownTable("\n".join(lines) + f"\n\nSeed {runs[0].seed}, {_values(runs[0])['test_tasks']} held-out "
+                         f"tasks per K; CPU time of each whole run (one thread): {cpu}.")
+
+
+def cartpole_table(run) -> MarkdownTable:
+    """Median (over the test seeds) interactions until a fresh actor's mean return over 10
+    episodes first reaches 195, per held-out pole and method ("not reached": the median seed did
+    not get there within the budget)."""
+    values = _values(run)
+    medians = values["median_interactions"]
+    names = ["meta-critic"] + sorted(name for name in medians if name != "meta-critic")
+    lines = ["| pole half-length ℓ | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for index, length in enumerate(values["held_out_lengths"]):
+        cells = ["not reached" if medians[name][index] is None else f"{medians[name][index]:,.0f}" for name in names]
+        lines.append(f"| {length:g} | " + " | ".join(cells) + " |")
+    return MarkdownTable("\n".join(lines) + f"\n\nMedians over test seeds {list(values['test_seeds'])}, at most "
+                         f"{values['max_interactions']:,} interactions per pole and seed.")
+
+
+def plot_cartpole_interactions(run):
+    """Interactions to a mean return of 195 on every held-out pole: one dot per test seed and
+    method (at the top edge when not reached), the median as a bar. Two rows: the meta-critic
+    and the actor-critic from scratch with each step size. Returns the figure."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    values = _values(run)
+    reached = run.extra("details")["interactions_to_195"]
+    lengths, cap = values["held_out_lengths"], values["max_interactions"]
+    names = ["meta-critic"] + sorted(name for name in reached if name != "meta-critic")
+    figure, axes = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, sharey=True)
+    for axis, group in zip(axes, (names[:1] + names[1:2], names[:1] + names[2:])):
+        width = 0.8 / len(group)
+        for offset, name in enumerate(group):
+            seeds = np.array(reached[name], dtype=float)  # (seeds, lengths), NaN: not reached
+            shown = np.where(np.isnan(seeds), cap, seeds)
+            x = np.arange(len(lengths)) + width * (offset - (len(group) - 1) / 2)
+            axis.bar(x, np.median(shown, 0), width=width * 0.9, alpha=0.35, color=f"C{names.index(name)}",
+                     label=f"{name} (median)")
+            for row in shown:
+                axis.plot(x, row, "o", ms=3, color=f"C{names.index(name)}")
+        axis.axhline(cap, color="k", ls=":", lw=0.8)
+        axis.set(ylabel="interactions to 195")
+        axis.legend(fontsize=7, loc="upper left")
+    axes[-1].set(xticks=range(len(lengths)), xticklabels=[f"ℓ = {length:g}" for length in lengths],
+                 xlabel="held-out pole half-length (dots: test seeds; dotted line: budget, not reached)")
+    figure.tight_layout()
+    return figure
