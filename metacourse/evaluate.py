@@ -7,18 +7,19 @@ its 95% confidence interval (1.96 · std / √n, as MAML's official code compute
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 from .algorithms import maml
 from .functional import LOSSES, accuracy, expand_over_tasks, forward, frozen_params
 from .tasks.base import TaskBatch, stack_tasks
 
-__all__ = ["Summary", "summarize", "adaptation_curve"]
+__all__ = ["Summary", "summarize", "adaptation_curve", "embedding_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,47 @@ def adaptation_curve(model: nn.Module, tasks: TaskBatch, steps: Iterable[int], i
                     adapted = maml.adapt(model, adapted, chunk, cfg, inner_lrs)
                 adapted = {n: p.detach().requires_grad_() for n, p in adapted.items()}
     return {s: np.concatenate(v) for s, v in results.items()}
+
+
+def embedding_accuracy(model: nn.Module, tasks: TaskBatch,
+                       scores: Callable[[Tensor, Tensor, Tensor], Tensor],
+                       transductive: bool = True) -> np.ndarray:
+    """Per-task query accuracy of an embedding method (ProtoNets, matching networks), with or
+    without transduction.
+
+    Batch normalisation here uses the statistics of the batch it is given, so *what is in the
+    batch* decides the protocol:
+
+    - ``transductive=True``: the support set is embedded in one pass and all the task's queries in
+      another (``protonet.predict``'s convention): each query's embedding depends on the other
+      queries through their batch statistics.
+    - ``transductive=False``: each query goes through the network in one batch with the support
+      set and nothing else (Reptile's non-transductive evaluation): its prediction depends on the
+      support set and itself only, as when a single new image arrives.
+
+    ``scores(support, y_support, query)`` turns embeddings into class scores, e.g. for ProtoNets
+    ``lambda s, y, q: protonet.class_logits(q, protonet.prototypes(s, y))``; shapes
+    ``(b, n, d)``, ``(b, n)``, ``(b, m, d)`` → ``(b, m, N)``. Tasks are evaluated one at a time.
+    """
+    if not isinstance(tasks, TaskBatch):
+        raise TypeError(f"tasks is a {type(tasks).__name__}; pass a TaskBatch (one task: stack_tasks([task]))")
+    params = dict(model.named_parameters())
+
+    def embed(images: Tensor) -> Tensor:  # (b, n, ...) → (b, n, d), each row normalised on its own
+        return vmap(lambda x: functional_call(model, params, (x,)), randomness="same")(images)
+
+    values = []
+    with torch.no_grad():
+        for task in tasks.split(1):
+            x_support, y_support, x_query, y_query = (task.x_support, task.y_support, task.x_query,
+                                                      task.y_query)
+            if transductive:
+                logits = scores(embed(x_support), y_support, embed(x_query))[0]
+            else:
+                m = x_query.shape[1]
+                batches = torch.cat([x_support.expand(m, *x_support.shape[1:]),
+                                     x_query.transpose(0, 1)], dim=1)         # (m, n + 1, ...)
+                features = embed(batches)
+                logits = scores(features[:, :-1], y_support.expand(m, -1), features[:, -1:])[:, 0]
+            values.append((logits.argmax(-1) == y_query[0]).float().mean().item())
+    return np.asarray(values)
