@@ -392,3 +392,122 @@ def run_omniglot(options: RunOptions) -> Result:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     return Result("blackbox-omniglot", options.seed, str(device), time.perf_counter() - started, plan,
                   rows, notes)
+
+
+# --- Showing stored results ---
+# Tables and figures of the stored runs (``metacourse.results.load(...)``) for lecture 3 and its appendix.
+# Each function reads a stored result's rows and plan only; nothing is recomputed.
+
+MANN_PAPER_EPISODES = 100_000
+"""Training episodes behind Santoro et al.'s Table 1."""
+
+
+def _mean_ci(summary, digits: int) -> str:
+    return f"{summary.mean:.{digits}f} ± {summary.ci95:.{digits}f}"
+
+
+def _minutes(seconds) -> str:
+    return "not recorded" if not seconds else f"{seconds / 60:.0f} min"
+
+
+def provenance(result) -> str:
+    """One line under a table: which stored run, its budget, seed, device and wall time."""
+    plan = result.plan
+    return (f"`results/{result.name}.json`: {plan['meta_steps']:,} meta-steps × {plan['meta_batch_size']} "
+            f"tasks per step, seed {result.seed}, {result.device}, {_minutes(result.wall_seconds)} wall in all.")
+
+
+def _sinusoid_label(row) -> tuple[str, int]:
+    """('MAML, 10 steps', 5) for the row ``mse_5shot_10step`` of MAML; ('CNP', 10) for ``mse_10shot``."""
+    parts = row.metric.split("_")
+    k = int(parts[1].removesuffix("shot"))
+    if len(parts) == 3:
+        steps = int(parts[2].removesuffix("step"))
+        return f"{row.method}, {steps} step{'s' if steps > 1 else ''}", k
+    return row.method, k
+
+
+def sinusoid_table(result) -> str:
+    """The stored ``blackbox-sinusoid`` run as one Markdown table: query MSE (mean ± 95% CI over the
+    test tasks) of each learner at each test K, MAML's published 5-shot value beside it, and the run's
+    budget, seed, device and time underneath."""
+    cells, paper = {}, {}
+    for row in result.rows:
+        label, k = _sinusoid_label(row)
+        cells.setdefault(label, {})[k] = _mean_ci(row.ours, 3)
+        if row.paper is not None:
+            paper[label] = f"{row.paper:g}"
+    shots = sorted({k for by_k in cells.values() for k in by_k})
+    lines = ["| learner | " + " | ".join(f"K = {k}" for k in shots) + " | paper, K = 5 (MAML Table 2) |",
+             "|---" * (len(shots) + 2) + "|"]
+    lines += [f"| {label} | " + " | ".join(by_k.get(k, "—") for k in shots) + f" | {paper.get(label, '—')} |"
+              for label, by_k in cells.items()]
+    n = result.rows[0].ours.n
+    trained = result.plan["k_shot_train"]
+    return "\n".join(lines) + (f"\n\nEvery learner trained with K = {trained} support points; query MSE on "
+                               f"{n} test tasks. " + provenance(result))
+
+
+def shift_figure(result):
+    """Each learner's query MSE (mean, 95% CI bars, log scale) at every test K of the stored
+    ``blackbox-sinusoid`` run, the training K marked: how much each loses when K differs from training."""
+    from matplotlib import pyplot as plt
+
+    cells = {}
+    for row in result.rows:
+        label, k = _sinusoid_label(row)
+        cells.setdefault(label, {})[k] = row.ours
+    shots = sorted({k for by_k in cells.values() for k in by_k})
+    figure, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(shots)
+    for j, k in enumerate(shots):
+        means = [cells[label][k].mean for label in cells]
+        errors = [cells[label][k].ci95 for label in cells]
+        trained = " (the training K)" if k == result.plan["k_shot_train"] else ""
+        ax.bar(np.arange(len(cells)) + (j - (len(shots) - 1) / 2) * width, means, width, yerr=errors,
+               capsize=3, label=f"K = {k}{trained}")
+    ax.set_xticks(np.arange(len(cells)), list(cells), fontsize=9)
+    ax.set(yscale="log", ylabel="query MSE (mean, 95% CI)",
+           title=f"{result.plan['meta_steps']:,} meta-steps each, seed {result.seed} (results/{result.name}.json)")
+    ax.legend(fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def mann_figure(result):
+    """Accuracy (%) at the k-th presentation of a class in Santoro et al.'s episodes: the stored
+    ``mann-omniglot`` run (solid, 95% CI bars) beside Table 1 of the paper (dashed), chance dotted."""
+    from matplotlib import pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(9, 3.8))
+    for colour, method in enumerate(dict.fromkeys(row.method for row in result.rows)):
+        rows = [row for row in result.rows if row.method == method]
+        k = [int(row.metric.removeprefix("acc%_instance")) for row in rows]
+        ax.errorbar(k, [row.ours.mean for row in rows], [row.ours.ci95 for row in rows], color=f"C{colour}",
+                    marker="o", capsize=3, label=f"{method}, ours")
+        if all(row.paper is not None for row in rows):
+            ax.plot(k, [row.paper for row in rows], "--", color=f"C{colour}", alpha=0.7, label=f"{method}, paper")
+    ax.axhline(100 / result.plan["n_classes"], color="gray", linestyle=":", label="chance")
+    episodes = result.plan["meta_steps"] * result.plan["meta_batch_size"]
+    ax.set(xlabel="presentation of the class in the episode", ylabel="accuracy (%)", ylim=(0, 100),
+           xticks=INSTANCES,
+           title=f"ours: {episodes:,} training episodes; paper: {MANN_PAPER_EPISODES:,} (seed {result.seed})")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    return figure
+
+
+def omniglot_table(labelled: dict) -> str:
+    """Stored few-shot Omniglot runs as one Markdown table, one labelled row each: accuracy (%,
+    mean ± 95% CI over the test tasks), the published value where there is one, the training budget
+    (steps × episodes per step), the training wall time where recorded, seed and device."""
+    lines = ["| learner | ours (%) | paper (%) | budget | training time | seed, device, file |",
+             "|---|---|---|---|---|---|"]
+    for label, result in labelled.items():
+        row, plan = result.rows[0], result.plan
+        budget = f"{plan['meta_steps']:,} steps × {plan['meta_batch_size']} episodes"
+        paper = "—" if row.paper is None else f"{row.paper:g}"
+        lines.append(f"| {label} | {_mean_ci(row.ours, 2)} (n = {row.ours.n}) | {paper} | {budget} | "
+                     f"{_minutes(result.measured.get('train_seconds'))} | {result.seed}, {result.device}, "
+                     f"`results/{result.name}.json` |")
+    return "\n".join(lines)

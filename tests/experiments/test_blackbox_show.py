@@ -1,0 +1,52 @@
+"""The tables and figures of lecture 3 read the stored black-box runs (fast: nothing is trained)."""
+
+import pytest
+
+from metacourse import results
+from metacourse.experiments import blackbox
+
+
+@pytest.fixture(scope="module")
+def sinusoid():
+    return results.load("blackbox-sinusoid")
+
+
+def test_sinusoid_table_has_one_labelled_row_per_learner(sinusoid):
+    table = blackbox.sinusoid_table(sinusoid)
+    labels = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert labels == ["MAML, 1 step", "MAML, 10 steps", "CNP", "hypernetwork", "LSTM", "SNAIL"]
+    cnp = sinusoid.row("CNP", "mse_5shot").ours
+    assert f"{cnp.mean:.3f} ± {cnp.ci95:.3f}" in table
+    assert "seed 0" in table and "20,000 meta-steps" in table and "min wall" in table
+
+
+def test_sinusoid_labels_name_the_steps():
+    row = blackbox.Row("MAML", "mse_5shot_10step", 0.35, None)
+    assert blackbox._sinusoid_label(row) == ("MAML, 10 steps", 5)
+    assert blackbox._sinusoid_label(blackbox.Row("MAML", "mse_10shot_1step", None, None)) == ("MAML, 1 step", 10)
+    assert blackbox._sinusoid_label(blackbox.Row("LSTM", "mse_10shot", None, None)) == ("LSTM", 10)
+
+
+def test_figures_draw_every_learner(sinusoid):
+    from matplotlib import pyplot as plt
+
+    figure = blackbox.shift_figure(sinusoid)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()][2:] == ["CNP", "hypernetwork", "LSTM", "SNAIL"]
+    plt.close(figure)
+    mann = results.load("mann-omniglot")
+    figure = blackbox.mann_figure(mann)
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert "MANN, ours" in labels and "MANN, paper" in labels and "chance" in labels
+    assert "32,000 training episodes" in figure.axes[0].get_title()
+    plt.close(figure)
+
+
+def test_omniglot_table_labels_budget_and_missing_training_time():
+    table = blackbox.omniglot_table({
+        "hypernetwork": results.load("blackbox-omniglot", shots=1),
+        "SNAIL, stopped early": results.load("blackbox-omniglot", shots=1, variant="snail"),
+    })
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert "3,000 steps × 8 episodes" in lines[2] and "min" in lines[2]
+    assert "1,122 steps × 8 episodes" in lines[3] and "not recorded" in lines[3]
