@@ -187,9 +187,13 @@ def _select(experiment: str, keys: dict[str, Any], entries: list[dict]) -> list[
     known = sorted({entry["experiment"] for entry in entries})
     if experiment not in known:
         raise KeyError(f"no stored results for experiment {experiment!r}; stored: {', '.join(known)}")
-    chosen = [entry for entry in entries if entry["experiment"] == experiment
-              and all(entry.get(key) == value for key, value in keys.items())
-              and all(key in keys or key not in entry for key in OPTIONAL_KEYS)]
+    matching = [entry for entry in entries if entry["experiment"] == experiment
+                and all(entry.get(key) == value for key, value in keys.items())]
+    chosen = [entry for entry in matching if all(key in keys or key not in entry for key in OPTIONAL_KEYS)]
+    if not chosen and matching:
+        options = "\n  ".join(_describe(entry) for entry in matching)
+        raise LookupError(f"{len(matching)} stored runs of {experiment!r} match {keys}; add a key that tells "
+                          f"them apart:\n  {options}")
     if not chosen:
         options = "\n  ".join(_describe(e) for e in entries if e["experiment"] == experiment)
         raise KeyError(f"no stored run of {experiment!r} with {keys}; stored runs:\n  {options}")

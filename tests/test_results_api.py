@@ -81,3 +81,86 @@ def test_a_failed_fetch_keeps_nothing(served, how, monkeypatch):
 def test_a_name_outside_results_is_refused(no_clone):
     with pytest.raises(ValueError, match="not a file name in results/"):
         results.result_path("../pyproject.toml", download=True)
+
+
+# --- Stored runs by name ------------------------------------------------------------------------
+
+def test_the_catalogue_indexes_every_stored_run():
+    """results/catalogue.json is what `metacourse results --catalogue` writes from the files."""
+    stored = json.loads((REPO_RESULTS / results.CATALOGUE).read_text())
+    assert stored == results.build_catalogue(REPO_RESULTS), (
+        "results/catalogue.json is stale: run `metacourse results --catalogue` after changing results/")
+    files = {entry["file"] for entry in stored}
+    runs_on_disk = {p.name for p in REPO_RESULTS.glob("*.json") if p.name.count(".") == 1} - {results.CATALOGUE}
+    assert files == runs_on_disk
+
+
+def test_the_results_page_is_generated_from_the_stored_runs():
+    page = (REPO_RESULTS.parent / "docs" / "results.md").read_text()
+    assert page == results.markdown_page(REPO_RESULTS), (
+        "docs/results.md differs from results/: run `metacourse results --markdown > docs/results.md`")
+
+
+def test_load_names_a_run_by_what_it_is():
+    float32 = results.load("omniglot", method="protonet", shots=1)
+    bf16 = results.load("omniglot", method="protonet", shots=1, variant="bf16")
+    assert (float32.name, bf16.name) == ("omniglot-protonet-5w1s", "omniglot-protonet-5w1s-bf16")
+    assert float32.plan["method"] == "protonet" and "bf16" not in float32.plan and bf16.plan["bf16"] is True
+    raw = json.loads((REPO_RESULTS / "omniglot-protonet-5w1s.json").read_text())
+    assert float32.row("Prototypical Networks").ours.mean == raw["rows"][0]["ours"]["mean"]
+    assert float32.measured["train_cpu_seconds"] == raw["budget"]["train_cpu_seconds"]
+    assert float32.cpu_seconds() == raw["budget"]["train_cpu_seconds"]
+
+
+def test_the_plan_holds_inputs_and_measured_the_outputs():
+    for entry in json.loads((REPO_RESULTS / results.CATALOGUE).read_text()):
+        stored = results.load(**{k: v for k, v in entry.items() if k not in ("file", "figures", "extras")})
+        assert not set(stored.plan) & set(stored.measured)
+        assert not any(key.endswith("_seconds") or key == "curves" for key in stored.plan), stored.name
+        with pytest.raises(TypeError):
+            stored.plan["meta_steps"] = 1  # read-only
+
+
+def test_runs_lists_every_seed_of_one_variant_in_order():
+    seeds = results.runs("mbmpo-pendulum", variant="h2")
+    assert [run.seed for run in seeds] == [0, 1, 2, 3, 4]
+    assert all(run.entry.get("variant") == "h2" for run in seeds)
+    assert [run.seed for run in results.runs("mbmpo-pendulum")] == [0, 1, 2, 3, 4]  # no variant: the main runs
+
+
+def test_an_ambiguous_or_unknown_selection_says_what_exists():
+    with pytest.raises(LookupError, match="add a key") as ambiguous:
+        results.load("meta-critic-sinusoid", variant="labelled")
+    assert "critic_steps=20000" in str(ambiguous.value)
+    with pytest.raises(KeyError, match="stored runs") as missing:
+        results.load("omniglot", method="protonet", shots=20)
+    assert "method='maml'" in str(missing.value)
+    with pytest.raises(KeyError, match="no stored results for experiment 'omniglott'"):
+        results.load("omniglott")
+
+
+def test_rows_figures_and_extras_fail_with_what_they_have():
+    stored = results.load("meta-critic-cartpole")
+    assert stored.figure().name == "meta-critic-cartpole-seed0.png" and stored.figure("z").is_file()
+    assert "interactions_to_195" in stored.extra("details")
+    with pytest.raises(FileNotFoundError, match="'main', 'z'"):
+        stored.figure("curve")
+    with pytest.raises(KeyError, match="details"):
+        stored.extra("curve")
+    critic = results.load("meta-critic-sinusoid", variant="labelled", critic_steps=60)
+    with pytest.raises(KeyError, match="give the metric too"):
+        critic.row("actor, meta-critic")
+    assert critic.row("actor, meta-critic", "mse_4shot").ours.n > 0
+
+
+def test_a_stored_run_renders_as_a_markdown_table_with_seed_device_and_time():
+    text = results.load("omniglot", method="protonet", shots=1)._repr_markdown_()
+    assert "| Prototypical Networks | `accuracy_5w1s_%` | 98.8 |" in text
+    assert "seed 0 · cpu · wall" in text and "training CPU" in text and "meta_steps=5000" in text
+
+
+def test_load_works_without_a_clone(served):
+    url, requests = served
+    stored = results.load("sinusoid", download=True)
+    assert stored.name == "sinusoid" and stored.figure().is_file()
+    assert any("catalogue.json" in path for path in requests)
