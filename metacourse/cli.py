@@ -7,6 +7,7 @@
     metacourse results FILE.json [...]                saved results as Markdown tables
     metacourse colab apply | check                    "Open in Colab" badges and setup cells
     metacourse grade LAB SUBMISSIONS --out DIR        grade a class's submitted labs, each in a sandbox
+    metacourse site [--out DIR]                       the course website (Jupyter Book) in DIR/_build/html
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="Gradescope visibility of checks with hidden tests (default: after_published)")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run the students' code with your own rights, without a sandbox: trusted work only")
+    site = commands.add_parser("site", help="build the course website (Jupyter Book 1) from the notebooks and docs")
+    site.add_argument("--out", default=None, metavar="DIR", help="build folder (default: build/site)")
     return parser
 
 
@@ -290,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _colab(args)
         if args.command == "grade":
             return _grade(args)
+        if args.command == "site":
+            from .course.site import main as site
+
+            return site(args.out)
         return _labs(args)
     except (ValueError, OSError, FloatingPointError) as error:  # bad input, a file, a diverged run
         print(f"metacourse: error: {_one_line(error)}", file=sys.stderr)
