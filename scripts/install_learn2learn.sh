@@ -121,7 +121,7 @@ EOF
 log "downloading the learn2learn ${L2L_VERSION} sdist"
 printf 'learn2learn==%s --hash=sha256:%s\n' "$L2L_VERSION" "$L2L_SDIST_SHA256" > "$tmp/req.txt"
 "$PYTHON" -m pip download --disable-pip-version-check --quiet --no-deps \
-  --no-binary :all: --require-hashes -r "$tmp/req.txt" -d "$tmp/sdist"
+  --no-binary learn2learn --require-hashes -r "$tmp/req.txt" -d "$tmp/sdist"
 tar -xzf "$tmp/sdist/learn2learn-${L2L_VERSION}.tar.gz" -C "$tmp"
 src="$tmp/learn2learn-${L2L_VERSION}"
 
