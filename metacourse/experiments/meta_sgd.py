@@ -185,3 +185,48 @@ def run(options: RunOptions) -> Result:
     result = Result("meta-sgd", options.seed, "cpu", 0.0, plan, rows, notes)
     result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
+
+
+# --- Showing stored results ---
+
+FAMILIES = {"maml": "MAML's: A ∈ [0.1, 5], b ∈ [0, π]", "metasgd": "Meta-SGD's: A, b and ω ∈ [0.8, 1.2]"}
+"""The task family of each stored variant (``--tasks``), as the comparison table names it."""
+
+
+def comparison_markdown(stored_runs) -> str:
+    """MAML beside Meta-SGD after one fine-tuning step, from stored ``meta-sgd`` runs (results of
+    :func:`metacourse.results.load`): one row per task family, method and number of shots, with the
+    paper's number where the paper has one, then each run's budget, seed and where its paper column
+    comes from."""
+    lines = ["| task family | meta-steps × tasks | method | test | paper | ours: mean ± 95% CI (median) |",
+             "|---|---|---|---|---|---|"]
+    footer = []
+    for stored in stored_runs:
+        plan = stored.plan
+        family = FAMILIES.get(plan.tasks, plan.tasks)
+        for row in stored.rows:
+            shots, steps = (int(part.removesuffix("shot").removesuffix("step")) for part in row.metric.split("_")[1:])
+            if steps != 1:
+                continue  # Meta-SGD is scored after the one step its step sizes were learned for
+            paper = "—" if row.paper is None else f"{row.paper:.2f}"
+            lines.append(f"| {family} | {plan.meta_steps:,} × {plan.meta_batch_size} | {row.method} "
+                         f"| {shots}-shot, 1 step | {paper} | {sinusoid.summary_text(row.ours)} |")
+        source = next((note.removeprefix("paper column: ") for note in stored.notes
+                       if note.startswith("paper column")), "none")
+        footer.append(f"`{stored.name}`: seed {stored.seed}, {stored.device}, {plan.test_tasks} test tasks; "
+                      f"paper column: {source}.")
+        if any("FAST" in note for note in stored.notes):
+            footer.append(f"**`{stored.name}` is a FAST run: a smoke test, not a reproduction.**")
+    return "\n".join(lines + [""] + [f"* {line}" for line in footer])
+
+
+def comparison_table(*selections: dict):
+    """:func:`comparison_markdown` of the stored runs chosen by ``selections`` (keys of
+    :func:`metacourse.results.load`; by default ``{"variant": "maml"}`` and ``{"variant": "metasgd"}``,
+    the ``--tasks`` of ``metacourse reproduce meta-sgd``), displayed as Markdown in a notebook."""
+    from IPython.display import Markdown
+
+    from .. import results
+
+    selections = selections or ({"variant": "maml"}, {"variant": "metasgd"})
+    return Markdown(comparison_markdown([results.load("meta-sgd", **keys) for keys in selections]))

@@ -570,3 +570,95 @@ def load_file(path: str | Path) -> nn.Module:
         raise ValueError(f"{path} is not a model exported by `metacourse reproduce omniglot` ({first}); it is "
                          "truncated or another program's file: run the command again to write it afresh") from None
     return model.eval()
+
+
+# --- Showing stored results ---
+
+GRADIENT_METHOD_RUNS = (("maml", None), ("fomaml", None), ("fomaml", "bf16"), ("reptile", None),
+                        ("protonet", None), ("protonet", "bf16"))
+"""The stored 5-way 1-shot runs that Lecture 4 compares: (method, variant), variant "bf16" for the
+runs trained under bfloat16 autocast."""
+
+
+def gradient_methods_markdown(stored_runs) -> str:
+    """One row per stored Omniglot run (results of :func:`metacourse.results.load`): the method, the
+    precision it trained in, the paper's number and its source, ours (mean ± 95% CI over the test
+    tasks), the budget, and the training time — CPU time, then wall-clock time and the number of
+    parts when a run was stopped and resumed ("not recorded" where a part was not timed)."""
+    lines = ["| method | trained in | paper | ours: mean ± 95% CI (tasks) | meta-steps × batch "
+             "| training CPU (wall) | paper's number from |", "|---|---|---|---|---|---|---|"]
+    for stored in stored_runs:
+        settings = {**stored.plan, **stored.measured}
+        row = stored.rows[0]
+        cpu, wall, parts = (settings.get(key) for key in ("train_cpu_seconds", "train_seconds", "train_segments"))
+        times = (f"{'not recorded' if cpu is None else f'{cpu / 60:.0f} min'} "
+                 f"({'—' if wall is None else f'{wall / 60:.0f} min'} wall"
+                 + (f", {parts} parts" if parts and parts > 1 else "") + ")")
+        source = next((note.removeprefix("paper: ") for note in stored.notes if note.startswith("paper: ")), "—")
+        fast = " **FAST: a smoke test**" if any("FAST" in note for note in stored.notes) else ""
+        lines.append(f"| {row.method}{fast} | {'bfloat16' if settings.get('bf16') else 'float32'} "
+                     f"| {'—' if row.paper is None else f'{row.paper:g}'} "
+                     f"| {row.ours.mean:.2f} ± {row.ours.ci95:.2f} ({row.ours.n}) "
+                     f"| {settings['meta_steps']:,} × {settings['meta_batch_size']} | {times} | {source} |")
+    seeds = ", ".join(str(seed) for seed in sorted({stored.seed for stored in stored_runs}))
+    devices = ", ".join(sorted({stored.device for stored in stored_runs}))
+    return "\n".join(lines + ["", f"{settings['ways']}-way {settings['shots']}-shot; seed {seeds}; {devices}. "
+                              "Wall time grows with the machine's load; CPU time does not."])
+
+
+def gradient_methods_table(runs=GRADIENT_METHOD_RUNS, ways: int = 5, shots: int = 1):
+    """:func:`gradient_methods_markdown` of the stored runs named by ``runs`` ((method, variant)
+    pairs), displayed as Markdown in a notebook."""
+    from IPython.display import Markdown
+
+    from .. import results
+
+    return Markdown(gradient_methods_markdown(
+        [results.load("omniglot", method=method, ways=ways, shots=shots, **({"variant": variant} if variant else {}))
+         for method, variant in runs]))
+
+
+def backend_benchmark_markdown(stored) -> str:
+    """The stored timing of MAML's Omniglot meta-step (``benchmarks/omniglot_maml.py --json``, loaded
+    with :func:`metacourse.results.load`, e.g. ``"bench-omniglot-config-a"``): one row per
+    implementation, second and first order side by side — median (min) milliseconds per meta-step,
+    the share of the machine's measured SGEMM peak, peak memory, the speed relative to learn2learn,
+    and how far its float32 meta-gradient is from the float64 loop's."""
+    data = stored.data
+    by_name: dict[str, dict[str, dict]] = {}
+    for row in data["rows"]:
+        by_name.setdefault(row["implementation"], {})[row["order"]] = row
+    reference = next((orders for name, orders in by_name.items() if name.startswith("learn2learn")), None)
+    lines = ["| implementation | second order, ms (min) | first order, ms (min) | second order, % of SGEMM peak "
+             "| peak memory, 2nd / 1st (MiB) | speed vs learn2learn, 2nd / 1st | float32 vs float64 loop, 2nd |",
+             "|---|---|---|---|---|---|---|"]
+    for name, orders in by_name.items():
+        second, first = orders.get("second", {}), orders.get("first", {})
+
+        def cell(row, key, fmt):
+            return "—" if row.get(key) is None else format(row[key], fmt)
+
+        speed = "—" if reference is None else " / ".join(
+            f"{reference[order]['median_ms'] / orders[order]['median_ms']:.2f}×" if order in orders else "—"
+            for order in ("second", "first"))
+        lines.append(f"| {name} | {cell(second, 'median_ms', '.0f')} ({cell(second, 'min_ms', '.0f')}) "
+                     f"| {cell(first, 'median_ms', '.0f')} ({cell(first, 'min_ms', '.0f')}) "
+                     f"| {100 * second.get('fraction_of_sgemm_peak', float('nan')):.1f}% "
+                     f"| {cell(second, 'peak_memory_mib', '.0f')} / {cell(first, 'peak_memory_mib', '.0f')} "
+                     f"| {speed} | {cell(second, 'max_rel_grad_diff_vs_loop_float64', '.0e')} |")
+    config = data["config"]
+    lines.append(f"\nConfig {config['name']}: {config['n_way']}-way {config['k_shot']}-shot, {config['n_query']} "
+                 f"query per class, {config['inner_steps']} inner step{'' if config['inner_steps'] == 1 else 's'} with α = {config['inner_lr']}, meta-batch "
+                 f"{config['meta_batch']}, {config['input']} images; {data['threads']} CPU threads, torch "
+                 f"{data['torch']}, SGEMM peak {data['sgemm_peak_gflop_per_s']:.0f} GFLOP/s "
+                 f"(`results/{stored.name}.json`).")
+    return "\n".join(lines)
+
+
+def backend_benchmark_table(config: str = "a"):
+    """:func:`backend_benchmark_markdown` of ``results/bench-omniglot-config-<config>.json``, as Markdown."""
+    from IPython.display import Markdown
+
+    from .. import results
+
+    return Markdown(backend_benchmark_markdown(results.load(f"bench-omniglot-config-{config}")))

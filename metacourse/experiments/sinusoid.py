@@ -171,3 +171,124 @@ def save_plot(curves: dict, models: dict, plan: dict, options: RunOptions) -> st
     figure.savefig(path, dpi=120, bbox_inches="tight")
     viz.close(figure)
     return str(path)
+
+
+# --- Showing stored results ---
+
+
+def fine_tuning_path(model, task, x: np.ndarray, inner_lr: float, steps: int) -> list[np.ndarray]:
+    """Predictions on ``x`` after 0, 1, …, ``steps`` plain gradient steps (first order, step size
+    ``inner_lr``) on the support set of the first task of ``task``; a step that makes the
+    parameters non-finite ends the list early (fine-tuning diverged)."""
+    from ..functional import forward, params_of
+
+    cfg = maml.Config(inner_lr=inner_lr, inner_steps=1, first_order=True)
+    params = {name: p.detach() for name, p in params_of(model).items()}
+    grid = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1)
+    path = []
+    for step in range(steps + 1):
+        with torch.no_grad():
+            predictions = forward(model, params, grid).reshape(-1).numpy()
+        if not np.all(np.isfinite(predictions)):
+            break
+        path.append(predictions)
+        if step < steps:
+            with torch.enable_grad():
+                params = maml.adapt(model, {n: p.requires_grad_() for n, p in params.items()}, task[0], cfg)
+            params = {name: p.detach() for name, p in params.items()}
+    return path
+
+
+def plot_fine_tuning(models: dict, task, inner_lr: float, steps: int, ax=None, limit: float = 7.0):
+    """The true sinusoid of ``task``, its support points, and each model after ``steps`` fine-tuning
+    steps with step size ``inner_lr``, on a y-axis of ±``limit``.
+
+    A fine-tune that overshoots is drawn as it is — a curve that leaves the plot — and its legend
+    entry says how far it went; one that diverged to non-finite values shows its last finite step
+    and says at which step it diverged. Nothing vanishes silently.
+    """
+    from matplotlib import pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 4))[1]
+    x = np.linspace(-5, 5, 200)
+    info = task[0].info
+    ax.plot(x, SinusoidTasks.curve(float(info["amplitude"]), float(info["phase"]), x), color="black", lw=2,
+            label="true function")
+    ax.scatter(task.x_support[0, :, 0], task.y_support[0, :, 0], color="black", zorder=5,
+               label=f"K = {task.x_support.shape[1]} support points")
+    left = False
+    for method, model in models.items():
+        path = fine_tuning_path(model, task, x, inner_lr, steps)
+        if not path:
+            ax.plot([], [], "--", label=f"{method}: non-finite before any step")
+            continue
+        label = f"{method}, {_steps_text(len(path) - 1)}"
+        if len(path) - 1 < steps:
+            label = f"{method}: non-finite from step {len(path)} on; {_steps_text(len(path) - 1)}"
+        largest = float(np.max(np.abs(path[-1])))
+        if largest > limit:
+            left = True
+            label += f": off the plot (max |y| = {largest:.2g})"
+        # clipped far outside the axes, so that the line leaves the plot where it crosses ±limit
+        (line,) = ax.plot(x, np.clip(path[-1], -1e3 * limit, 1e3 * limit), "--", label=label)
+        in_view = [j for j, p in enumerate(path) if np.min(np.abs(p)) < limit]
+        if largest > limit and in_view and in_view[-1] > 0:
+            j = in_view[-1]
+            ax.plot(x, np.clip(path[j], -1e3 * limit, 1e3 * limit), ":", color=line.get_color(), lw=1,
+                    label=f"{method}, {_steps_text(j)}: the last in view")
+    if left:
+        ax.text(0.01, 0.02, f"α = {inner_lr:.3g} overshoots: the error grows with each step",
+                transform=ax.transAxes, fontsize=8, color="firebrick")
+    ax.set_ylim(-limit, limit)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def _steps_text(steps: int) -> str:
+    return f"{steps} step" + ("" if steps == 1 else "s")
+
+
+def summary_text(summary) -> str:
+    """One stored summary as "mean ± ci (median)"; a missing or non-finite mean means that fine-tuning
+    diverged on at least one task (the median still says what happened on the typical one)."""
+    finite = summary.mean is not None and np.isfinite(summary.mean)
+    mean = f"{summary.mean:.3f}" if finite else "diverged on some task"
+    ci = f" ± {summary.ci95:.3f}" if finite and summary.ci95 is not None and np.isfinite(summary.ci95) else ""
+    return f"{mean}{ci} ({summary.median:.3f})"
+
+
+def steps_markdown(stored) -> str:
+    """MAML's Table 2 from a stored ``sinusoid`` run (a :func:`metacourse.results.load` result): one
+    row per method for the paper and one for ours, one column per number of fine-tuning steps; ours
+    as mean ± 95% CI (median) over the test tasks, then the budget, seed, device and wall time."""
+    steps = sorted({int(row.metric.rsplit("_", 1)[1].removesuffix("step")) for row in stored.rows})
+    methods = list(dict.fromkeys(row.method for row in stored.rows))
+    shots = stored.plan.k_shot_test
+    lines = [f"| {shots}-shot MSE after | " + " | ".join(_steps_text(s) for s in steps) + " |",
+             "|---" * (len(steps) + 1) + "|"]
+    for method in methods:
+        rows = [stored.row(method, f"mse_{shots}shot_{s}step") for s in steps]
+        if any(row.paper is not None for row in rows):
+            lines.append(f"| {method}, paper | " + " | ".join("—" if row.paper is None else f"{row.paper:.2f}"
+                                                            for row in rows) + " |")
+        lines.append(f"| {method}, ours | " + " | ".join(summary_text(row.ours) for row in rows) + " |")
+    plan = stored.plan
+    lines.append(f"\nOurs: {plan.meta_steps:,} meta-steps × {plan.meta_batch_size} tasks per method, "
+                 f"K = {plan.k_shot_train} support points in meta-training, {plan.test_tasks} test tasks; "
+                 f"mean ± 95% CI (median). Seed {stored.seed}, {stored.device}, "
+                 f"{stored.wall_seconds / 60:.1f} min for the whole run (`results/{stored.name}.json`).")
+    if any("FAST" in note for note in stored.notes):
+        lines.append("\n**FAST mode: a smoke test, not a reproduction.**")
+    return "\n".join(lines)
+
+
+def steps_table(variant: str | None = None):
+    """:func:`steps_markdown` of the stored run (``variant="train10"``: meta-trained with K = 10),
+    displayed as Markdown in a notebook."""
+    from IPython.display import Markdown
+
+    from .. import results
+
+    return Markdown(steps_markdown(results.load("sinusoid", **({"variant": variant} if variant else {}))))
