@@ -246,3 +246,54 @@ def save_plot(policy, curves: dict, curve: dict, options: RunOptions) -> str:
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return str(path)
+
+
+# --- Showing stored results ---
+
+STORED = "maml-rl-navigation"
+"""The stored reproduction of Table 4 (``results/maml-rl-navigation.json`` and its curve and policy)."""
+
+
+def stored_result():
+    """The stored Table 4 run (seed 0): shown as a cell's last expression, a Markdown table with the
+    paper beside ours, its seed, device, time and plan."""
+    from .. import results
+
+    return results.load(STORED)
+
+
+def stored_notes() -> str:
+    """The notes of the stored run: its budget, the Fisher variant, the iterate evaluated, the
+    paper's context-vector row."""
+    return "\n".join(stored_result().notes)
+
+
+def plot_stored_result():
+    """The stored run's training returns (before/after one step) and its returns after 0..3 steps
+    on new goals (± 95% CI) beside the paper's MAML."""
+    from matplotlib import pyplot as plt
+
+    result = stored_result()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    plot_training(left, result.extra("curve"))
+    steps = np.arange(EVAL_STEPS + 1)
+    for method in ("MAML", "random init"):
+        stats = [result.row(method, f"return_{k}step").ours for k in steps]
+        right.errorbar(steps, [s.mean for s in stats], [s.ci95 for s in stats], marker="o", capsize=3,
+                       label=f"{method} (ours)")
+    right.plot(steps, [PAPER["MAML"][k] for k in steps], "k--", marker="s", label="MAML (paper)")
+    right.set(xlabel="gradient steps at test time", ylabel="average return", xticks=steps,
+              title=f"{result.row('MAML', 'return_0step').ours.n} new goals")
+    right.legend()
+    figure.tight_layout()
+    return figure
+
+
+def stored_policy() -> maml_rl.GaussianPolicy:
+    """The stored run's trained policy θ (``results/maml-rl-navigation.policy.pt``)."""
+    from ..results import result_path
+
+    saved = torch.load(result_path(f"{STORED}.policy.pt"), map_location="cpu", weights_only=False)
+    policy = maml_rl.GaussianPolicy(2, 2, tuple(saved["hidden"]))
+    policy.load_state_dict(saved["state_dict"])
+    return policy

@@ -212,3 +212,39 @@ def run_dir(options: RunOptions) -> Result:
           "(needs MuJoCo; no paper table)", arguments=ARGUMENTS, threads=1)
 def run_vel(options: RunOptions) -> Result:
     return run_family("vel", options)
+
+
+# --- Showing stored results ---
+
+
+def stored_result(family: str, meta_steps: int | None = None):
+    """The stored run of ``family`` ("dir" or "vel"; ``meta_steps=300``: the longer "dir" run):
+    shown as a cell's last expression, a Markdown table with the paper beside ours, its seed,
+    device, time and plan."""
+    from .. import results
+
+    if family not in TITLES:
+        raise ValueError(f"family {family!r}: choose one of {', '.join(TITLES)}")
+    keys = {} if meta_steps is None else {"meta_steps": meta_steps}
+    return results.load(f"maml-rl-cheetah-{family}", **keys)
+
+
+def stored_table(family: str, meta_steps: int | None = None):
+    """The stored run's table (see :func:`stored_result`) with a line on its budget and training time."""
+    from IPython.display import Markdown
+
+    result = stored_result(family, meta_steps)
+    budget = result.plan
+    line = (f"**HalfCheetah, {TITLES[family]}**: {budget['meta_steps']} meta-iterations of {budget['meta_batch_size']} "
+            f"tasks × {budget['episodes_per_task']} trajectories (the paper: up to 500 of 40 × 20); training "
+            f"{result.measured['train_cpu_seconds'] / 60:.0f} min of CPU, "
+            f"{result.measured['train_wall_seconds'] / 60:.0f} min wall.\n\n")
+    return Markdown(line + result.markdown(digits=1))
+
+
+def plot_stored_curves():
+    """The stored figure of the 300-iteration forward/backward run: training returns before and
+    after one step, and the returns after 0..3 steps on new tasks beside the paper."""
+    from IPython.display import Image
+
+    return Image(filename=str(stored_result("dir", meta_steps=300).figure()), width=900)

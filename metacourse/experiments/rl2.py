@@ -410,3 +410,185 @@ def run_mdp(options: RunOptions) -> Result:
     episodes = options.extra.get("episodes", 10)
     problem = Problem("rl2-mdp", "mdp", 5, episodes, PAPER_MDPS[episodes], baselines.MDP_METHODS)
     return run_problem(problem, options)
+
+
+# --- Showing stored results ---
+
+BANDIT_SETTINGS = tuple((n, k) for n in (10, 100, 500) for k in (5, 10, 50))
+"""(n pulls, k arms) of every stored bandit run (``results/rl2-bandits-k{k}-n{n}.json``)."""
+MDP_SETTINGS = (10, 25, 50)
+"""Episodes per trial of every stored MDP run (``results/rl2-mdp-n{n}.json``); 75 and 100 were not run."""
+RL2_RUNS = (("bandits n=10, k=5", "rl2-bandits-k5-n10", "Gittins"),
+            ("bandits n=100, k=5", "rl2-bandits-k5-n100", "Gittins"),
+            ("MDPs n=10", "rl2-mdp-n10", "BEB"))
+"""The settings with a stored RL² row: label, stored experiment, the baseline drawn beside it."""
+
+
+def _markdown(text: str):
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def bandit_experiment(n: int, k: int) -> str:
+    """The stored experiment name of Table 1's cell (n pulls, k arms), e.g. ``rl2-bandits-k5-n10``."""
+    return f"rl2-bandits-k{k}-n{n}"
+
+
+def best_methods(result) -> set[str]:
+    """The best method of a stored run and every method not significantly worse (its notes)."""
+    note = next((note for note in result.notes if note.startswith("best: ")), None)
+    if note is None:
+        return set()
+    best, _, rest = note.removeprefix("best: ").partition(";")
+    tied = rest.split("): ", 1)[1] if "): " in rest else ""
+    return {best.strip()} | {name.strip() for name in tied.split(",") if name.strip() not in ("", "none")}
+
+
+def _cell(row, bold: bool) -> str:
+    digits = 2 if abs(row.paper) < 10 else 1
+    text = f"{row.ours.mean:.{digits}f} ± {row.ours.ci95:.{digits}f} ({row.paper})"
+    return f"**{text}**" if bold else text
+
+
+def paper_table_markdown(stored: list[tuple[str, object]], columns: tuple[str, ...]) -> str:
+    """A reproduction table, one stored run per line: "ours ± 95% CI (paper)" per method, bold
+    for the best and every method not significantly worse, then test tasks, seed, device, wall."""
+    lines = ["| setting | " + " | ".join(columns) + " | test tasks | seed | device | wall |",
+             "|---" * (len(columns) + 5) + "|"]
+    for label, result in stored:
+        rows, bold = {row.method: row for row in result.rows}, best_methods(result)
+        cells = [_cell(rows[column], column in bold) if column in rows else "—" for column in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {result.plan.get('test_instances', '')} | "
+                     f"{result.seed} | {result.device} | {result.wall_seconds:,.0f} s |")
+    return "\n".join(lines + ["", "wall: the whole command that wrote the stored file (a resumed RL² run counts "
+                                     "only its last session; the RL² training times are in the RL² runs' table)."])
+
+
+def bandit_table():
+    """Table 1 (Bernoulli bandits) from the stored runs of seed 0, as Markdown, "ours (paper)"."""
+    from .. import results
+
+    stored = [(f"n={n}, k={k}", results.load(bandit_experiment(n, k))) for n, k in BANDIT_SETTINGS]
+    return _markdown("**Table 1, Bernoulli bandits: ours ± 95% CI (paper)**\n\n"
+                     + paper_table_markdown(stored, _BANDIT_COLUMNS))
+
+
+def mdp_table():
+    """Table 2 (random tabular MDPs) from the stored runs of seed 0, as Markdown, "ours (paper)"."""
+    from .. import results
+
+    stored = [(f"n={n}", results.load(f"rl2-mdp-n{n}")) for n in MDP_SETTINGS]
+    return _markdown("**Table 2, tabular MDPs: ours ± 95% CI (paper)** (n = 75 and 100 not run)\n\n"
+                     + paper_table_markdown(stored, _MDP_COLUMNS))
+
+
+def rl2_training(result) -> dict:
+    """The RL² run of a stored result: its budget, curve and training time over every session."""
+    run = dict(result.measured["rl2"])
+    if "train_wall_seconds_all_sessions" in run:
+        wall, cpu = run["train_wall_seconds_all_sessions"], run["train_cpu_seconds_all_sessions"]
+    else:
+        wall, cpu = training_time(run.get("learning_curve", []),
+                                  (run["train_wall_seconds"], run["train_cpu_seconds"]))
+    return {**run, "wall": wall, "cpu": cpu}
+
+
+def rl2_runs_markdown(stored: list[tuple[str, object, object]]) -> str:
+    """One line per stored RL² run: paper, ours, the best baseline of seed 0, PPO budget, GRU, seed,
+    device and training time (``stored``: label, the run, the seed-0 run with the baselines)."""
+    lines = ["| setting | seed | paper | ours (sampled actions) | best baseline (ours) | PPO budget | GRU | "
+             "device | train wall | train CPU |", "|---" * 10 + "|"]
+    for label, result, baselines_run in stored:
+        ours, run = result.row("RL²"), rl2_training(result)
+        best = max((row for row in baselines_run.rows if row.method != "RL²"), key=lambda row: row.ours.mean)
+        lines.append(
+            f"| {label} | {result.seed} | {ours.paper:g} | **{ours.ours.mean:.2f} ± {ours.ours.ci95:.2f}** | "
+            f"{best.method} {best.ours.mean:.2f} | {run['updates']} × {run['trials_per_update']} trials "
+            f"({run['env_steps'] / 1e6:.1f} M steps) | {run['hidden_size']} | {result.device} | "
+            f"{run['wall'] / 60:.0f} min | {run['cpu'] / 60:.0f} min |")
+    return "\n".join(lines)
+
+
+def rl2_runs_table():
+    """The stored RL² runs (every seed) beside the paper and the best baseline, as Markdown."""
+    from .. import results
+
+    stored = []
+    for label, experiment, _ in RL2_RUNS:
+        seed0 = results.load(experiment)
+        stored += [(label, run, seed0) for run in results.runs(experiment) if any(r.method == "RL²" for r in run.rows)]
+    return _markdown(rl2_runs_markdown(stored))
+
+
+def plot_rl2_curve(axis, experiment: str, seed: int = 0, label: str | None = None) -> None:
+    """The validation curve of a stored RL² run, with the paper's RL² and random play."""
+    from .. import results
+
+    result = results.load(experiment, seed=seed)
+    run, row = rl2_training(result), result.row("RL²")
+    points = run.get("learning_curve", [])
+    axis.plot([p["update"] for p in points], [p["validation_total_reward"] for p in points], marker=".",
+              label=label or f"stored run, seed {seed}: {run['updates']} updates × {run['trials_per_update']} trials")
+    axis.axhline(row.paper, ls="--", color="k", label=f"RL² (paper): {row.paper:g}")
+    random_rows = [r for r in results.load(experiment).rows if r.method == "Random"]
+    if random_rows:
+        axis.axhline(random_rows[0].ours.mean, ls="-.", color="gray", label="random play (ours)")
+    axis.set(xlabel="PPO updates", ylabel="validation total reward")
+
+
+def plot_rl2_curves():
+    """The validation curves of every stored RL² run (all seeds), one panel per setting, beside the
+    paper's RL² and our best baseline of that setting."""
+    from matplotlib import pyplot as plt
+
+    from .. import results
+
+    figure, axes = plt.subplots(1, len(RL2_RUNS), figsize=(14, 3.6))
+    for axis, (label, experiment, baseline) in zip(axes, RL2_RUNS):
+        runs = [run for run in results.runs(experiment) if any(r.method == "RL²" for r in run.rows)]
+        for run in runs:
+            points = rl2_training(run).get("learning_curve", [])
+            axis.plot([p["update"] for p in points], [p["validation_total_reward"] for p in points],
+                      marker=".", label=f"RL² (ours), seed {run.seed}")
+        seed0 = results.load(experiment)
+        axis.axhline(seed0.row("RL²").paper, ls="--", color="k", label=f"RL² (paper): {seed0.row('RL²').paper:g}")
+        for method, style in ((baseline, ":"), ("Random", "-.")):
+            value = seed0.row(method).ours.mean
+            axis.axhline(value, ls=style, color="gray", label=f"{method} (ours, test): {value:.4g}")
+        axis.set(title=label, xlabel="PPO updates", ylabel="validation total reward")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def outside_tolerance() -> str:
+    """Every stored baseline cell further from the paper than the course's tolerance (n = 10: ±0.2,
+    n = 100: ±1.0) or, where none is set (n = 500, the MDPs), than our own 95% CI; one line each."""
+    from .. import results
+
+    settings = [(f"bandits n={n}, k={k}", bandit_experiment(n, k), {10: 0.2, 100: 1.0}.get(n))
+                for n, k in BANDIT_SETTINGS]
+    settings += [(f"MDPs n={n}", f"rl2-mdp-n{n}", None) for n in MDP_SETTINGS]
+    lines = []
+    for name, experiment, tolerance in settings:
+        for row in results.load(experiment).rows:
+            allowed = tolerance if tolerance is not None else row.ours.ci95
+            if row.method != "RL²" and abs(row.ours.mean - row.paper) > allowed:
+                kind = "tolerance" if tolerance is not None else "95% CI"
+                lines.append(f"{name:<20} {row.method:<9} ours {row.ours.mean:8.2f}  paper {row.paper:7.1f}  "
+                             f"({row.ours.mean - row.paper:+6.2f}; {kind} ±{allowed:.2f})")
+    return "\n".join(lines)
+
+
+def baseline_notes() -> str:
+    """The notes of every stored baseline run of seed 0: chosen hyper-parameters with their
+    validation scores, the tie-breaking and prior variants, the significance tests."""
+    from .. import results
+
+    experiments = [bandit_experiment(n, k) for n, k in BANDIT_SETTINGS] + [f"rl2-mdp-n{n}" for n in MDP_SETTINGS]
+    blocks = []
+    for experiment in experiments:
+        notes = [note for note in results.load(experiment).notes if not note.startswith("RL²")]
+        blocks.append(f"{experiment}:\n" + "\n".join(f"  {note}" for note in notes))
+    return "\n\n".join(blocks)
