@@ -14,13 +14,14 @@ from scratch or resumed, and from which checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import json
 import math
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .evaluate import Summary
@@ -28,9 +29,32 @@ from .train import Plan
 from .utils import torch_threads
 
 __all__ = [
-    "Argument", "Plan", "RunOptions", "Row", "Result", "Experiment",
+    "Argument", "Budget", "Plan", "RunOptions", "Row", "Result", "Experiment",
     "register", "get_experiment", "experiment_names", "with_defaults",
 ]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The base of an experiment's typed plan: its settings as frozen, typed fields.
+
+    Each experiment declares one (``SinusoidBudget``, ``OmniglotBudget``, ...), as CleanRL's
+    ``Args``: a misspelt setting fails when the plan is made, not after hours of training, and no
+    output of the run is ever written into it (those go to ``Result.measured``). Settings a method
+    does not use are ``None`` and left out of :meth:`to_dict`, the plan as results store it.
+    """
+
+    def to_dict(self) -> dict:
+        """The settings, without those that are None, in declaration order (JSON values)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def replace(self, **changes) -> Budget:
+        """A copy with ``changes`` (``TypeError`` for a setting the plan does not have)."""
+        return dataclasses.replace(self, **changes)
+
+    def only(self, keys) -> dict:
+        """The settings named by ``keys``, e.g. those that decide a training run."""
+        return {key: getattr(self, key) for key in keys}
 
 
 @dataclass(frozen=True)
@@ -120,12 +144,19 @@ class Result:
     training: dict[str, dict] = field(default_factory=dict)
     """For each part trained: its plan's digest, its checkpoint, and the step it resumed from
     (0: trained from scratch) with the seconds trained earlier."""
+    measured: dict = field(default_factory=dict)
+    """What the run measured besides its rows: times, learning curves (never in ``budget``)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget, Budget):
+            self.budget = self.budget.to_dict()
 
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "seed": self.seed, "device": self.device,
                 "wall_seconds": round(self.wall_seconds, 1), "budget": self.budget,
                 "rows": [row.to_dict() for row in self.rows], "notes": self.notes,
-                "artifacts": self.artifacts, "training": self.training}
+                "artifacts": self.artifacts, "training": self.training,
+                **({"measured": self.measured} if self.measured else {})}
 
     def save_json(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as strict JSON: a non-finite number (a diverged task's mean) is
@@ -145,7 +176,7 @@ class Result:
                 for r in data["rows"]]
         return cls(data["experiment"], data["seed"], data["device"], data["wall_seconds"],
                    data["budget"], rows, list(data.get("notes", [])), dict(data.get("artifacts", {})),
-                   dict(data.get("training", {})))
+                   dict(data.get("training", {})), dict(data.get("measured", {})))
 
     def markdown(self, digits: int = 3) -> str:
         """The results as a Markdown table (paper beside ours) with the run's budget, seed,

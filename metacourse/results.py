@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -42,8 +43,8 @@ from typing import Any
 from .repository import location
 from .tasks.download import cache_root, download_allowed, fetch
 
-__all__ = ["MAX_BYTES", "StoredResult", "catalogue", "build_catalogue", "load", "load_result", "markdown_page",
-           "result_path", "results_folder", "runs"]
+__all__ = ["MAX_BYTES", "Settings", "StoredResult", "build_catalogue", "catalogue", "load", "load_result",
+           "markdown_page", "result_path", "results_folder", "runs"]
 
 MAX_BYTES = 20_000_000
 """The largest stored result fetched (the largest in the repository is well under 1 MB)."""
@@ -229,8 +230,36 @@ def runs(experiment: str, *, download: bool | None = None, folder: Path | None =
     return [StoredResult(entry, download=download, folder=folder) for entry in sorted(chosen, key=lambda e: e["seed"])]
 
 
-def _frozen(mapping: dict) -> MappingProxyType:
-    return MappingProxyType(dict(mapping))
+class Settings(Mapping):
+    """A read-only mapping whose entries also read as attributes: ``plan["meta_steps"]`` or
+    ``plan.meta_steps`` (a stored plan keeps every key it was saved with, typed plan or not)."""
+
+    def __init__(self, values: dict[str, Any]):
+        self._values = MappingProxyType(dict(values))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"no setting {key!r}; there are: {', '.join(self._values)}") from None
+
+    def __repr__(self) -> str:
+        return f"Settings({dict(self._values)!r})"
+
+
+def _frozen(mapping: dict) -> Settings:
+    return Settings(mapping)
 
 
 class StoredResult:
@@ -251,7 +280,7 @@ class StoredResult:
         budget = self.data.get("budget") if isinstance(self.data.get("budget"), dict) else {}
         self.plan = _frozen({k: v for k, v in budget.items() if not _is_measured(k)})
         self.measured = _frozen({k: v for k, v in budget.items() if _is_measured(k)}
-                                | {k: v for k, v in self.data.items() if k == "training" and v})
+                                | dict(self.data.get("measured") or {}))
         stored = Result.from_dict(self.data) if "rows" in self.data and "experiment" in self.data else None
         self.experiment: str = entry["experiment"]
         self.seed: int = entry["seed"]

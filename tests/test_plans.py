@@ -155,7 +155,7 @@ def test_sinusoid_plans_in_one_folder_keep_their_own_checkpoints(tmp_path):
     options = RunOptions(fast=True, meta_steps=3, out_dir=str(tmp_path), progress=False)
     plan = sinusoid.budget(options)
     first, _, history = sinusoid.train_method("MAML", options, plan, CPU)
-    other_plan = plan | {"meta_batch_size": 5}
+    other_plan = plan.replace(meta_batch_size=5)
     _, _, other = sinusoid.train_method("MAML", options, other_plan, CPU)
     assert history.origin(3) == other.origin(3) == "trained from scratch"
     assert sinusoid.checkpoint_path("MAML", options, plan, CPU) != sinusoid.checkpoint_path(

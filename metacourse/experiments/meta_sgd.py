@@ -77,18 +77,29 @@ class FrequencySinusoidTasks(SinusoidTasks):
         return TaskBatch(x_t[:, :k_shot], y_t[:, :k_shot], x_t[:, k_shot:], y_t[:, k_shot:], info=info)
 
 
-def budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class MetaSGDBudget(sinusoid.SinusoidBudget):
+    """The plan of a Meta-SGD run: the sinusoid plan, the task family and what is tested."""
+
+    tasks: str = "maml"
+    """``maml``: MAML's sinusoids and setup; ``metasgd``: Meta-SGD's, with a frequency ω per task."""
+    test_shots: tuple[int, ...] = (5,)
+    test_steps: tuple[int, ...] = (1, 5, 10)
+    k_shot_test: int | None = None
+    """Unused: ``test_shots`` lists the K of the test tasks."""
+
+
+def budget(options: RunOptions) -> MetaSGDBudget:
     """The run's budget: the papers' unless FAST or overridden."""
     tasks, fast = options.extra.get("tasks", "maml"), options.fast
     if tasks == "maml":  # as `reproduce sinusoid`, so that MAML is that experiment's MAML
-        return {**sinusoid.budget(options), "tasks": tasks, "test_shots": [5], "test_steps": [1, 5, 10]}
-    return {"tasks": tasks, "meta_steps": options.meta_steps or (300 if fast else 60_000), "meta_batch_size": 4,
-            "k_shot_train": 5, "n_query_train": 10, "inner_lr": sinusoid.INNER_LR, "outer_lr": sinusoid.OUTER_LR,
-            "n_query_test": 100, "test_tasks": 100 if fast else 600, "test_shots": [5, 20], "test_steps": [1]}
+        return MetaSGDBudget(**sinusoid.budget(options).to_dict(), tasks=tasks)
+    return MetaSGDBudget(tasks=tasks, meta_steps=options.meta_steps or (300 if fast else 60_000), meta_batch_size=4,
+                         k_shot_test=None, test_tasks=100 if fast else 600, test_shots=(5, 20), test_steps=(1,))
 
 
-def family(plan: dict) -> SinusoidTasks:
-    return SinusoidTasks() if plan["tasks"] == "maml" else FrequencySinusoidTasks()
+def family(plan: MetaSGDBudget) -> SinusoidTasks:
+    return SinusoidTasks() if plan.tasks == "maml" else FrequencySinusoidTasks()
 
 
 def init_meta_sgd_lrs(model: torch.nn.Module, seed: int) -> torch.nn.ParameterDict:
@@ -101,48 +112,48 @@ def init_meta_sgd_lrs(model: torch.nn.Module, seed: int) -> torch.nn.ParameterDi
     return inner_lrs
 
 
-def train_method(method: str, options: RunOptions, plan: dict):
+def train_method(method: str, options: RunOptions, plan: MetaSGDBudget):
     """Meta-train MAML or Meta-SGD from the seed (checkpointed, resumable): the model, its learned
     step sizes (None for MAML) and the wall time of this session's training."""
-    if method == "MAML" and plan["tasks"] == "maml":
+    if method == "MAML" and plan.tasks == "maml":
         model, seconds, _ = sinusoid.train_method("MAML", options, plan, torch.device("cpu"))
         return model, None, seconds
     torch.manual_seed(options.seed)
     model = MLP(1, (40, 40), 1)
     inner_lrs = init_meta_sgd_lrs(model, options.seed) if method == "Meta-SGD" else None
     trained = [*model.parameters(), *(inner_lrs.parameters() if inner_lrs is not None else [])]
-    optimizer = torch.optim.Adam(trained, lr=plan["outer_lr"])
-    step = partial(maml.meta_step, model, optimizer, cfg=maml.Config(inner_lr=plan["inner_lr"]),
+    optimizer = torch.optim.Adam(trained, lr=plan.outer_lr)
+    step = partial(maml.meta_step, model, optimizer, cfg=maml.Config(inner_lr=plan.inner_lr),
                    inner_lrs=inner_lrs)
-    sampler = partial(family(plan).sample, k_shot=plan["k_shot_train"], n_query=plan["n_query_train"])
+    sampler = partial(family(plan).sample, k_shot=plan.k_shot_train, n_query=plan.n_query_train)
     slug = method.lower().replace("-", "")
     state = {"model": model, "optimizer": optimizer, **({"inner_lrs": inner_lrs} if inner_lrs is not None else {})}
     train_cfg = TrainConfig(
-        meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
-        checkpoint_path=str(Path(options.out_dir) / "checkpoints" / f"meta-sgd-{plan['tasks']}-tasks-{slug}-k"
-                            f"{plan['k_shot_train']}-seed{options.seed}-{plan['meta_steps']}.pt"),
-        progress=options.progress, description=f"{method} ({plan['tasks']} tasks)")
+        meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size, seed=options.seed,
+        checkpoint_path=str(Path(options.out_dir) / "checkpoints" / f"meta-sgd-{plan.tasks}-tasks-{slug}-k"
+                            f"{plan.k_shot_train}-seed{options.seed}-{plan.meta_steps}.pt"),
+        progress=options.progress, description=f"{method} ({plan.tasks} tasks)")
     started = time.perf_counter()
     meta_train(step, sampler, train_cfg, state=state)
     return model, inner_lrs, time.perf_counter() - started
 
 
-def test_tasks(plan: dict, k_shot: int, seed: int) -> TaskBatch:
+def test_tasks(plan: MetaSGDBudget, k_shot: int, seed: int) -> TaskBatch:
     """Held-out tasks; on MAML's distribution the very tasks of ``reproduce sinusoid``."""
-    if plan["tasks"] == "maml":
-        return sinusoid.test_tasks(plan, seed, plan["test_tasks"], torch.device("cpu"))
+    if plan.tasks == "maml":
+        return sinusoid.test_tasks(plan, seed, plan.test_tasks, torch.device("cpu"))
     rng = np.random.default_rng([seed, 1707, k_shot])
-    return family(plan).sample(plan["test_tasks"], k_shot, plan["n_query_test"], rng)
+    return family(plan).sample(plan.test_tasks, k_shot, plan.n_query_test, rng)
 
 
-def evaluate(model, inner_lrs, plan: dict, seed: int) -> dict[str, np.ndarray]:
-    """Per-task query MSE after each number of steps in ``plan['test_steps']``, per K. Meta-SGD
+def evaluate(model, inner_lrs, plan: MetaSGDBudget, seed: int) -> dict[str, np.ndarray]:
+    """Per-task query MSE after each number of steps in ``plan.test_steps``, per K. Meta-SGD
     (``inner_lrs``) only after the one step its α was learned for: repeated, it is another method."""
     values = {}
-    steps = plan["test_steps"] if inner_lrs is None else [1]
-    for k_shot in plan["test_shots"]:
+    steps = plan.test_steps if inner_lrs is None else [1]
+    for k_shot in plan.test_shots:
         tasks = test_tasks(plan, k_shot, seed)
-        curve = adaptation_curve(model, tasks, steps, inner_lr=plan["inner_lr"], inner_lrs=inner_lrs)
+        curve = adaptation_curve(model, tasks, steps, inner_lr=plan.inner_lr, inner_lrs=inner_lrs)
         values.update({f"mse_{k_shot}shot_{n}step": curve[n] for n in steps})
     return values
 
@@ -166,16 +177,15 @@ def run(options: RunOptions) -> Result:
         model, inner_lrs, seconds = train_method(method, options, plan)
         trained[method] = seconds
         for metric, values in evaluate(model, inner_lrs, plan, options.seed).items():
-            rows.append(Row(method, metric, PAPER[plan["tasks"]].get((method, metric)), summarize(values)))
+            rows.append(Row(method, metric, PAPER[plan.tasks].get((method, metric)), summarize(values)))
             notes += sinusoid.diverged_notes(f"{method} ({metric})", {int(metric.split("_")[-1][:-4]): values})
         if inner_lrs is not None:
             notes.append(step_size_notes(inner_lrs))
-    plan["train_wall_seconds"] = {method: round(seconds, 1) for method, seconds in trained.items()}
-    notes.insert(0, f"{plan['meta_steps']:,} meta-steps of {plan['meta_batch_size']} tasks each, K = "
-                    f"{plan['k_shot_train']} + {plan['n_query_train']} query points; training wall time "
+    notes.insert(0, f"{plan.meta_steps:,} meta-steps of {plan.meta_batch_size} tasks each, K = "
+                    f"{plan.k_shot_train} + {plan.n_query_train} query points; training wall time "
                     + ", ".join(f"{m} {s:.0f} s" for m, s in trained.items())
                     + " (this session; 0 when a finished checkpoint was found)")
-    if plan["tasks"] == "maml":
+    if plan.tasks == "maml":
         notes.append("paper column: MAML Table 2 (70,000 meta-steps); Meta-SGD reports nothing on MAML's tasks")
     else:
         notes.append("paper column: Meta-SGD Table 1, 5-shot meta-training, 60,000 meta-steps (secondary source; "
@@ -183,7 +193,9 @@ def run(options: RunOptions) -> Result:
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     result = Result("meta-sgd", options.seed, "cpu", 0.0, plan, rows, notes)
-    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
+    result.wall_seconds = clock.wall()
+    result.measured = {"train_wall_seconds": {method: round(seconds, 1) for method, seconds in trained.items()},
+                       "cpu_seconds": round(clock.cpu(), 1)}
     return result
 
 

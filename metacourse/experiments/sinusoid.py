@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 from ..algorithms import maml, pretrain
 from ..evaluate import adaptation_curve, summarize
 from ..models import MLP
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks
 from ..train import Plan, TrainConfig, meta_train
 from ..utils import code_fingerprint, get_device
@@ -36,39 +37,52 @@ INNER_LR = 0.01
 OUTER_LR = 1e-3
 
 
-def budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class SinusoidBudget(Budget):
+    """The plan of a sinusoid run: MAML's Table 2 setup (the defaults) unless FAST or overridden."""
+
+    meta_steps: int = 70_000
+    meta_batch_size: int = 25
+    k_shot_train: int = 5
+    n_query_train: int = 10
+    inner_lr: float = INNER_LR
+    outer_lr: float = OUTER_LR
+    k_shot_test: int = 5
+    n_query_test: int = 100
+    test_tasks: int = 600
+
+
+def budget(options: RunOptions) -> SinusoidBudget:
     """The run's budget: the paper's unless FAST or overridden."""
     meta_steps = options.meta_steps or (300 if options.fast else 70_000)
-    train_shots = options.extra.get("train_shots", 5)
-    return {"meta_steps": meta_steps, "meta_batch_size": 25, "k_shot_train": train_shots,
-            "n_query_train": 10, "inner_lr": INNER_LR, "outer_lr": OUTER_LR,
-            "k_shot_test": 5, "n_query_test": 100, "test_tasks": 100 if options.fast else 600}
+    return SinusoidBudget(meta_steps=meta_steps, k_shot_train=options.extra.get("train_shots", 5),
+                          test_tasks=100 if options.fast else 600)
 
 
 TRAINING_KEYS = ("meta_steps", "meta_batch_size", "k_shot_train", "n_query_train", "inner_lr", "outer_lr")
 """The settings of ``budget`` that change what a method trains (the others only change its test)."""
 
 
-def run_plan(method: str, options: RunOptions, plan: dict, device: torch.device) -> Plan:
+def run_plan(method: str, options: RunOptions, plan: SinusoidBudget, device: torch.device) -> Plan:
     """The typed plan of one method's training: budget, seed, FAST, device type and code."""
     from .. import train as train_module
     from ..models import mlp
     from ..tasks import sinusoid as tasks_module
 
     algorithm = pretrain if method == "pretrain on all tasks" else maml
-    return Plan("sinusoid", method, options.seed, {key: plan[key] for key in TRAINING_KEYS},
+    return Plan("sinusoid", method, options.seed, plan.only(TRAINING_KEYS),
                 fast=options.fast, device=device.type,
                 code=code_fingerprint(sys.modules[__name__], algorithm, mlp, tasks_module, train_module))
 
 
-def checkpoint_path(method: str, options: RunOptions, plan: dict, device: torch.device) -> Path:
+def checkpoint_path(method: str, options: RunOptions, plan: SinusoidBudget, device: torch.device) -> Path:
     """``out_dir/checkpoints/sinusoid-SLUG-kK-seedS-STEPS-DIGEST.pt``, named by the method's plan."""
     slug = method.split()[0].lower()
     return run_plan(method, options, plan, device).checkpoint(
-        options.out_dir, f"sinusoid-{slug}-k{plan['k_shot_train']}-seed{options.seed}-{plan['meta_steps']}")
+        options.out_dir, f"sinusoid-{slug}-k{plan.k_shot_train}-seed{options.seed}-{plan.meta_steps}")
 
 
-def train_method(method: str, options: RunOptions, plan: dict, device: torch.device):
+def train_method(method: str, options: RunOptions, plan: SinusoidBudget, device: torch.device):
     """Meta-train one method from the same seed (resuming its plan's checkpoint, if any); returns
     the trained model, the wall time of this call and the history (``history.origin(...)`` says
     whether it trained from scratch or resumed)."""
@@ -80,10 +94,10 @@ def train_method(method: str, options: RunOptions, plan: dict, device: torch.dev
     else:
         cfg = maml.Config(inner_lr=INNER_LR, first_order=(method == "first-order MAML"))
         step = partial(maml.meta_step, model, optimizer, cfg=cfg)
-    sampler = partial(SinusoidTasks().sample, k_shot=plan["k_shot_train"],
-                      n_query=plan["n_query_train"], device=device)
+    sampler = partial(SinusoidTasks().sample, k_shot=plan.k_shot_train,
+                      n_query=plan.n_query_train, device=device)
     train_cfg = TrainConfig(
-        meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
+        meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size, seed=options.seed,
         checkpoint_path=str(checkpoint_path(method, options, plan, device)),
         progress=options.progress, description=method, plan=run_plan(method, options, plan, device))
     start = time.perf_counter()
@@ -91,19 +105,19 @@ def train_method(method: str, options: RunOptions, plan: dict, device: torch.dev
     return model, time.perf_counter() - start, history
 
 
-def test_tasks(plan: dict, seed: int, n_tasks: int, device: torch.device):
+def test_tasks(plan: SinusoidBudget, seed: int, n_tasks: int, device: torch.device):
     """Held-out tasks from a random stream separate from training's."""
     rng = np.random.default_rng([seed, 2017])
-    return SinusoidTasks().sample(n_tasks, plan["k_shot_test"], plan["n_query_test"], rng, device)
+    return SinusoidTasks().sample(n_tasks, plan.k_shot_test, plan.n_query_test, rng, device)
 
 
-def evaluate_method(method: str, model, plan: dict, seed: int, device: torch.device):
+def evaluate_method(method: str, model, plan: SinusoidBudget, seed: int, device: torch.device):
     """Per-task MSE after 0/1/5/10 steps, and the step size used for each step count."""
-    tasks = test_tasks(plan, seed, plan["test_tasks"], device)
+    tasks = test_tasks(plan, seed, plan.test_tasks, device)
     if method != "pretrain on all tasks":
         curve = adaptation_curve(model, tasks, EVAL_STEPS, inner_lr=INNER_LR)
         return curve, {s: INNER_LR for s in EVAL_STEPS}
-    validation = SinusoidTasks().sample(100, plan["k_shot_test"], plan["n_query_test"],
+    validation = SinusoidTasks().sample(100, plan.k_shot_test, plan.n_query_test,
                                         np.random.default_rng([seed, 1703]), device)
     curve, chosen = {}, {}
     for steps in EVAL_STEPS:
@@ -127,7 +141,7 @@ def run(options: RunOptions) -> Result:
         for steps in (1, 5, 10):
             paper = PAPER.get(method, {}).get(steps)
             rows.append(Row(method, f"mse_5shot_{steps}step", paper, summarize(curve[steps])))
-        notes.append(f"{method}: {history.origin(plan['meta_steps'])}, {seconds:.0f} s now; fine-tuning step sizes "
+        notes.append(f"{method}: {history.origin(plan.meta_steps)}, {seconds:.0f} s now; fine-tuning step sizes "
                      + ", ".join(f"{s} steps: {a:g}" for s, a in step_sizes.items() if s))
         notes += diverged_notes(method, curve)
     if options.fast:
@@ -139,12 +153,12 @@ def run(options: RunOptions) -> Result:
     return result
 
 
-def training_record(method: str, options: RunOptions, plan: dict, device: torch.device, history) -> dict:
+def training_record(method: str, options: RunOptions, plan: SinusoidBudget, device: torch.device, history) -> dict:
     """What ``Result.training`` stores for one trained method: its plan, checkpoint, and where it resumed."""
     return {"plan": run_plan(method, options, plan, device).digest(),
             "checkpoint": str(checkpoint_path(method, options, plan, device)),
-            "resumed_from_step": history.resumed_from, "meta_steps": plan["meta_steps"],
-            "earlier_seconds": round(history.earlier_seconds, 1), "origin": history.origin(plan["meta_steps"])}
+            "resumed_from_step": history.resumed_from, "meta_steps": plan.meta_steps,
+            "earlier_seconds": round(history.earlier_seconds, 1), "origin": history.origin(plan.meta_steps)}
 
 
 def diverged_notes(method: str, curve: dict) -> list[str]:
@@ -159,7 +173,7 @@ def diverged_notes(method: str, curve: dict) -> list[str]:
     return notes
 
 
-def save_plot(curves: dict, models: dict, plan: dict, options: RunOptions) -> str:
+def save_plot(curves: dict, models: dict, plan: SinusoidBudget, options: RunOptions) -> str:
     """Adaptation curves and one example fit, saved as PNG (matplotlib imported only here)."""
     from .. import viz
 
