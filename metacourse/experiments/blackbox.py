@@ -511,3 +511,10 @@ def omniglot_table(labelled: dict) -> str:
                      f"{_minutes(result.measured.get('train_seconds'))} | {result.seed}, {result.device}, "
                      f"`results/{result.name}.json` |")
     return "\n".join(lines)
+
+
+def run_notes(result) -> list[str]:
+    """The notes a stored run wrote about itself (parameters, training and evaluation time), without
+    the notes that quote other runs: those were copied when the run was made and may be older than
+    the other runs' stored results, which the lecture reads directly."""
+    return [note for note in result.notes if not note.startswith(("reference,", "no published number"))]

@@ -50,3 +50,11 @@ def test_omniglot_table_labels_budget_and_missing_training_time():
     assert len(lines) == 4
     assert "3,000 steps × 8 episodes" in lines[2] and "min" in lines[2]
     assert "1,122 steps × 8 episodes" in lines[3] and "not recorded" in lines[3]
+
+
+def test_run_notes_keep_the_run_and_drop_copies_of_other_runs():
+    stored = results.load("blackbox-omniglot", shots=1)
+    notes = blackbox.run_notes(stored)
+    assert notes and notes[0].startswith("hypernetwork:")
+    assert not any(note.startswith("reference,") for note in notes)
+    assert len(notes) < len(stored.notes)
