@@ -265,3 +265,88 @@ def sinusoid_table(icl: dict, stored: dict) -> str:
     lines.append(f"| **{transformer}** | {icl['budget']['meta_steps']:,} | {cell(icl, transformer, 'mse_5shot')} | "
                  f"{cell(icl, transformer, 'mse_10shot')} |")
     return "\n".join(lines)
+
+
+# --- Showing stored results ---
+# Lecture 10's figures and tables, read from the course's stored runs (metacourse.results).
+
+def as_stored_dict(stored) -> dict:
+    """A stored run (:class:`metacourse.results.StoredResult`) in the dict form the readers above take."""
+    return {"rows": [{"method": row.method, "metric": row.metric,
+                      "ours": {"mean": row.ours.mean, "ci95": row.ours.ci95}} for row in stored.rows],
+            "budget": dict(stored.plan), "seed": stored.seed, "device": stored.device}
+
+
+def stored_label(stored) -> str:
+    """One line: the run's file, budget, seed, device and times (its notes give the training's times)."""
+    plan = stored.plan
+    return (f"`{stored.name}`: {plan['meta_steps']:,} meta-steps × {plan['meta_batch_size']} prompts of "
+            f"{plan['points']} examples, Adam {plan['outer_lr']:g}, a {plan['layers']}-layer transformer "
+            f"({plan['d_model']} units, {plan['heads']} heads); seed {stored.seed}, device `{stored.device}`; "
+            + "; ".join(note for note in stored.notes if note.startswith("transformer:")))
+
+
+def checkpoint_of(stored, runs_dir: str | Path, seed: int = 0) -> Path:
+    """Where ``metacourse reproduce icl-linear --out-dir RUNS_DIR`` leaves the stored run's checkpoint."""
+    plan = stored.plan
+    return Path(runs_dir) / "checkpoints" / f"icl-linear-d{plan['x_dim']}-seed{seed}-{plan['meta_steps']}.pt"
+
+
+def stored_linear_figure(stored):
+    """The error-vs-k figure of a stored ``icl-linear`` run (in distribution and under both shifts)."""
+    return plot_linear(as_stored_dict(stored))
+
+
+def linear_table(stored, condition: str = "clean") -> str:
+    """Markdown: normalised error (mean ± 95% CI) of every learner at the telling values of k."""
+    curves, d = linear_curves(as_stored_dict(stored))[condition], stored.plan["x_dim"]
+    ks = sorted({0, 1, d - 1, d, d + 1, 2 * d, stored.plan["points"] - 1})
+    lines = [f"**{TITLES[condition]}**", "", "| k | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
+    for k in ks:
+        lines.append(f"| {k} | " + " | ".join(f"{c['mean'][k]:.3f} ± {c['ci95'][k]:.3f}" for c in curves.values())
+                     + " |")
+    return "\n".join(lines)
+
+
+def theory_check(stored) -> str:
+    """The measured least-squares and averaging curves against eqs. (6), (8) and (9) of Lecture 10;
+    raises AssertionError when least squares leaves eq. (6) by more than three confidence intervals."""
+    curves, d = linear_curves(as_stored_dict(stored)), stored.plan["x_dim"]
+    clean = curves["clean"]
+    k = clean["least squares"]["k"]
+    predicted = np.maximum(1 - k / d, 0)
+    gap = np.abs(clean["least squares"]["mean"] - predicted)
+    assert (gap <= 3 * clean["least squares"]["ci95"].max() + 1e-6).all(), "least squares does not follow eq. (6)"
+    big = k >= 2
+    noisy = curves["noisy"]["least squares"]
+    far = noisy["k"] >= d + 3
+    sigma2 = stored.plan["noise_std"] ** 2
+    return "\n".join([
+        f"least squares, measured − eq. (6), max over k: {gap.max():.3f}",
+        f"averaging, measured / eq. (9) for k ≥ 2: {np.round(clean['averaging']['mean'][big] / ((d + 1) / k[big]), 2)}",
+        "noisy labels, least squares measured / eq. (8) for k ≥ d + 3: "
+        f"{np.round(noisy['mean'][far] / (sigma2 / (noisy['k'][far] - d - 1)), 2)}"])
+
+
+def gap_report(stored, threshold: float = 0.1) -> str:
+    """One line per condition: the largest difference transformer − least squares over k ≥ 2d."""
+    lines = []
+    for condition in SHIFTS:
+        gaps = gap_to_least_squares(as_stored_dict(stored), condition)
+        worst = max(gaps, key=lambda k: gaps[k]["difference"])
+        verdict = "within" if gaps[worst]["difference"] <= threshold else "NOT within"
+        lines.append(f"{TITLES[condition]:<30} k ≥ 2d: transformer − least squares ≤ {gaps[worst]['difference']:.4f} "
+                     f"(worst at k = {worst}: {gaps[worst]['transformer']:.4f} vs {gaps[worst]['least squares']:.4f})"
+                     f" → {verdict} {threshold:g}")
+    return "\n".join(lines)
+
+
+def stored_sinusoid_table() -> str:
+    """Markdown: the stored ``icl-sinusoid`` run beside Lecture 3's stored ``blackbox-sinusoid`` learners,
+    with both runs' labels."""
+    from .. import results
+
+    icl, others = results.load("icl-sinusoid"), results.load("blackbox-sinusoid")
+    labels = [f"- `{run.name}`: seed {run.seed}, device `{run.device}`, {run.plan['meta_steps']:,} meta-steps; "
+              + "; ".join(run.notes[:1]) for run in (icl, others)]
+    return sinusoid_table(as_stored_dict(icl), as_stored_dict(others)) + "\n\n" + "\n".join(labels)

@@ -23,8 +23,10 @@ MAML is fine-tuned for 1 and 10 steps at test time, the CNP reads the support se
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -348,12 +350,28 @@ def graph_bytes(loss: torch.Tensor) -> int:
     return sum(storages.values())
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Discard what C++ code writes to file descriptor 2 inside the block: the profiler's start/stop
+    log lines (and, on some builds, "gpuGetDeviceCount failed" warnings) that Python cannot filter.
+    Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_bytes(step) -> int:
     """Peak of the bytes allocated on the CPU while ``step()`` runs, above the level at its start,
     from the allocation and release events that ``torch.profiler`` records."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         step()
     events = sorted((event.start_ns(), event.nbytes()) for event in profiler.profiler.kineto_results.events()
                     if event.name() == "[memory]")
@@ -515,3 +533,182 @@ def cost_table(result: Result) -> str:
                          f"{second['peak_MiB'].mean:.2f} | {first['peak_MiB'].mean:.2f} | {memory_ratio:.2f}× | "
                          f"{second['graph_MiB'].mean:.2f} | {first['graph_MiB'].mean:.2f} |")
     return "\n".join(lines)
+
+
+# --- Showing stored results ---
+# Lecture 9's tables, read from the course's stored runs (metacourse.results). Every line of a table
+# names the run it comes from: its file, budget, seed, device and time.
+
+FAMILY = {"MAML": "optimisation", "first-order MAML": "optimisation", "Reptile": "optimisation",
+          "Meta-SGD": "optimisation", "Prototypical Networks": "metric", "Matching Networks": "metric",
+          "CNP": "black-box", "hypernetwork": "black-box", "LSTM": "black-box (recurrent)",
+          "SNAIL": "black-box (attention)", "MANN": "black-box (memory)", "feed-forward": "none (no memory)",
+          "transformer (in context)": "black-box (attention)", "RL²": "black-box (recurrent)"}
+"""The family of each learner whose rows Lecture 9 compares (anything else: no meta-learning)."""
+
+META_RL = ("rl2-bandits-k5-n10", "rl2-bandits-k5-n100", "rl2-mdp-n10")
+"""The meta-RL problems with a trained RL² row (the other sizes store the hand-designed rows only)."""
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} min"
+
+
+def run_label(stored) -> str:
+    """``file: budget, seed, device, time`` of a stored run (a :class:`metacourse.results.StoredResult`).
+
+    The time is the training's wall (and CPU) time where the run stored it, otherwise the wall time of
+    the session that wrote the file (a resumed run's last session may only have evaluated)."""
+    plan, measured = stored.plan, stored.measured
+    rl2 = measured.get("rl2") or {}
+    if "meta_steps" in plan:
+        budget = f"{plan['meta_steps']:,} meta-steps (meta-batch {plan.get('meta_batch_size', 1)})"
+    elif rl2.get("env_steps"):
+        budget = f"{rl2['env_steps']:,} environment steps"
+    else:
+        budget = "a timing run, no training"
+    wall = measured.get("train_seconds") or rl2.get("train_wall_seconds")
+    cpu = measured.get("train_cpu_seconds") or rl2.get("train_cpu_seconds")
+    if wall:
+        when = f"training {_duration(wall)} wall" + (f", {_duration(cpu)} CPU" if cpu else "")
+    else:
+        when = f"{_duration(stored.wall_seconds)} wall for the session that wrote the file"
+    return f"`{stored.name}`: {budget}, seed {stored.seed}, {stored.device or 'device not stored'}, {when}"
+
+
+def _family_table(header: list[str], entries: list[tuple], digits: int = 3) -> str:
+    """Markdown: one line per (learner, stored run, metrics), the run's label in the last column."""
+    lines = ["| learner | family | " + " | ".join(header) + " | run |", "|---|---|" + "---|" * len(header) + "---|"]
+    for learner, stored, method, metrics in entries:
+        found = _lookup(stored)
+        cells = [_cell(found[(method, metric)], digits) if (method, metric) in found else "—" for metric in metrics]
+        lines.append(f"| {learner} | {FAMILY.get(method, 'none (no meta-learning)')} | " + " | ".join(cells)
+                     + f" | {run_label(stored)} |")
+    return "\n".join(lines)
+
+
+def families_sinusoid() -> str:
+    """Markdown: every learner of Lectures 3, 4 and 10 on MAML's sinusoids, 5-shot and 10-shot MSE."""
+    from .. import results
+
+    sinusoid, blackbox, icl = (results.load(name) for name in ("sinusoid", "blackbox-sinusoid", "icl-sinusoid"))
+    k = {run.name: run.plan["k_shot_train"] for run in (sinusoid, blackbox, icl)}
+    entries = [(f"pretrain on all tasks, 10 fine-tuning steps (K = {k['sinusoid']})", sinusoid,
+                "pretrain on all tasks", ("mse_5shot_10step", "mse_10shot_10step")),
+               (f"MAML, 10 steps (K = {k['sinusoid']} in training)", sinusoid, "MAML",
+                ("mse_5shot_10step", "mse_10shot_10step")),
+               (f"MAML, 10 steps (K = {k['blackbox-sinusoid']} in training)", blackbox, "MAML",
+                ("mse_5shot_10step", "mse_10shot_10step"))]
+    entries += [(method, blackbox, method, ("mse_5shot", "mse_10shot")) for method in ("CNP", "hypernetwork", "LSTM",
+                                                                                       "SNAIL")]
+    entries.append(("transformer, in context", icl, "transformer (in context)", ("mse_5shot", "mse_10shot")))
+    return _family_table(["5-shot MSE", "10-shot MSE"], entries)
+
+
+def families_omniglot() -> str:
+    """Markdown: every stored Omniglot 5-way 1-shot learner (Lectures 2, 3 and 4), % correct on new classes."""
+    from .. import results
+
+    runs = [*results.runs("omniglot", ways=5, shots=1), *results.runs("blackbox-omniglot", ways=5, shots=1),
+            *results.runs("blackbox-omniglot", ways=5, shots=1, variant="snail")]
+    entries = [(row.method, run, row.method, (row.metric,)) for run in runs for row in run.rows]
+    return _family_table(["accuracy %"], entries, digits=2)
+
+
+def families_memory() -> str:
+    """Markdown: Santoro et al.'s Omniglot protocol, % correct at the 1st, 2nd and 10th presentation of a class."""
+    from .. import results
+
+    stored = results.load("mann-omniglot")
+    return _family_table(["1st", "2nd", "10th presentation"],
+                         [(m, stored, m, tuple(f"acc%_instance{i}" for i in (1, 2, 10)))
+                          for m in ("MANN", "LSTM", "feed-forward")], digits=1)
+
+
+def _problem(experiment: str) -> str:
+    parts = dict((part[0], part[1:]) for part in experiment.split("-")[2:])
+    if experiment.startswith("rl2-bandits"):
+        return f"Bernoulli bandit, {parts['k']} arms, {parts['n']} pulls"
+    return f"random tabular MDP, {parts['n']} episodes"
+
+
+def families_meta_rl(experiments: tuple[str, ...] = META_RL) -> str:
+    """Markdown: RL² (every stored seed) beside the best hand-designed algorithm, total reward on 1,000
+    test problems, with RL²'s training budget and time; a problem without an RL² run says so."""
+    from .. import results
+
+    lines = ["| problem | best hand-designed algorithm (seed 0) | RL² | RL²'s run |", "|---|---|---|---|"]
+    for experiment in experiments:
+        baselines = [row for row in results.load(experiment).rows if row.method != "RL²"]
+        best = max(baselines, key=lambda row: row.ours.mean)
+        trained = [(run, _lookup(run)[("RL²", "total_reward")]) for run in results.runs(experiment)
+                   if ("RL²", "total_reward") in _lookup(run)]
+        for run, rl2 in trained:
+            lines.append(f"| {_problem(experiment)} | {best.method}: {_cell(best.ours)} | {_cell(rl2)} | "
+                         f"{run_label(run)} |")
+        if not trained:
+            lines.append(f"| {_problem(experiment)} | {best.method}: {_cell(best.ours)} | not trained | — |")
+    return "\n".join(lines)
+
+
+def meta_rl_problems() -> tuple[str, ...]:
+    """Every stored meta-RL problem of Lecture 5 (bandits and MDPs of every size)."""
+    from .. import results
+
+    names = {entry["experiment"] for entry in results.catalogue()}
+    return tuple(sorted((n for n in names if n.startswith(("rl2-bandits-", "rl2-mdp-"))),
+                        key=lambda n: (n.split("-")[1], [int(p[1:]) for p in n.split("-")[2:]])))
+
+
+def _as_run(stored) -> Result:
+    """A stored run as the :class:`metacourse.reproduce.Result` the tables above read (plan and
+    measured values together, as a fresh run holds them)."""
+    return Result(stored.experiment, stored.seed, stored.device, stored.wall_seconds,
+                  {**stored.plan, **stored.measured}, list(stored.rows), list(stored.notes))
+
+
+def stored_cost(full: bool = False) -> str:
+    """Markdown: the stored ``maml-cost`` run — CPU time and peak memory of both orders (``full``: every
+    column, wall time and graph memory included) — and its label."""
+    from .. import results
+
+    stored = results.load("maml-cost")
+    if full:
+        return cost_table(_as_run(stored)) + f"\n\n{run_label(stored)}"
+    found, measured = _lookup(stored), stored.measured
+    lines = ["| network | inner steps | CPU ms/step, 2nd order | 1st order | ratio | peak MiB, 2nd order | "
+             "1st order | ratio |", "|---|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(row.method.split()[0] for row in stored.rows):
+        for k in stored.plan["inner_steps"]:
+            second, first = ({m: found[(f"{name} {order}", f"{m}_{k}inner")] for m in COST_METRICS}
+                             for order in ("second order", "first order"))
+            lines.append(f"| {measured.get(name, {}).get('network', name)} | {k} | "
+                         f"{_cell(second['cpu_ms_per_step'], 1)} | {_cell(first['cpu_ms_per_step'], 1)} | "
+                         f"{second['cpu_ms_per_step'].mean / first['cpu_ms_per_step'].mean:.2f}× | "
+                         f"{second['peak_MiB'].mean:.2f} | {first['peak_MiB'].mean:.2f} | "
+                         f"{second['peak_MiB'].mean / first['peak_MiB'].mean:.2f}× |")
+    return "\n".join(lines) + f"\n\n{run_label(stored)}"
+
+
+def stored_shift() -> str:
+    """Markdown: the stored ``task-shift`` table and its label."""
+    from .. import results
+
+    stored = results.load("task-shift")
+    return shift_table(_as_run(stored)) + f"\n\n{run_label(stored)}"
+
+
+def stored_overfitting(seed: int = 0) -> str:
+    """Markdown: the stored ``meta-overfitting`` table of one seed and its label."""
+    from .. import results
+
+    stored = results.load("meta-overfitting", seed=seed)
+    return overfitting_table(_as_run(stored)) + f"\n\n{run_label(stored)}"
+
+
+def stored_notes(experiment: str, **keys) -> str:
+    """Markdown: the notes a stored run wrote (hyper-parameters, timings, load average), as a list."""
+    from .. import results
+
+    stored = results.load(experiment, **keys)
+    return "\n".join(f"* {note}" for note in stored.notes) + f"\n\n{run_label(stored)}"
