@@ -545,3 +545,20 @@ def plot_curves(panels: dict, columns: int = 3, title: str | None = None):
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def imagination_table(runs) -> MarkdownTable:
+    """Imagination against reality at MB-MPO's last iteration, per seed: the imagined return of the
+    meta-policy before and after adaptation (in the models), the real return of the adapted policies
+    on the held-out pendulums, their gap, and the models' validation error (standardised MSE)."""
+    lines = ["| seed | imagined return, before / after adaptation | real return (held-out) "
+             "| imagined − real | models' validation error |", "|---|---|---|---|---|"]
+    for seed, run in _by_seed(runs):
+        last = _values(run)["curves"]["MB-MPO"][-1]
+        before, after = last.get("imagined_return_before"), last.get("imagined_return_after")
+        if before is None or after is None:
+            raise KeyError(f"run {run.name} stores no imagined returns: it predates them; rerun "
+                           "`metacourse reproduce mbmpo-pendulum` with its settings")
+        lines.append(f"| {seed} | {before:.1f} / {after:.1f} | {last['return']:.1f} | {after - last['return']:+.1f} "
+                     f"| {last.get('model_val_mse', float('nan')):.4f} |")
+    return MarkdownTable("\n".join(lines))
