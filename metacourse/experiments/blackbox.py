@@ -183,7 +183,8 @@ def run_sinusoid(options: RunOptions) -> Result:
     rows, notes = [], []
     for method in methods:
         if method == "MAML":
-            model, seconds, history = sinusoid.train_method("MAML", options, plan, device)
+            maml_plan = sinusoid.SinusoidBudget(**{key: plan[key] for key in sinusoid.TRAINING_KEYS})
+            model, seconds, history = sinusoid.train_method("MAML", options, maml_plan, device)
             resumed = history.resumed_from
         else:
             model = sinusoid_model(method).to(device)
