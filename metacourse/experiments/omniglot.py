@@ -662,3 +662,95 @@ def backend_benchmark_table(config: str = "a"):
     from .. import results
 
     return Markdown(backend_benchmark_markdown(results.load(f"bench-omniglot-config-{config}")))
+
+
+# (Lecture 2: every stored 5-way run beside its paper, with the evaluation protocol of each)
+
+PAPER_PROTOCOL = {"maml": "transductive", "fomaml": "transductive", "reptile": "transductive",
+                  "protonet": "non-transductive", "matching": "not stated"}
+"""How each paper's Omniglot number was measured: MAML's code (and Reptile's "+ Transduction" rows)
+normalise the test queries with their own batch statistics; ProtoNets' code uses running averages."""
+COMMANDS = {"nontransductive": "python scripts/omniglot_transduction.py --model M --json FILE"}
+
+
+def _protocol(stored) -> str:
+    return "non-transductive" if stored.entry.get("variant") == "nontransductive" else "transductive"
+
+
+def _lecture2_runs(methods=METHODS, ways: int = 5) -> list:
+    """The stored float32 Omniglot runs of ``methods`` with ``ways`` ways (transductive, then
+    non-transductive), ordered by method, shots and protocol."""
+    from .. import results
+
+    entries = [entry for entry in results.catalogue() if entry["experiment"] == "omniglot"
+               and entry.get("method") in methods and entry.get("ways") == ways
+               and entry.get("variant") in (None, "nontransductive") and entry["seed"] == 0]
+    entries.sort(key=lambda e: (METHODS.index(e["method"]), e["shots"], e.get("variant") or ""))
+    return [results.load("omniglot", method=e["method"], ways=e["ways"], shots=e["shots"],
+                         **({"variant": e["variant"]} if e.get("variant") else {})) for e in entries]
+
+
+def protocol_results_markdown(stored_runs) -> str:
+    """One row per stored run (:func:`metacourse.results.load`): the method, the task, how it was
+    evaluated, the paper's number with the paper's protocol, ours (mean ± 95% CI over the test
+    tasks), the training budget and the training time (CPU, then wall clock)."""
+    if not stored_runs:
+        return ("No stored Omniglot runs of these methods: `metacourse reproduce omniglot --method M --ways 5 "
+                "--shots K --json results/omniglot-M-5wKs.json` writes one.")
+    lines = ["| method | task | our evaluation | paper (its protocol) | ours: mean ± 95% CI (tasks) "
+             "| meta-steps × batch | training CPU (wall) |", "|---|---|---|---|---|---|---|"]
+    for stored in stored_runs:
+        settings, row = {**stored.plan, **stored.measured}, stored.rows[0]
+        cpu, wall = settings.get("train_cpu_seconds"), settings.get("train_seconds")
+        times = (f"{'not recorded' if cpu is None else f'{cpu / 60:.0f} min'} "
+                 f"({'—' if wall is None else f'{wall / 60:.0f} min'})")
+        paper = ("—" if row.paper is None
+                 else f"{row.paper:g} ({PAPER_PROTOCOL.get(settings['method'], 'not stated')})")
+        fast = " **FAST: a smoke test**" if any("FAST" in note for note in stored.notes) else ""
+        lines.append(f"| {row.method}{fast} | {settings['ways']}-way {settings['shots']}-shot "
+                     f"| {_protocol(stored)} | {paper} | {row.ours.mean:.2f} ± {row.ours.ci95:.2f} ({row.ours.n}) "
+                     f"| {settings['meta_steps']:,} × {settings['meta_batch_size']} | {times} |")
+    seeds = ", ".join(str(s) for s in sorted({stored.seed for stored in stored_runs}))
+    devices = ", ".join(sorted({stored.device for stored in stored_runs}))
+    return "\n".join(lines + ["", f"Seed {seeds}; {devices}. Wall time grows with the "
+                              "machine's load; CPU time does not."])
+
+
+def stored_results_table(*methods: str, ways: int = 5):
+    """:func:`protocol_results_markdown` of every stored run of ``methods`` (all when none are named),
+    as Markdown for a notebook: whatever is stored in ``results/`` now."""
+    from IPython.display import Markdown
+
+    return Markdown(protocol_results_markdown(_lecture2_runs(methods or METHODS, ways)))
+
+
+def transduction_markdown(stored_runs) -> str:
+    """For each method and task with both evaluations stored: the paper (with its protocol), ours
+    with transduction, ours without, and the difference (transductive minus non-transductive)."""
+    pairs: dict[tuple, dict] = {}
+    for stored in stored_runs:
+        key = (stored.rows[0].method, stored.plan["ways"], stored.plan["shots"])
+        pairs.setdefault(key, {})[_protocol(stored)] = stored
+    lines = ["| method | task | paper (its protocol) | ours, transductive | ours, non-transductive "
+             "| difference |", "|---|---|---|---|---|---|"]
+    for (method, ways, shots), both in pairs.items():
+        if len(both) < 2:
+            continue
+        with_, without = (both[p].rows[0] for p in ("transductive", "non-transductive"))
+        protocol = PAPER_PROTOCOL.get(both["transductive"].plan["method"], "not stated")
+        paper = "—" if with_.paper is None else f"{with_.paper:g} ({protocol})"
+        lines.append(f"| {method} | {ways}-way {shots}-shot | {paper} "
+                     f"| {with_.ours.mean:.2f} ± {with_.ours.ci95:.2f} ({with_.ours.n}) "
+                     f"| {without.ours.mean:.2f} ± {without.ours.ci95:.2f} ({without.ours.n}) "
+                     f"| {with_.ours.mean - without.ours.mean:+.2f} |")
+    if len(lines) == 2:
+        return ("No method has both evaluations stored yet: " + COMMANDS["nontransductive"]
+                + " stores the non-transductive one.")
+    return "\n".join(lines)
+
+
+def transduction_table(ways: int = 5):
+    """:func:`transduction_markdown` of the stored ProtoNets and matching-network runs, as Markdown."""
+    from IPython.display import Markdown
+
+    return Markdown(transduction_markdown(_lecture2_runs(("protonet", "matching"), ways)))
