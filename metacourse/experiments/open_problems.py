@@ -558,7 +558,7 @@ def run_label(stored) -> str:
     """``file: budget, seed, device, time`` of a stored run (a :class:`metacourse.results.StoredResult`).
 
     The time is the training's wall (and CPU) time where the run stored it, otherwise the wall time of
-    the session that wrote the file (a resumed run's last session may only have evaluated)."""
+    the run when it wrote the file (a resumed run may only have evaluated then)."""
     plan, measured = stored.plan, stored.measured
     rl2 = measured.get("rl2") or {}
     if "meta_steps" in plan:
@@ -572,7 +572,7 @@ def run_label(stored) -> str:
     if wall:
         when = f"training {_duration(wall)} wall" + (f", {_duration(cpu)} CPU" if cpu else "")
     else:
-        when = f"{_duration(stored.wall_seconds)} wall for the session that wrote the file"
+        when = f"{_duration(stored.wall_seconds)} wall when the file was written"
     return f"`{stored.name}`: {budget}, seed {stored.seed}, {stored.device or 'device not stored'}, {when}"
 
 

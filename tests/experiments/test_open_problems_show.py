@@ -16,14 +16,14 @@ def test_run_label_names_the_run_budget_seed_device_and_training_time():
     label = open_problems.run_label(results.load("rl2-bandits-k5-n10"))
     assert label.startswith("`rl2-bandits-k5-n10`: 5,120,000 environment steps, seed 0, cpu, training 8 min wall")
     sinusoid = open_problems.run_label(results.load("sinusoid"))
-    assert "70,000 meta-steps (meta-batch 25)" in sinusoid and "for the session that wrote the file" in sinusoid
+    assert "70,000 meta-steps (meta-batch 25)" in sinusoid and "when the file was written" in sinusoid
 
 
 def test_run_label_of_a_run_without_stored_training_time_or_budget():
     stored = SimpleNamespace(name="x", plan={}, measured={"rl2": {"train_wall_seconds": 0.0}}, seed=3, device="",
                              wall_seconds=30.0)
     assert open_problems.run_label(stored) == ("`x`: a timing run, no training, seed 3, device not stored, "
-                                               "30 s wall for the session that wrote the file")
+                                               "30 s wall when the file was written")
 
 
 def test_family_tables_quote_the_stored_numbers():
@@ -50,7 +50,7 @@ def test_meta_rl_table_has_every_rl2_seed_and_says_where_rl2_was_not_trained():
 
 def test_stored_tables_of_the_three_experiments():
     cost = open_problems.stored_cost()
-    assert cost.count("| MLP 1-40-40-1 |") == 5 and cost.endswith("2 min wall for the session that wrote the file")
+    assert cost.count("| MLP 1-40-40-1 |") == 5 and cost.endswith("2 min wall when the file was written")
     assert "graph MiB" in open_problems.stored_cost(full=True)
     assert "| CNP | [2.5-5] |" in open_problems.stored_shift()
     assert "seed 1" in open_problems.stored_overfitting(seed=1)
