@@ -283,7 +283,8 @@ def stored_label(stored) -> str:
     return (f"`{stored.name}`: {plan['meta_steps']:,} meta-steps × {plan['meta_batch_size']} prompts of "
             f"{plan['points']} examples, Adam {plan['outer_lr']:g}, a {plan['layers']}-layer transformer "
             f"({plan['d_model']} units, {plan['heads']} heads); seed {stored.seed}, device `{stored.device}`; "
-            + "; ".join(note for note in stored.notes if note.startswith("transformer:")))
+            + "; ".join(note.replace("summed over the sessions", "summed over every resumed part")
+                        for note in stored.notes if note.startswith("transformer:")))
 
 
 def checkpoint_of(stored, runs_dir: str | Path, seed: int = 0) -> Path:
