@@ -349,5 +349,6 @@ def stored_sinusoid_table() -> str:
 
     icl, others = results.load("icl-sinusoid"), results.load("blackbox-sinusoid")
     labels = [f"- `{run.name}`: seed {run.seed}, device `{run.device}`, {run.plan['meta_steps']:,} meta-steps; "
-              + "; ".join(run.notes[:1]) for run in (icl, others)]
+              + "; ".join(note.replace("summed over the sessions", "summed over every resumed part")
+                          for note in run.notes[:1]) for run in (icl, others)]
     return sinusoid_table(as_stored_dict(icl), as_stored_dict(others)) + "\n\n" + "\n".join(labels)
