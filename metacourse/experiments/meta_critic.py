@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import torch
 
 from ..evaluate import adaptation_curve, summarize
 from ..models import MLP
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..rl import meta_critic
 from ..rl.envs import BatchedCartPole, sample_pole_lengths
 from ..tasks import SinusoidTasks
@@ -43,15 +44,32 @@ TARGET_RETURN = 195.0
 
 # ---- sinusoid regression ----
 
-def sinusoid_budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class SinusoidCriticBudget(Budget):
+    """The plan of a meta-critic run on sinusoids (Algorithm 1 with the paper's sizes)."""
+
+    meta_steps: int = 20_000
+    meta_batch_size: int = 32
+    trace: str = "labelled"
+    """What the TAEN reads of each labelled point (a key of ``TRACES``)."""
+    actor_lifetime: int = 100
+    trace_points: tuple[int, int] = (4, 8)
+    critic_points: int = 20
+    test_tasks: int = 600
+    test_steps: int = 100
+    test_actor_lr: float = 1e-2
+    unlabelled_points: int = 100
+    maml_meta_steps: int = 70_000
+
+
+def sinusoid_budget(options: RunOptions) -> SinusoidCriticBudget:
     """The run's budget (FAST: a smoke test)."""
     fast = options.fast
     test_tasks, maml_steps = options.extra.get("test_tasks", 600), options.extra.get("maml_steps", 70_000)
-    return {"meta_steps": options.meta_steps or (300 if fast else 20_000), "meta_batch_size": 32,
-            "trace": options.extra.get("trace", "labelled"),
-            "actor_lifetime": 100, "trace_points": [4, 8], "critic_points": 20,
-            "test_tasks": min(test_tasks, 100) if fast else test_tasks, "test_steps": 100, "test_actor_lr": 1e-2,
-            "unlabelled_points": 100, "maml_meta_steps": min(maml_steps, 300) if fast else maml_steps}
+    return SinusoidCriticBudget(meta_steps=options.meta_steps or (300 if fast else 20_000),
+                                trace=options.extra.get("trace", "labelled"),
+                                test_tasks=min(test_tasks, 100) if fast else test_tasks,
+                                maml_meta_steps=min(maml_steps, 300) if fast else maml_steps)
 
 
 class SinusoidStage:
@@ -60,23 +78,23 @@ class SinusoidStage:
     trace (K uniform in ``trace_points``) and more for the critic. Checkpointed with the run."""
 
     def __init__(self, critic: meta_critic.MetaCritic, actor_model: torch.nn.Module,
-                 cfg: meta_critic.Config, plan: dict) -> None:
+                 cfg: meta_critic.Config, plan: SinusoidCriticBudget) -> None:
         self.critic, self.actor_model, self.cfg, self.plan = critic, actor_model, cfg, plan
         self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
         self.count, self.amplitude, self.phase, self.actors, self.actor_optimizer = 0, None, None, None, None
 
     def sample(self, n_tasks: int, rng: np.random.Generator) -> TaskBatch:
         family = SinusoidTasks()
-        if self.count % self.plan["actor_lifetime"] == 0:
+        if self.count % self.plan.actor_lifetime == 0:
             self.amplitude = rng.uniform(*family.amplitude, size=(n_tasks, 1, 1))
             self.phase = rng.uniform(*family.phase, size=(n_tasks, 1, 1))
-        k_shot = int(rng.integers(self.plan["trace_points"][0], self.plan["trace_points"][1] + 1))
-        x = rng.uniform(*family.x_range, size=(n_tasks, k_shot + self.plan["critic_points"], 1))
+        k_shot = int(rng.integers(self.plan.trace_points[0], self.plan.trace_points[1] + 1))
+        x = rng.uniform(*family.x_range, size=(n_tasks, k_shot + self.plan.critic_points, 1))
         x_t, y_t = (torch.as_tensor(v, dtype=torch.float32) for v in (x, self.amplitude * np.sin(x + self.phase)))
         return TaskBatch(x_t[:, :k_shot], y_t[:, :k_shot], x_t[:, k_shot:], y_t[:, k_shot:])
 
     def step(self, tasks: TaskBatch) -> dict[str, float]:
-        if self.count % self.plan["actor_lifetime"] == 0:
+        if self.count % self.plan.actor_lifetime == 0:
             self.actors = meta_critic.init_actors(self.actor_model, len(tasks))
             self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=self.cfg.actor_lr)
         metrics = meta_critic.supervised_meta_step(self.critic, self.critic_optimizer, self.actor_model,
@@ -100,16 +118,16 @@ class SinusoidStage:
             self.actor_optimizer.load_state_dict(state["actor_optimizer"])
 
 
-def train_sinusoid_critic(options: RunOptions, plan: dict, cfg: meta_critic.Config | None = None):
+def train_sinusoid_critic(options: RunOptions, plan: SinusoidCriticBudget, cfg: meta_critic.Config | None = None):
     """Meta-train the meta-critic on sinusoids (checkpointed, resumable); returns it, the actor
     architecture, the training history and the wall time."""
-    labelled = plan.get("trace", "labelled") == "labelled"
+    labelled = plan.trace == "labelled"
     cfg = cfg or meta_critic.Config(actor_lr=1e-2, critic_lr=1e-3, trace_labels=labelled)
     torch.manual_seed(options.seed)
     critic, actor_model = meta_critic.MetaCritic(1, 1, cfg), MLP(1, (40, 40), 1)
     stage = SinusoidStage(critic, actor_model, cfg, plan)
-    return _meta_train(stage, options, "sinusoid" + ("-labelled" if cfg.trace_labels else ""), plan["meta_steps"],
-                       plan["meta_batch_size"], checkpoint_every=plan["actor_lifetime"] * 10)
+    return _meta_train(stage, options, "sinusoid" + ("-labelled" if cfg.trace_labels else ""), plan.meta_steps,
+                       plan.meta_batch_size, checkpoint_every=plan.actor_lifetime * 10)
 
 
 def sinusoid_test_tasks(k_shot: int, n_tasks: int, seed: int) -> tuple[TaskBatch, torch.Tensor]:
@@ -127,12 +145,12 @@ def query_mse(actor_model: torch.nn.Module, actors, tasks: TaskBatch) -> np.ndar
     return ((predictions - tasks.y_query) ** 2).mean(dim=(1, 2)).numpy()
 
 
-def sinusoid_rows(critic, actor_model, maml_model, plan: dict, seed: int) -> tuple[list[Row], dict]:
+def sinusoid_rows(critic, actor_model, maml_model, plan: SinusoidCriticBudget, seed: int) -> tuple[list[Row], dict]:
     """Train fresh actors on K points per held-out task each way; one table row per method and K."""
     rows, values = [], {}
-    steps, lr = plan["test_steps"], plan["test_actor_lr"]
+    steps, lr = plan.test_steps, plan.test_actor_lr
     for k_shot in SHOTS:
-        tasks, unlabelled = sinusoid_test_tasks(k_shot, plan["test_tasks"], seed)
+        tasks, unlabelled = sinusoid_test_tasks(k_shot, plan.test_tasks, seed)
         torch.manual_seed(seed + k_shot)  # the same fresh initialisations for every method
         methods = {
             "actor, plain MSE": partial(meta_critic.train_supervised_actors, actor_model, tasks, steps, lr),
@@ -171,33 +189,33 @@ def run_sinusoid(options: RunOptions) -> Result:
     plan = sinusoid_budget(options)
     critic, actor_model, history, seconds = train_sinusoid_critic(options, plan)
     maml_model, maml_seconds = None, 0.0
-    if plan["maml_meta_steps"]:
-        maml_plan = {**sinusoid.budget(RunOptions(fast=options.fast, meta_steps=plan["maml_meta_steps"])),
-                     "k_shot_train": 5}
+    if plan.maml_meta_steps:
+        maml_plan = sinusoid.budget(RunOptions(fast=options.fast, meta_steps=plan.maml_meta_steps)).replace(
+            k_shot_train=5)
         maml_model, maml_seconds, _ = sinusoid.train_method("MAML", options, maml_plan, torch.device("cpu"))
     rows, _ = sinusoid_rows(critic, actor_model, maml_model, plan, options.seed)
     critic_losses = history.metrics.get("critic_loss", [])
-    plan.update(train_wall_seconds=round(seconds, 1), maml_train_wall_seconds=round(maml_seconds, 1),
-                critic_loss_curve=[round(float(np.mean(critic_losses[i:i + 500])), 4)
-                                   for i in range(0, len(critic_losses), 500)])
-    notes = [f"meta-critic: {plan['meta_steps']} steps of Algorithm 1 ({plan['meta_batch_size']} tasks, "
-             f"actors renewed every {plan['actor_lifetime']} steps), {seconds:.0f} s wall (this run; a "
+    measured = {"train_wall_seconds": round(seconds, 1), "maml_train_wall_seconds": round(maml_seconds, 1),
+                "critic_loss_curve": [round(float(np.mean(critic_losses[i:i + 500])), 4)
+                                      for i in range(0, len(critic_losses), 500)]}
+    notes = [f"meta-critic: {plan.meta_steps} steps of Algorithm 1 ({plan.meta_batch_size} tasks, "
+             f"actors renewed every {plan.actor_lifetime} steps), {seconds:.0f} s wall (this run; a "
              "resumed run counts only its own time)",
-             f"the TAEN reads {TRACES[plan['trace']]}",
-             f"meta-test: fresh 1-40-40-1 actors, {plan['test_steps']} Adam steps at "
-             f"{plan['test_actor_lr']:g} on the K points; the '+ unlabelled x' actors also follow the "
-             f"critic at {plan['unlabelled_points']} unlabelled inputs of the task (labels never used)",
-             (f"MAML: {plan['maml_meta_steps']} meta-steps with K = 5 (as `metacourse reproduce sinusoid`; "
+             f"the TAEN reads {TRACES[plan.trace]}",
+             f"meta-test: fresh 1-40-40-1 actors, {plan.test_steps} Adam steps at "
+             f"{plan.test_actor_lr:g} on the K points; the '+ unlabelled x' actors also follow the "
+             f"critic at {plan.unlabelled_points} unlabelled inputs of the task (labels never used)",
+             (f"MAML: {plan.maml_meta_steps} meta-steps with K = 5 (as `metacourse reproduce sinusoid`; "
               f"{maml_seconds:.0f} s here, 0 when its checkpoint existed), 10 fine-tuning steps at α = 0.01"
               if maml_model is not None else "MAML: left out of this run (--maml-steps 0)"),
              "predict 0 (no learning): the MSE of ŷ = 0 on the same tasks, E[A²]/2 ≈ 4.25 in expectation; "
              "a learner above it has learned less than nothing from its K points"]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    result = Result("meta-critic-sinusoid", options.seed, "cpu", 0.0, plan, rows, notes)
+    result = Result("meta-critic-sinusoid", options.seed, "cpu", 0.0, plan, rows, notes, measured=measured)
     plot_path = Path(options.out_dir) / f"meta-critic-sinusoid-seed{options.seed}.png"
     result.artifacts["plot"] = save_sinusoid_plot(result.to_dict(), plot_path)
-    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
+    result.wall_seconds, result.measured["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 
@@ -233,15 +251,30 @@ HELD_OUT_LENGTHS = (0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.15)
 poles are never trained on."""
 
 
-def cartpole_budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class CartPoleCriticBudget(Budget):
+    """The plan of a meta-critic run on CartPole with sampled pole lengths."""
+
+    meta_steps: int = 6000
+    tasks_per_step: int = 16
+    carts_per_task: int = 4
+    steps_per_update: int = 10
+    actor_lifetime: int = 150
+    held_out_lengths: tuple[float, ...] = HELD_OUT_LENGTHS
+    test_seeds: tuple[int, ...] = (0, 1, 2)
+    max_interactions: int = 60_000
+    actor_lr: float = 3e-3
+    actor_critic_lrs: tuple[float, ...] = (3e-3, 1e-2)
+    embedding_lengths: int = 24
+    embedding_updates: int = 60
+
+
+def cartpole_budget(options: RunOptions) -> CartPoleCriticBudget:
     """The run's budget (FAST: a smoke test)."""
-    fast = options.fast
-    return {"meta_steps": options.meta_steps or (40 if fast else 6000), "tasks_per_step": 16,
-            "carts_per_task": 4, "steps_per_update": 10, "actor_lifetime": 20 if fast else 150,
-            "held_out_lengths": list(HELD_OUT_LENGTHS), "test_seeds": [0] if fast else [0, 1, 2],
-            "max_interactions": 2_000 if fast else 60_000, "actor_lr": 3e-3,
-            "actor_critic_lrs": [3e-3] if fast else [3e-3, 1e-2], "embedding_lengths": 24,
-            "embedding_updates": 10 if fast else 60}
+    if not options.fast:
+        return CartPoleCriticBudget(meta_steps=options.meta_steps or 6000)
+    return CartPoleCriticBudget(meta_steps=options.meta_steps or 40, actor_lifetime=20, test_seeds=(0,),
+                                max_interactions=2_000, actor_critic_lrs=(3e-3,), embedding_updates=10)
 
 
 def cartpole_config() -> meta_critic.Config:
@@ -254,24 +287,24 @@ class CartPoleStage:
     every cart, moves the actors along the critic and takes a TD step. Checkpointed with the run."""
 
     def __init__(self, critic: meta_critic.MetaCritic, actor_model: torch.nn.Module,
-                 cfg: meta_critic.Config, plan: dict) -> None:
+                 cfg: meta_critic.Config, plan: CartPoleCriticBudget) -> None:
         self.critic, self.actor_model, self.cfg, self.plan = critic, actor_model, cfg, plan
         self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
         self.count, self.lengths, self.recent_return = 0, None, 0.0
 
     def _start(self, lengths: np.ndarray, env_rng: np.random.Generator) -> None:
         self.lengths = lengths
-        self.env = BatchedCartPole(np.repeat(lengths, self.plan["carts_per_task"]), env_rng)
+        self.env = BatchedCartPole(np.repeat(lengths, self.plan.carts_per_task), env_rng)
         self.states, self.running, self.trace = self.env.reset(), np.zeros(self.env.n_envs), None
         self.actors = meta_critic.init_actors(self.actor_model, len(lengths))
         self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=self.cfg.actor_lr)
 
     def sample(self, n_tasks: int, rng: np.random.Generator) -> meta_critic.Transitions:
-        if self.count % self.plan["actor_lifetime"] == 0:
+        if self.count % self.plan.actor_lifetime == 0:
             self._start(sample_pole_lengths(rng, n_tasks), np.random.default_rng(rng.integers(2**32)))
         self.returns = [[] for _ in range(self.env.n_envs)]
         batch, self.states = meta_critic.collect(self.env, self.actor_model, self.actors, self.states,
-                                                 self.plan["steps_per_update"], self.returns, self.running)
+                                                 self.plan.steps_per_update, self.returns, self.running)
         return batch
 
     def step(self, batch: meta_critic.Transitions) -> dict[str, float]:
@@ -307,14 +340,14 @@ class CartPoleStage:
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
 
 
-def train_cartpole_critic(options: RunOptions, plan: dict):
+def train_cartpole_critic(options: RunOptions, plan: CartPoleCriticBudget):
     """Meta-train the meta-critic on CartPoles (checkpointed, resumable)."""
     cfg = cartpole_config()
     torch.manual_seed(options.seed)
     critic, actor_model = meta_critic.MetaCritic(4, 2, cfg), MLP(4, (32,), 2)
     stage = CartPoleStage(critic, actor_model, cfg, plan)
-    return _meta_train(stage, options, "cartpole", plan["meta_steps"], plan["tasks_per_step"],
-                       checkpoint_every=plan["actor_lifetime"] * 2)
+    return _meta_train(stage, options, "cartpole", plan.meta_steps, plan.tasks_per_step,
+                       checkpoint_every=plan.actor_lifetime * 2)
 
 
 def _meta_train(stage, options: RunOptions, family: str, meta_steps: int, batch_size: int,
@@ -333,11 +366,11 @@ def _meta_train(stage, options: RunOptions, family: str, meta_steps: int, batch_
     return stage.critic, stage.actor_model, history, time.perf_counter() - started
 
 
-def learn_held_out(method: str, critic, actor_model, lengths, plan: dict, seed: int, lr: float) -> dict:
+def learn_held_out(method: str, critic, actor_model, lengths, plan: CartPoleCriticBudget, seed: int, lr: float) -> dict:
     """Algorithm 2 on every pole of ``lengths`` at once (fresh actors, n carts each): following the
     frozen meta-critic, or with a standard actor-critic learned from scratch."""
     torch.manual_seed(seed)
-    env = BatchedCartPole(np.repeat(lengths, plan["carts_per_task"]), np.random.default_rng([seed, 195]))
+    env = BatchedCartPole(np.repeat(lengths, plan.carts_per_task), np.random.default_rng([seed, 195]))
     actors = meta_critic.init_actors(actor_model, len(lengths))
     if method == "meta-critic":
         optimizer = torch.optim.Adam(actors.parameters(), lr=lr)
@@ -349,8 +382,8 @@ def learn_held_out(method: str, critic, actor_model, lengths, plan: dict, seed: 
         values = meta_critic.init_actors(value_model, len(lengths))
         optimizer = torch.optim.Adam([*actors.parameters(), *values.parameters()], lr=lr)
         update = partial(_actor_critic_update, actor_model, actors, value_model, values)
-    return meta_critic.learn_task(env, actor_model, actors, update, optimizer, plan["steps_per_update"],
-                                  plan["max_interactions"], TARGET_RETURN)
+    return meta_critic.learn_task(env, actor_model, actors, update, optimizer, plan.steps_per_update,
+                                  plan.max_interactions, TARGET_RETURN)
 
 
 def _actor_critic_update(actor_model, actors, value_model, values, batch, trace):
@@ -358,14 +391,14 @@ def _actor_critic_update(actor_model, actors, value_model, values, batch, trace)
                                          gae_lambda=0.95, entropy_coef=0.0)
 
 
-def embedding_points(critic, actor_model, plan: dict, seed: int) -> dict:
+def embedding_points(critic, actor_model, plan: CartPoleCriticBudget, seed: int) -> dict:
     """TAEN codes z of fresh actors following the meta-critic on evenly spaced pole lengths, from
     the 10th update on; their first two principal components, and how well a line through z
     predicts the length (R² of least squares on held-out poles: every other length)."""
-    lengths = np.linspace(0.2, 1.2, plan["embedding_lengths"])
+    lengths = np.linspace(0.2, 1.2, plan.embedding_lengths)
     run = learn_held_out("meta-critic", critic, actor_model, lengths,
-                         {**plan, "max_interactions": plan["embedding_updates"] * plan["steps_per_update"]
-                          * plan["carts_per_task"]}, seed, plan["actor_lr"])
+                         plan.replace(max_interactions=plan.embedding_updates * plan.steps_per_update
+                                      * plan.carts_per_task), seed, plan.actor_lr)
     with torch.no_grad():
         codes = torch.stack([critic.encoder(trace) for trace in run["traces"][min(9, len(run["traces"]) - 1):]])
     z = codes.reshape(-1, codes.shape[-1]).numpy().astype(np.float64)
@@ -381,15 +414,15 @@ def embedding_points(critic, actor_model, plan: dict, seed: int) -> dict:
             "r2_length_from_z": round(float(r2), 4)}
 
 
-def compare_on_held_out(critic, actor_model, plan: dict) -> dict:
+def compare_on_held_out(critic, actor_model, plan: CartPoleCriticBudget) -> dict:
     """Interactions to reach 195 on every held-out pole, per seed: the meta-critic's actor and the
     actor-critic from scratch at each step size (NaN: not reached within ``max_interactions``)."""
-    lengths = np.array(plan["held_out_lengths"])
+    lengths = np.array(plan.held_out_lengths)
     runs = {"meta-critic": [learn_held_out("meta-critic", critic, actor_model, lengths, plan, seed,
-                                           plan["actor_lr"]) for seed in plan["test_seeds"]]}
-    for lr in plan["actor_critic_lrs"]:
+                                           plan.actor_lr) for seed in plan.test_seeds]}
+    for lr in plan.actor_critic_lrs:
         runs[f"actor-critic lr={lr:g}"] = [learn_held_out("actor-critic", None, actor_model, lengths, plan,
-                                                          seed, lr) for seed in plan["test_seeds"]]
+                                                          seed, lr) for seed in plan.test_seeds]
     return runs
 
 
@@ -410,12 +443,12 @@ def run_cartpole(options: RunOptions) -> Result:
     plan = cartpole_budget(options)
     critic, actor_model, history, seconds = train_cartpole_critic(options, plan)
     runs = compare_on_held_out(critic, actor_model, plan)
-    cap = plan["max_interactions"]
+    cap = plan.max_interactions
     medians = {name: _censored_median(_reached(run_list)) for name, run_list in runs.items()}
     baselines = [name for name in runs if name != "meta-critic"]
     best = min(baselines, key=lambda name: (np.median(medians[name]), name))
     rows, wins = [], 0
-    for index, length in enumerate(plan["held_out_lengths"]):
+    for index, length in enumerate(plan.held_out_lengths):
         for name in ("meta-critic", best):
             values = _reached(runs[name])[:, index]
             rows.append(Row(name, f"interactions_to_195_len{length:g}", None,
@@ -425,40 +458,40 @@ def run_cartpole(options: RunOptions) -> Result:
                "actor_return_curve": [round(float(np.mean(history.metrics["actor_return"][i:i + 150])), 1)
                                       for i in range(0, len(history.steps), 150)],
                "embedding": embedding_points(critic, actor_model, plan, options.seed)}
-    plan.update(train_wall_seconds=round(seconds, 1), best_actor_critic=best,
-                median_interactions={name: [None if np.isinf(v) else float(v) for v in values]
-                                     for name, values in medians.items()})
+    measured = {"train_wall_seconds": round(seconds, 1), "best_actor_critic": best,
+                "median_interactions": {name: [None if np.isinf(v) else float(v) for v in values]
+                                        for name, values in medians.items()}}
     notes = [f"the meta-critic's actor reached 195 with fewer interactions (median over seeds "
-             f"{plan['test_seeds']}) than the actor-critic from scratch on {wins} of "
-             f"{len(plan['held_out_lengths'])} held-out poles",
-             f"actor-critic from scratch: Adam step size chosen among {plan['actor_critic_lrs']} by its "
+             f"{plan.test_seeds}) than the actor-critic from scratch on {wins} of "
+             f"{len(plan.held_out_lengths)} held-out poles",
+             f"actor-critic from scratch: Adam step size chosen among {plan.actor_critic_lrs} by its "
              f"median over all poles and seeds, on the test poles themselves (in its favour): {best}; "
              + "; ".join(f"{name}: median {np.median(medians[name]):g}" for name in baselines),
              f"not reached within {cap:,} interactions counts as {cap:,} in the means (a lower bound): "
              + ", ".join(f"{name} {int(np.isnan(_reached(r)).sum())}" for name, r in runs.items()),
-             f"meta-training: {plan['meta_steps']} steps x {plan['tasks_per_step']} poles x "
-             f"{plan['carts_per_task']} carts x {plan['steps_per_update']} steps = "
-             f"{plan['meta_steps'] * plan['tasks_per_step'] * plan['carts_per_task'] * plan['steps_per_update']:,}"
+             f"meta-training: {plan.meta_steps} steps x {plan.tasks_per_step} poles x "
+             f"{plan.carts_per_task} carts x {plan.steps_per_update} steps = "
+             f"{plan.meta_steps * plan.tasks_per_step * plan.carts_per_task * plan.steps_per_update:,}"
              f" interactions, {seconds:.0f} s wall (this run; a resumed run counts only its own time)",
              f"TAEN codes: R² of pole length predicted linearly from z on held-out poles = "
              f"{details['embedding']['r2_length_from_z']:.3f}"]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    result = Result("meta-critic-cartpole", options.seed, "cpu", 0.0, plan, rows, notes)
+    result = Result("meta-critic-cartpole", options.seed, "cpu", 0.0, plan, rows, notes, measured=measured)
     result.artifacts.update(save_cartpole_plots(runs, plan, details["embedding"], options))
     result.artifacts["details"] = str(Path(options.out_dir) / f"meta-critic-cartpole-seed{options.seed}.details.json")
     Path(result.artifacts["details"]).write_text(json.dumps(details) + "\n")
-    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
+    result.wall_seconds, result.measured["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 
-def save_cartpole_plots(runs: dict, plan: dict, embedding: dict, options: RunOptions) -> dict[str, str]:
+def save_cartpole_plots(runs: dict, plan: CartPoleCriticBudget, embedding: dict, options: RunOptions) -> dict[str, str]:
     """Return-vs-interactions curves (first seed) and the TAEN codes coloured by pole length."""
     from matplotlib import pyplot as plt  # imported here only: the library runs without it
 
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lengths = plan["held_out_lengths"]
+    lengths = plan.held_out_lengths
     figure, axes = plt.subplots(1, len(lengths), figsize=(2.6 * len(lengths), 2.6), sharey=True)
     for index, axis in enumerate(axes):
         for name, run_list in runs.items():
@@ -572,5 +605,64 @@ def plot_cartpole_interactions(run):
         axis.legend(fontsize=7, loc="upper left")
     axes[-1].set(xticks=range(len(lengths)), xticklabels=[f"ℓ = {length:g}" for length in lengths],
                  xlabel="held-out pole half-length (dots: test seeds; dotted line: budget, not reached)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_taen_codes(run):
+    """The TAEN codes z of fresh actors that follow the frozen CartPole meta-critic (first two
+    principal components, coloured by pole length), with the R² of pole length predicted linearly
+    from z on poles the fit did not see. Returns the figure."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    embedding = run.extra("details")["embedding"]
+    pc = np.array(embedding["pc"])
+    figure, axis = plt.subplots(figsize=(5, 3.8))
+    points = axis.scatter(pc[:, 0], pc[:, 1], c=embedding["lengths"], s=4, cmap="viridis")
+    figure.colorbar(points, label="pole half-length ℓ")
+    axis.set(xlabel="PC 1 of z", ylabel="PC 2 of z",
+             title=f"stored run: R² of ℓ from z on held-out poles = {embedding['r2_length_from_z']:.2f}")
+    axis.title.set_fontsize(9)
+    figure.tight_layout()
+    return figure
+
+
+def plot_stored_strip(path, rows: int = 2):
+    """A stored figure that is one long strip of panels (e.g. the CartPole learning curves, one
+    panel per held-out pole), cut at blank columns into ``rows`` rows so that it stays readable at
+    ≤ 1,400 pixels wide. The pixels are the stored ones. Returns the figure."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    image = plt.imread(str(path))
+    blank = np.where((image[..., :3].min(axis=0) > 0.98).all(axis=-1))[0]  # all-white columns
+    height, width = image.shape[:2]
+    cuts = [0]
+    for part in range(1, rows):
+        wanted = part * width / rows
+        cuts.append(int(blank[np.abs(blank - wanted).argmin()]) if len(blank) else int(wanted))
+    cuts.append(width)
+    widest = max(b - a for a, b in zip(cuts, cuts[1:]))
+    figure, axes = plt.subplots(rows, 1, figsize=(widest / 100, rows * height / 100), dpi=100)
+    for axis, start, stop in zip(np.atleast_1d(axes), cuts, cuts[1:]):
+        axis.imshow(image[:, start:stop])
+        axis.set(xlim=(0, widest), ylim=(height, 0))
+        axis.axis("off")
+    figure.subplots_adjust(0, 0, 1, 1, hspace=0.02)
+    return figure
+
+
+def plot_critic_loss(runs):
+    """The critic's TD loss along Algorithm 1 (the stored ``critic_loss_curve``, log scale), one
+    line per stored sinusoid run, labelled by its number of critic steps. Returns the figure."""
+    from matplotlib import pyplot as plt  # imported here only: the library runs without it
+
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    for run in runs:
+        values = _values(run)
+        curve = np.asarray(values["critic_loss_curve"], dtype=float)
+        steps = np.linspace(values["meta_steps"] / len(curve), values["meta_steps"], len(curve))
+        axis.plot(steps, curve, "o-" if len(curve) < 3 else "-", ms=3, label=f"{values['meta_steps']:,} steps")
+    axis.set(xscale="log", yscale="log", xlabel="Algorithm 1 step", ylabel="critic loss (stored curve)")
+    axis.legend(fontsize=7)
     figure.tight_layout()
     return figure

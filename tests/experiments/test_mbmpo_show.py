@@ -48,3 +48,11 @@ def test_level_table_and_figure(standard):
 def test_no_runs_names_the_fix():
     with pytest.raises(ValueError, match="results.runs"):
         experiment.seed_table([])
+
+
+def test_imagination_table_gives_the_gap_of_the_last_iteration(standard):
+    lines = experiment.imagination_table(standard).splitlines()
+    last = {**standard[0].plan, **standard[0].measured}["curves"]["MB-MPO"][-1]
+    assert lines[2].startswith(f"| {standard[0].seed} | {last['imagined_return_before']:.1f} / "
+                               f"{last['imagined_return_after']:.1f} | {last['return']:.1f} |")
+    assert len(lines) == 2 + len(standard)

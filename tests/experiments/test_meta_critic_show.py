@@ -32,3 +32,19 @@ def test_cartpole_table_and_figure():
     assert len(figure.axes) == 2 and figure.get_size_inches()[0] * 100 <= 1400
     from matplotlib import pyplot as plt
     plt.close(figure)
+
+
+def test_codes_strip_and_loss_figures():
+    from matplotlib import pyplot as plt
+
+    run = results.load("meta-critic-cartpole")
+    codes = experiment.plot_taen_codes(run)
+    assert f"{run.extra('details')['embedding']['r2_length_from_z']:.2f}" in codes.axes[0].get_title()
+    strip = experiment.plot_stored_strip(run.figure(), rows=2)
+    width, _ = strip.get_size_inches() * strip.dpi
+    assert len(strip.axes) == 2 and width <= 1400  # the stored strip is 2002 pixels wide
+    budgets = [results.load("meta-critic-sinusoid", variant="labelled", critic_steps=n) for n in BUDGETS]
+    loss = experiment.plot_critic_loss(budgets)
+    assert len(loss.axes[0].lines) == len(BUDGETS)
+    for figure in (codes, strip, loss):
+        plt.close(figure)
