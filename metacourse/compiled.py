@@ -42,15 +42,23 @@ def _eager(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, batched: b
                 randomness="same")(x)
 
 
-_compiled = torch.compile(_eager, dynamic=False)
+_compiled: Callable | None = None
 """One compiled function for every model: TorchDynamo guards on the model it is given (and on
-``batched`` and the input shapes) and compiles again for a new one, without keeping it alive."""
+``batched`` and the input shapes) and compiles again for a new one, without keeping it alive.
+Made on first use (``_compiled_eager``): importing this module loads no TorchDynamo/Inductor."""
+
+
+def _compiled_eager() -> Callable:
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(_eager, dynamic=False)
+    return _compiled
 
 
 def embedding_call(model: nn.Module, batched: bool = False) -> EmbeddingFn:
     """``f(params, x)``: the model with weights ``params`` on ``x`` (``(T, n, ...)`` when
     ``batched``, one shared θ), through ``torch.compile``."""
-    return lambda params, x: _compiled(model, params, x, batched)
+    return lambda params, x: _compiled_eager()(model, params, x, batched)
 
 
 def call_embedding(model: nn.Module, params: Mapping[str, Tensor], x: Tensor,

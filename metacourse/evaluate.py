@@ -2,12 +2,14 @@
 
 Every number the course reports is a ``Summary`` over n test tasks: the mean, the half-width of
 its 95% confidence interval (1.96 · std / √n, as MAML's official code computes it), the median
-(robust to the rare task on which fine-tuning diverges) and n.
+(robust to the rare task on which fine-tuning diverges) and n. ``adaptation_curve`` (query loss or
+accuracy after each number of fine-tuning steps) lives in ``algorithms.finetune`` and is
+re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -15,9 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from .algorithms import maml
-from .functional import LOSSES, accuracy, expand_over_tasks, forward, frozen_params
-from .tasks.base import TaskBatch, stack_tasks
+from .algorithms.finetune import adaptation_curve
+from .tasks.base import TaskBatch
 
 __all__ = ["Summary", "summarize", "adaptation_curve", "embedding_accuracy"]
 
@@ -46,44 +47,6 @@ def summarize(values: Iterable[float]) -> Summary:
     with np.errstate(invalid="ignore", over="ignore"):  # inf (a diverged task) gives mean inf, ci nan
         ci95 = 1.96 * array.std(ddof=1) / np.sqrt(array.size) if array.size > 1 else float("nan")
     return Summary(float(array.mean()), float(ci95), float(np.median(array)), int(array.size))
-
-
-def _query_metric(model: nn.Module, params, tasks: TaskBatch, loss: str, metric: str) -> Tensor:
-    prediction = forward(model, params, tasks.x_query, batched=True)
-    if metric == "accuracy":
-        return accuracy(prediction, tasks.y_query)
-    return LOSSES[loss](prediction, tasks.y_query)
-
-
-def adaptation_curve(model: nn.Module, tasks: TaskBatch, steps: Iterable[int], inner_lr: float,
-                     loss: str = "mse", metric: str = "loss",
-                     inner_lrs: Mapping[str, Tensor] | None = None,
-                     chunk_size: int = 1000) -> dict[int, np.ndarray]:
-    """Query loss (or accuracy) of each task after each number of fine-tuning steps in ``steps``.
-
-    Fine-tuning is plain gradient descent on the support set (MAML's inner loop without the
-    second-order graph), all tasks of a chunk at once. Returns ``{steps: per-task values}``.
-    """
-    if metric not in ("loss", "accuracy"):
-        raise ValueError(f"metric={metric!r} is unknown; use 'loss' or 'accuracy'")
-    wanted = sorted(set(int(s) for s in steps))
-    if not wanted or wanted[0] < 0:
-        raise ValueError(f"steps={list(steps)!r} must be non-negative step counts, e.g. (0, 1, 5, 10)")
-    cfg = maml.Config(inner_lr=inner_lr, inner_steps=1, first_order=True, loss=loss, backend="vmap")
-    theta = frozen_params(model)
-    results: dict[int, list[np.ndarray]] = {s: [] for s in wanted}
-    for chunk in stack_tasks(tasks).split(chunk_size):
-        adapted = {n: p.requires_grad_() for n, p in expand_over_tasks(theta, len(chunk)).items()}
-        for step in range(wanted[-1] + 1):
-            if step in results:
-                with torch.no_grad():
-                    values = _query_metric(model, adapted, chunk, loss, metric)
-                results[step].append(values.cpu().numpy())
-            if step < wanted[-1]:
-                with torch.enable_grad():
-                    adapted = maml.adapt(model, adapted, chunk, cfg, inner_lrs)
-                adapted = {n: p.detach().requires_grad_() for n, p in adapted.items()}
-    return {s: np.concatenate(v) for s, v in results.items()}
 
 
 def embedding_accuracy(model: nn.Module, tasks: TaskBatch,

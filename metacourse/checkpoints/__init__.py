@@ -3,7 +3,7 @@
 Each checkpoint is ``NAME.pt`` (the network's weights and how to build it) with a card
 ``NAME.json`` beside it: the exact ``metacourse reproduce`` command that trained it, the seed,
 budget, device, wall and CPU time, and the accuracy measured by evaluating the saved file on the
-600 test tasks of ``experiments.omniglot`` (``card["test_accuracy"]``, in %). ::
+600 test tasks of ``checkpoints.omniglot.test_tasks`` (``card["test_accuracy"]``, in %). ::
 
     import metacourse
     trained = metacourse.pretrained("protonet-omniglot-5w1s")   # = checkpoints.load(...)
@@ -31,6 +31,7 @@ from torch import nn
 
 from ..evaluate import Summary, summarize
 from ..utils import torch_threads
+from . import omniglot
 
 __all__ = ["Pretrained", "names", "card", "load", "ship"]
 
@@ -74,8 +75,6 @@ class Pretrained:
 
     def test_tasks(self, n_tasks: int = 600):
         """The first ``n_tasks`` of the fixed test stream the card's accuracy was measured on."""
-        from ..experiments import omniglot
-
         tasks = omniglot.test_tasks(self.plan, max(n_tasks, self.plan["test_tasks"]))
         return tasks.split(n_tasks)[0]
 
@@ -85,8 +84,6 @@ class Pretrained:
         ``threads``: torch CPU threads meanwhile (0: leave the setting alone). One is fastest for
         these small networks; on a busy machine two threads can take twenty times the CPU time.
         """
-        from ..experiments import omniglot
-
         with torch_threads(threads):
             return 100 * omniglot.evaluate_model(self.plan, self.model, self.test_tasks(n_tasks))
 
@@ -98,8 +95,6 @@ class Pretrained:
 def load(name: str) -> Pretrained:
     """Load a shipped checkpoint, e.g. ``load("protonet-omniglot-5w1s")`` (CPU, evaluation mode)."""
     path = _check(name)
-    from ..experiments import omniglot
-
     return Pretrained(name, omniglot.load_file(path), card(name))
 
 

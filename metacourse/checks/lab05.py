@@ -158,7 +158,7 @@ def _shares(choose, rng_seed: int) -> np.ndarray:
 def check_thompson(thompson_choose: Callable) -> None:
     """``thompson_choose(successes, failures, rng)`` -> one arm per bandit, sampled by TS."""
     __tracebackhide__ = True
-    from ..rl.baselines import play_bandits
+    from ..rl.classical import play_bandits
 
     def posterior_probability():
         # P(Beta(3, 1) > Beta(1, 2)) = 0.9: arm 0 should be chosen 90% of the time

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..functional import expand_over_tasks, frozen_params, params_of
-from ..rl import linear_baseline, maml_rl
+from ..rl import maml_rl, value_baseline
 from ..rl.envs import BatchedNavigation2D
 from ..rl.returns import discounted_returns
 from . import assert_close, run_checks
@@ -79,7 +79,7 @@ def _loss_mistakes(policy, params, pre, cfg):
     per_step = log_prob.sum(-1) * adv
     valid = mask.sum((-2, -1))
     returns = discounted_returns(pre.rewards, cfg.gamma, dones=pre.dones)
-    raw = returns - linear_baseline.fit_predict(pre.obs, returns, mask, cfg.baseline_reg)
+    raw = returns - value_baseline.fit_predict(pre.obs, returns, mask, cfg.baseline_reg)
     everywhere = (raw - raw.mean((-2, -1), keepdim=True)) / (raw.std((-2, -1), unbiased=False, keepdim=True) + 1e-8)
     unstandardised = maml_rl.advantages(pre, replace(cfg, normalize_advantages=False))
     return [

@@ -37,11 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..algorithms import baselines, maml, matching, protonet, reptile
-from ..evaluate import adaptation_curve, summarize
-from ..models.conv4 import Conv4, NoConvMLP
+from ..algorithms import classifier_baselines, maml, matching, protonet, reptile
+from ..checkpoints.omniglot import build_model, evaluate_model, load_file, model_spec, test_tasks
+from ..evaluate import summarize
 from ..reproduce import Argument, Result, Row, RunOptions, register
-from ..tasks.base import TaskBatch
 from ..tasks.episodes import EpisodeSampler, sample_batch, sample_episodes
 from ..tasks.omniglot import Omniglot
 from ..train import Plan, TrainConfig, checkpoint_info, meta_train
@@ -69,8 +68,6 @@ PAPER_SOURCE = {
     "finetune": "no Omniglot number published (MiniImagenet, MAML Table 1: 28.86 / 49.79%)",
     "nearest": "no Omniglot number published (MiniImagenet, MAML Table 1: 41.08 / 51.04%)",
 }
-TEST_SEED = 600
-"""Seed of the stream of test tasks, the same for every method, seed and checkpoint."""
 CHECK_TASKS = 50
 """The first this many test tasks are the quick check that ``tests/test_checkpoints.py`` repeats."""
 
@@ -194,7 +191,7 @@ def run_plan(plan: dict, options: RunOptions, device: torch.device) -> Plan:
     and exported files), with the evaluation settings apart."""
     method = plan["method"]
     algorithm = {"maml": maml, "fomaml": maml, "reptile": reptile, "protonet": protonet,
-                 "matching": matching}.get(method, baselines)
+                 "matching": matching}.get(method, classifier_baselines)
     from .. import train as train_module
     from ..models import conv4
     from ..tasks import episodes
@@ -211,21 +208,6 @@ def checkpoint_name(plan: dict) -> str:
     network = "-mlp" if plan["network"] == "mlp" else ""
     precision = "-bf16" if plan.get("bf16") else ""
     return f"{plan['method']}{network}-omniglot-{plan['ways']}w{plan['shots']}s{precision}"
-
-
-def model_spec(plan: dict) -> dict:
-    """The constructor of the network a method trains (stored in checkpoint cards)."""
-    embedding = plan["method"] in ("protonet", "matching")
-    pretrain = plan["method"] in ("finetune", "nearest")
-    out = None if embedding else (4 * 1200 if pretrain else plan["ways"])
-    if plan["network"] == "mlp":
-        return {"name": "NoConvMLP", "out_features": out}
-    return {"name": "Conv4", "out_features": out, "pooling": plan["pooling"]}
-
-
-def build_model(spec: dict) -> nn.Module:
-    kwargs = {k: v for k, v in spec.items() if k != "name"}
-    return {"Conv4": Conv4, "NoConvMLP": NoConvMLP}[spec["name"]](**kwargs)
 
 
 def _scheduled(step, scheduler, tasks):
@@ -267,7 +249,7 @@ def _build_step(plan: dict, model: nn.Module):
         return partial(maml.meta_step, model, optimizer, cfg=cfg), {"model": model,
                                                                      "optimizer": optimizer}
     if method in ("finetune", "nearest"):
-        step = partial(baselines.pretrain_step, model, optimizer)
+        step = partial(classifier_baselines.pretrain_step, model, optimizer)
         return step, {"model": model, "optimizer": optimizer}
     module = protonet if method == "protonet" else matching
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, plan["halve_lr_every"], gamma=0.5)
@@ -283,55 +265,6 @@ def build_sampler(plan: dict, device: torch.device):
         return lambda n_tasks, rng: sample_batch(train, n_tasks, rng, device)
     return EpisodeSampler(train, plan["train_ways"], plan["k_shot_train"], plan["n_query_train"],
                           str(device))
-
-
-def test_tasks(plan: dict, n_tasks: int | None = None, device: str | torch.device = "cpu"
-               ) -> TaskBatch:
-    """The fixed stream of test tasks of this shape (423 test characters, ×4 rotations)."""
-    rng = np.random.default_rng([TEST_SEED, plan["ways"], plan["shots"]])
-    return sample_episodes(Omniglot("test"), n_tasks or plan["test_tasks"], plan["ways"],
-                           plan["shots"], plan["n_query_test"], rng, device)
-
-
-def evaluate_model(plan: dict, model: nn.Module, tasks: TaskBatch, chunk_size: int = 50
-                   ) -> np.ndarray:
-    """Per-task query accuracy of a trained model, adapted to each task as its method prescribes.
-
-    On a CPU, MAML's and fine-tuning's few steps run one task at a time (batched weights make
-    grouped convolutions there, slower than a loop), Reptile's 50 steps 10 tasks at a time, and the
-    embedding methods (ProtoNets, matching networks, nearest neighbour) one task at a time too: 50
-    tasks in one vmapped pass take about twice as long per task, their activations no longer fit
-    in cache (``benchmarks/protonet_compile.py``). On a GPU everything runs ``chunk_size`` tasks
-    at a time.
-    """
-    method = plan["method"]
-    model.eval()
-    on_cpu = tasks.x_support.device.type == "cpu"
-    per_task = 1 if on_cpu else chunk_size
-    if method in ("maml", "fomaml"):
-        steps = plan["inner_steps_test"]
-        return adaptation_curve(model, tasks, (steps,), plan["inner_lr"], loss="cross_entropy",
-                                metric="accuracy", chunk_size=per_task)[steps]
-    if method == "finetune":
-        return baselines.finetune_accuracy(model, tasks, plan["finetune_lr"],
-                                           plan["finetune_steps"], per_task)
-    values = []
-    cpu_chunk = 10 if method == "reptile" else 1
-    for chunk in tasks.split(cpu_chunk if on_cpu else chunk_size):
-        if method == "reptile":
-            cfg = reptile.Config(inner_lr=plan["inner_lr"], inner_steps=plan["inner_steps_test"],
-                                 inner_batch=plan["inner_batch"])
-            values.append(reptile.evaluate(model, chunk, cfg))
-            continue
-        with torch.no_grad():
-            if method == "nearest":
-                values.append(baselines.nearest_neighbour_accuracy(model, chunk))
-            else:
-                module = protonet if method == "protonet" else matching
-                logits = module.predict(model, dict(model.named_parameters()), chunk,
-                                        module.Config(compile=plan.get("compile", False)))
-                values.append((logits.argmax(-1) == chunk.y_query).float().mean(-1).numpy())
-    return np.concatenate([np.asarray(v) for v in values])
 
 
 def _command(plan: dict, options: RunOptions) -> str:
@@ -432,7 +365,7 @@ def export(plan: dict, model: nn.Module, card: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = model_spec(plan)
     if plan["method"] in ("finetune", "nearest"):  # the 4,800-way head is not needed at test time
-        model, spec = baselines.body(model), spec | {"out_features": None}
+        model, spec = classifier_baselines.body(model), spec | {"out_features": None}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "model": spec, "plan": plan}, path)
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
@@ -456,8 +389,8 @@ def _run(options: RunOptions) -> Result:
     model, timing = train(plan, options, device)
     origin = timing.pop("origin")
     if plan["method"] == "finetune":
-        plan["finetune_lr"] = baselines.choose_finetune_lr(
-            baselines.body(model),
+        plan["finetune_lr"] = classifier_baselines.choose_finetune_lr(
+            classifier_baselines.body(model),
             sample_episodes(Omniglot("train"), plan["validation_tasks"], plan["ways"],
                             plan["shots"], plan["n_query_test"],
                             np.random.default_rng([options.seed, 7])),
@@ -554,22 +487,6 @@ def _evaluation_time(budget: dict) -> str:
 
 def _minutes(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds / 60:.0f} min"
-
-
-def load_file(path: str | Path) -> nn.Module:
-    """A model from a file written by ``export`` (CPU, evaluation mode); a truncated or foreign
-    file raises a ValueError that names it and the fix."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        model = build_model(payload["model"])
-        model.load_state_dict(payload["state_dict"])
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # a truncated or foreign file: say what to do
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{path} is not a model exported by `metacourse reproduce omniglot` ({first}); it is "
-                         "truncated or another program's file: run the command again to write it afresh") from None
-    return model.eval()
 
 
 # --- Showing stored results ---

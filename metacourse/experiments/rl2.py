@@ -26,7 +26,7 @@ import torch
 
 from ..evaluate import summarize
 from ..reproduce import Argument, Result, Row, RunOptions, register
-from ..rl import baselines, ppo, rl2
+from ..rl import classical, ppo, rl2
 from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
 from ..train import Plan, TrainConfig, meta_train
 from ..utils import Clock, code_fingerprint
@@ -115,8 +115,8 @@ class Problem:
 
     def play(self, agent, tasks, seed: int) -> np.ndarray:
         if self.kind == "bandit":
-            return baselines.play_bandits(agent, tasks, self.episodes, seed)
-        return baselines.play_mdps(agent, *tasks, self.episodes, 10, seed)
+            return classical.play_bandits(agent, tasks, self.episodes, seed)
+        return classical.play_mdps(agent, *tasks, self.episodes, 10, seed)
 
     def env(self, tasks, rng: np.random.Generator):
         if self.kind == "bandit":
@@ -141,7 +141,7 @@ def run_baseline(problem: Problem, name: str, validation, test, seed: int, fast:
     if fast:
         grid = {key: values[:2] for key, values in grid.items()}
     score = lambda agent: problem.play(agent, validation, seed + 2).mean()  # noqa: E731
-    best, scores = baselines.grid_search(make_agent, grid, score) if grid else ({}, {})
+    best, scores = classical.grid_search(make_agent, grid, score) if grid else ({}, {})
     return problem.play(make_agent(**best), test, seed + 1), best, scores
 
 
@@ -312,11 +312,11 @@ def run_problem(problem: Problem, options: RunOptions) -> Result:
 def _greedy_variant_note(problem: Problem, test, greedy: np.ndarray, seed: int) -> str:
     """Greedy under the other reading of its details (tie-breaking; reward estimates)."""
     if problem.kind == "bandit":
-        variant = baselines.EpsilonGreedy(0.0, tie_break="first")
+        variant = classical.EpsilonGreedy(0.0, tie_break="first")
         what = ("Greedy with np.argmax tie-breaking (the lowest-numbered arm wins ties)",
                 "with ties broken at random")
     else:
-        variant = baselines.EpsilonGreedyMDP(0.0, rewards="posterior")
+        variant = classical.EpsilonGreedyMDP(0.0, rewards="posterior")
         what = ("Greedy with posterior-mean rewards (Normal(1, 1) prior: unvisited actions look "
                 "average)", "with empirical means, 0 where unvisited")
     other = problem.play(variant, test, seed)
@@ -397,7 +397,7 @@ def run_bandits(options: RunOptions) -> Result:
     extra = options.extra
     problem = Problem("rl2-bandits", "bandit", extra.get("arms", 5), extra.get("pulls", 10),
                       PAPER_BANDITS[(extra.get("pulls", 10), extra.get("arms", 5))],
-                      baselines.BANDIT_METHODS)
+                      classical.BANDIT_METHODS)
     return run_problem(problem, options)
 
 
@@ -408,7 +408,7 @@ def run_bandits(options: RunOptions) -> Result:
                      _INSTANCES), threads=1)
 def run_mdp(options: RunOptions) -> Result:
     episodes = options.extra.get("episodes", 10)
-    problem = Problem("rl2-mdp", "mdp", 5, episodes, PAPER_MDPS[episodes], baselines.MDP_METHODS)
+    problem = Problem("rl2-mdp", "mdp", 5, episodes, PAPER_MDPS[episodes], classical.MDP_METHODS)
     return run_problem(problem, options)
 
 

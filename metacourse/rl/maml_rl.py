@@ -25,7 +25,7 @@ Interface (what MB-MPO imports): ``Config``; ``GaussianPolicy(obs_dim, act_dim, 
 for any other rule ``act(obs) -> actions``; ``advantages``; ``inner_loss``; ``adapt``;
 ``meta_loss``; ``meta_step(policy, pre, sample_post, cfg)`` where ``sample_post(adapted)`` rolls
 the adapted policies out in the same tasks; ``evaluate`` (returns after 0, 1, 2, … steps).
-The reusable pieces live one level down: ``rl.linear_baseline``, ``rl.trpo``.
+The reusable pieces live one level down: ``rl.value_baseline``, ``rl.trpo``.
 
 Lecture: lectures/06_maml_rl.ipynb.
 Differs from supervised MAML by its loss (a policy gradient on sampled trajectories) and by its
@@ -48,7 +48,7 @@ from ..algorithms import maml
 from ..functional import Params, expand_over_tasks, forward, frozen_params, params_of
 from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
-from . import linear_baseline, ppo, trpo
+from . import ppo, trpo, value_baseline
 from .returns import discounted_returns, gae
 
 __all__ = ["Config", "GaussianPolicy", "Trajectories", "BatchedTaskEnv", "distribution", "play",
@@ -218,7 +218,7 @@ def advantages(trajectories: Trajectories, cfg: Config) -> Tensor:
     """Eq. (2): GAE advantages from a per-task linear feature baseline, shape (T, E, H)."""
     mask = trajectories.mask
     returns = discounted_returns(trajectories.rewards, cfg.gamma, dones=trajectories.dones)
-    values = linear_baseline.fit_predict(trajectories.obs, returns, mask, cfg.baseline_reg)
+    values = value_baseline.fit_predict(trajectories.obs, returns, mask, cfg.baseline_reg)
     adv, _ = gae(trajectories.rewards, values, cfg.gamma, cfg.gae_lambda, dones=trajectories.dones)
     if cfg.normalize_advantages:  # per task: each task's advantages to mean 0, std 1
         adv = ppo.normalize(adv, mask, dim=(-2, -1))

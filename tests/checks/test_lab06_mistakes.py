@@ -36,10 +36,10 @@ def _advantages(traj, cfg):
 
 
 def _lecture_by_hand(traj, cfg):  # what lecture 06 used to teach: every step, padding included
-    from metacourse.rl import linear_baseline
+    from metacourse.rl import value_baseline
 
     returns = discounted_returns(traj.rewards, cfg.gamma)
-    adv = returns - linear_baseline.fit_predict(traj.obs, returns, traj.mask, cfg.baseline_reg)
+    adv = returns - value_baseline.fit_predict(traj.obs, returns, traj.mask, cfg.baseline_reg)
     return (adv - adv.mean((1, 2), keepdim=True)) / (adv.std((1, 2), unbiased=False, keepdim=True) + 1e-8)
 
 

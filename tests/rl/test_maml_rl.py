@@ -6,7 +6,7 @@ import torch
 
 from metacourse.algorithms import maml
 from metacourse.functional import expand_over_tasks, params_of
-from metacourse.rl import linear_baseline, maml_rl, trpo
+from metacourse.rl import maml_rl, trpo, value_baseline
 from metacourse.rl.envs import BatchedNavigation2D
 
 GOALS = np.array([[0.3, -0.2], [-0.1, 0.4]])
@@ -50,10 +50,10 @@ def test_linear_baseline_fits_exactly_a_return_that_is_linear_in_its_features():
     mask = torch.ones(3, 4, 100, dtype=torch.float64)
     mask[:, 0, 70:] = 0.0  # a padded episode
     weights = torch.randn(3, 8, generator=gen, dtype=torch.float64)  # one w per task
-    returns = (linear_baseline.features(obs, mask) * weights[:, None, None]).sum(-1)
-    values = linear_baseline.fit_predict(obs, returns, mask, reg_coeff=1e-12)
+    returns = (value_baseline.features(obs, mask) * weights[:, None, None]).sum(-1)
+    values = value_baseline.fit_predict(obs, returns, mask, reg_coeff=1e-12)
     assert torch.allclose(values, returns, atol=1e-8)
-    assert torch.allclose(linear_baseline.fit(obs, returns, mask, 1e-12), weights, atol=1e-6)
+    assert torch.allclose(value_baseline.fit(obs, returns, mask, 1e-12), weights, atol=1e-6)
     assert torch.all(values[:, 0, 70:] == 0)
 
 

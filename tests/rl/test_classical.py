@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from metacourse.rl import baselines as B
+from metacourse.rl import classical as B
 from metacourse.rl.envs import sample_mdps
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metacourse.algorithms import baselines
+from metacourse.algorithms import classifier_baselines as baselines
 from metacourse.models.conv4 import Conv4
 from metacourse.tasks.base import TaskBatch
 from metacourse.tasks.episodes import ArrayImages, sample_batch, sample_episodes

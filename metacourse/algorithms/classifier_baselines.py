@@ -15,7 +15,7 @@ classifier over all meta-training classes, then used on a new N-way K-shot task 
 | α, k | ``lr``, ``steps`` (``finetune_accuracy``) |
 | D^tr_T | ``task.x_support, task.y_support`` |
 
-Fine-tuning reuses the course's fine-tuning loop (``evaluate.adaptation_curve``, MAML's inner step
+Fine-tuning reuses the course's fine-tuning loop (``finetune.adaptation_curve``, MAML's inner step
 without second-order terms).
 
 Lecture: lectures/02_few_shot_classification.ipynb.
@@ -25,29 +25,18 @@ Differs from MAML and ProtoNets by never training on tasks: nothing asks θ to a
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..evaluate import adaptation_curve
 from ..functional import cross_entropy_loss
 from ..tasks.base import TaskBatch, stack_tasks
+from .finetune import adaptation_curve
 from .protonet import embed
 
-__all__ = ["Config", "pretrain_step", "body", "with_new_head", "finetune_accuracy",
+__all__ = ["pretrain_step", "body", "with_new_head", "finetune_accuracy",
            "nearest_neighbour_accuracy", "choose_finetune_lr"]
-
-
-@dataclass(frozen=True)
-class Config:
-    """Hyper-parameters of the fine-tuning baseline at test time."""
-
-    finetune_lr: float = 0.1
-    """α of eq. (2); chosen from a grid with ``choose_finetune_lr`` in the experiment."""
-    finetune_steps: int = 20
-    """k of eq. (2)."""
 
 
 def pretrain_step(model: nn.Module, optimizer: torch.optim.Optimizer,
