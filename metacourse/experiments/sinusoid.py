@@ -218,8 +218,9 @@ def plot_fine_tuning(models: dict, task, inner_lr: float, steps: int, ax=None, l
     steps with step size ``inner_lr``, on a y-axis of ±``limit``.
 
     A fine-tune that overshoots is drawn as it is — a curve that leaves the plot — and its legend
-    entry says how far it went; one that diverged to non-finite values shows its last finite step
-    and says at which step it diverged. Nothing vanishes silently.
+    entry says how far it went, beside the last step whose curve was wholly in view; one that
+    diverged to non-finite values shows its last finite step and says at which step it diverged.
+    Nothing vanishes silently.
     """
     from matplotlib import pyplot as plt
 
@@ -245,13 +246,13 @@ def plot_fine_tuning(models: dict, task, inner_lr: float, steps: int, ax=None, l
             label += f": off the plot (max |y| = {largest:.2g})"
         # clipped far outside the axes, so that the line leaves the plot where it crosses ±limit
         (line,) = ax.plot(x, np.clip(path[-1], -1e3 * limit, 1e3 * limit), "--", label=label)
-        in_view = [j for j, p in enumerate(path) if np.min(np.abs(p)) < limit]
-        if largest > limit and in_view and in_view[-1] > 0:
+        in_view = [j for j, p in enumerate(path) if np.max(np.abs(p)) <= limit]
+        if largest > limit and in_view:
             j = in_view[-1]
-            ax.plot(x, np.clip(path[j], -1e3 * limit, 1e3 * limit), ":", color=line.get_color(), lw=1,
-                    label=f"{method}, {_steps_text(j)}: the last in view")
+            ax.plot(x, path[j], ":", color=line.get_color(), lw=1,
+                    label=f"{method}, {_steps_text(j)}: the last step wholly in view")
     if left:
-        ax.text(0.01, 0.02, f"α = {inner_lr:.3g} overshoots: the error grows with each step",
+        ax.text(0.01, 0.02, f"α = {inner_lr:.3g} overshoots: fine-tuning leaves the plot",
                 transform=ax.transAxes, fontsize=8, color="firebrick")
     ax.set_ylim(-limit, limit)
     ax.set_xlabel("x")

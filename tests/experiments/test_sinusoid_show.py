@@ -51,7 +51,7 @@ def test_an_overshooting_step_leaves_the_plot_with_a_note_and_does_not_vanish(ta
     ax = sinusoid.plot_fine_tuning({"MAML": MLP(1, (40, 40), 1)}, task, inner_lr=1.0, steps=10)
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert any("off the plot" in label for label in labels), labels
-    assert any("the last in view" in label for label in labels), labels
+    assert any("the last step wholly in view" in label for label in labels), labels
     drawn = [line for line in ax.get_lines() if line.get_label().startswith("MAML")]
     assert drawn and all(np.all(np.isfinite(line.get_ydata())) for line in drawn)
     assert any("overshoots" in text.get_text() for text in ax.texts)
