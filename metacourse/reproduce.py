@@ -20,7 +20,7 @@ import importlib
 import json
 import math
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -35,14 +35,28 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Budget:
+class Budget(Mapping):
     """The base of an experiment's typed plan: its settings as frozen, typed fields.
 
     Each experiment declares one (``SinusoidBudget``, ``OmniglotBudget``, ...), as CleanRL's
     ``Args``: a misspelt setting fails when the plan is made, not after hours of training, and no
     output of the run is ever written into it (those go to ``Result.measured``). Settings a method
-    does not use are ``None`` and left out of :meth:`to_dict`, the plan as results store it.
+    does not use are ``None`` and left out of :meth:`to_dict`, the plan as results store it. It also
+    reads as a read-only mapping of those settings (``plan["meta_steps"]``, ``dict(plan)``), as a
+    stored plan does.
     """
+
+    def __getitem__(self, key: str):
+        value = getattr(self, key, None) if key in self.__dataclass_fields__ else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self):
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
 
     def to_dict(self) -> dict:
         """The settings, without those that are None, in declaration order (JSON values)."""

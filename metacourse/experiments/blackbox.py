@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -50,7 +51,7 @@ from ..models import MLP
 from ..models.blackbox import CNP, MANN, SNAIL, Embedded, FeedForward, LSTMLearner
 from ..models.conv4 import Conv4
 from ..models.hypernet import ClassifierHyperNetwork, HyperNetwork
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks, TaskBatch
 from ..tasks.episodes import EpisodeSampler
 from ..tasks.omniglot import Omniglot
@@ -90,31 +91,31 @@ def _single_thread(run):
     return wrapped
 
 
-def train_blackbox(name: str, model: nn.Module, cfg: blackbox.Config, sampler, plan: dict,
+def train_blackbox(name: str, model: nn.Module, cfg: blackbox.Config, sampler, plan: Budget,
                    options: RunOptions) -> tuple[float, int]:
     """Meta-train one black-box learner (checkpointed under its plan's name, resumable). Returns the
     wall time in s of this call and the step it resumed from (0: trained from scratch)."""
     torch.manual_seed(options.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=plan["outer_lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=plan.outer_lr)
     slug = name.lower().replace("-", "")
     from ..models import blackbox as models
 
-    typed = Plan(plan["experiment"], name, options.seed, plan | {"model": repr(model), "config": repr(cfg)},
+    typed = Plan(plan.experiment, name, options.seed, {**plan, "model": repr(model), "config": repr(cfg)},
                  fast=options.fast, device=next(model.parameters()).device.type,
                  code=code_fingerprint(sys.modules[__name__], blackbox, models))
-    path = typed.checkpoint(options.out_dir, f"{plan['experiment']}-{slug}-seed{options.seed}-{plan['meta_steps']}")
-    train_cfg = TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
+    path = typed.checkpoint(options.out_dir, f"{plan.experiment}-{slug}-seed{options.seed}-{plan.meta_steps}")
+    train_cfg = TrainConfig(meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size,
                             seed=options.seed, checkpoint_path=str(path), progress=options.progress,
-                            description=name, checkpoint_every=plan.get("checkpoint_every", 500), plan=typed)
+                            description=name, checkpoint_every=getattr(plan, "checkpoint_every", 500), plan=typed)
     start = time.perf_counter()
     history = meta_train(partial(blackbox.meta_step, model, optimizer, cfg=cfg), sampler, train_cfg,
                          state={"model": model, "optimizer": optimizer})
     return time.perf_counter() - start, history.resumed_from
 
 
-def _trained_note(method: str, model: nn.Module, seconds: float, resumed: int, plan: dict) -> str:
+def _trained_note(method: str, model: nn.Module, seconds: float, resumed: int, plan: Budget) -> str:
     note = (f"{method}: {sum(p.numel() for p in model.parameters()):,} parameters, trained in {seconds:.0f} s "
-            f"({plan['meta_steps'] - resumed:,} steps")
+            f"({plan.meta_steps - resumed:,} steps")
     if resumed:
         note += f"; resumed from step {resumed:,} of an earlier run, whose time is not included"
     return note + ")"
@@ -122,13 +123,27 @@ def _trained_note(method: str, model: nn.Module, seconds: float, resumed: int, p
 
 # ----------------------------------------------------------------------------- sinusoids
 
-def sinusoid_budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class SinusoidBlackBoxBudget(Budget):
+    """Every learner of the sinusoid comparison: MAML's meta-steps, meta-batch and optimiser, K = 10."""
+
+    experiment: str = "blackbox-sinusoid"
+    meta_steps: int = 20_000
+    meta_batch_size: int = 25
+    k_shot_train: int = 10
+    n_query_train: int = 10
+    inner_lr: float | None = sinusoid.INNER_LR
+    """MAML's inner step (the black-box learners take none)."""
+    outer_lr: float = sinusoid.OUTER_LR
+    k_shot_test: tuple[int, ...] = (5, 10)
+    n_query_test: int = 100
+    test_tasks: int = 600
+
+
+def sinusoid_budget(options: RunOptions) -> SinusoidBlackBoxBudget:
     """Every method: the same meta-steps, meta-batch, K and optimiser as MAML's sinusoid run."""
-    steps = options.meta_steps or (60 if options.fast else 20_000)
-    return {"experiment": "blackbox-sinusoid", "meta_steps": steps, "meta_batch_size": 25,
-            "k_shot_train": 10, "n_query_train": 10, "inner_lr": sinusoid.INNER_LR,
-            "outer_lr": sinusoid.OUTER_LR, "k_shot_test": (5, 10), "n_query_test": 100,
-            "test_tasks": 50 if options.fast else 600}
+    return SinusoidBlackBoxBudget(meta_steps=options.meta_steps or (60 if options.fast else 20_000),
+                                  test_tasks=50 if options.fast else 600)
 
 
 def sinusoid_model(method: str) -> nn.Module:
@@ -144,22 +159,22 @@ def sinusoid_model(method: str) -> nn.Module:
     raise ValueError(f"no black-box learner named {method!r}")
 
 
-def sinusoid_test_tasks(plan: dict, seed: int, device) -> dict[int, TaskBatch]:
+def sinusoid_test_tasks(plan: Budget, seed: int, device) -> dict[int, TaskBatch]:
     """The same 600 test sinusoids with K = 10 support points, and their first 5 for K = 5."""
-    tasks = SinusoidTasks().sample(plan["test_tasks"], max(plan["k_shot_test"]), plan["n_query_test"],
+    tasks = SinusoidTasks().sample(plan.test_tasks, max(plan.k_shot_test), plan.n_query_test,
                                    np.random.default_rng([seed, 2017]), device)
     return {k: TaskBatch(tasks.x_support[:, :k], tasks.y_support[:, :k], tasks.x_query, tasks.y_query)
-            for k in plan["k_shot_test"]}
+            for k in plan.k_shot_test}
 
 
-def sinusoid_rows(method: str, model: nn.Module, tests: dict[int, TaskBatch], plan: dict,
+def sinusoid_rows(method: str, model: nn.Module, tests: dict[int, TaskBatch], plan: Budget,
                   notes: list[str]) -> list[Row]:
     """MSE per test task: after 1 and 10 fine-tuning steps for MAML, after one read otherwise;
     diverged fine-tuning is reported in ``notes``."""
     rows = []
     for k, tasks in tests.items():
         if method == "MAML":
-            curve = adaptation_curve(model, tasks, (1, 10), inner_lr=plan["inner_lr"])
+            curve = adaptation_curve(model, tasks, (1, 10), inner_lr=plan.inner_lr)
             notes += [n.replace("test tasks", f"{k}-shot test tasks") for n in sinusoid.diverged_notes(method, curve)]
             rows += [Row(method, f"mse_{k}shot_{s}step", MAML_PAPER[s] if k == 5 else None, summarize(curve[s]))
                      for s in (1, 10)]
@@ -178,7 +193,7 @@ def run_sinusoid(options: RunOptions) -> Result:
     plan = sinusoid_budget(options)
     methods = _methods(options.extra.get("methods", ",".join(SINUSOID_METHODS)), SINUSOID_METHODS)
     tests = sinusoid_test_tasks(plan, options.seed, device)
-    sampler = partial(SinusoidTasks().sample, k_shot=plan["k_shot_train"], n_query=plan["n_query_train"],
+    sampler = partial(SinusoidTasks().sample, k_shot=plan.k_shot_train, n_query=plan.n_query_train,
                       device=device)
     rows, notes = [], []
     for method in methods:
@@ -214,11 +229,26 @@ def _ratio_notes(rows: list[Row]) -> list[str]:
 
 # ----------------------------------------------------------------------------- Santoro et al.
 
-def mann_budget(options: RunOptions) -> dict:
-    steps = options.meta_steps or (6 if options.fast else 2_000)
-    return {"experiment": "mann-omniglot", "meta_steps": steps, "meta_batch_size": 16,
-            "n_classes": 5, "per_class": 10, "image_size": 20, "outer_lr": 1e-3, "max_grad_norm": 10.0,
-            "test_episodes": 20 if options.fast else 600, "train_split": "train", "test_split": "test"}
+@dataclass(frozen=True)
+class MannBudget(Budget):
+    """Santoro et al.'s episodes: 5 classes × 10 drawings at 20×20 pixels, meta-batch 16."""
+
+    experiment: str = "mann-omniglot"
+    meta_steps: int = 2_000
+    meta_batch_size: int = 16
+    n_classes: int = 5
+    per_class: int = 10
+    image_size: int = 20
+    outer_lr: float = 1e-3
+    max_grad_norm: float = 10.0
+    test_episodes: int = 600
+    train_split: str = "train"
+    test_split: str = "test"
+
+
+def mann_budget(options: RunOptions) -> MannBudget:
+    return MannBudget(meta_steps=options.meta_steps or (6 if options.fast else 2_000),
+                      test_episodes=20 if options.fast else 600)
 
 
 def mann_episodes(images, n_tasks: int, rng: np.random.Generator, n_classes: int = 5, per_class: int = 10,
@@ -261,9 +291,9 @@ def instance_accuracy(model: nn.Module, episodes: TaskBatch, n_classes: int, chu
     return out
 
 
-def mann_model(method: str, plan: dict) -> nn.Module:
+def mann_model(method: str, plan: Budget) -> nn.Module:
     """Santoro et al.'s sizes: 200 controller units, 128 × 40 memory, 4 read heads."""
-    x_dim, n = plan["image_size"] ** 2, plan["n_classes"]
+    x_dim, n = plan.image_size ** 2, plan.n_classes
     if method == "MANN":
         return MANN(x_dim, n, hidden=200, slots=128, slot_size=40, heads=4)
     if method == "LSTM":
@@ -271,7 +301,7 @@ def mann_model(method: str, plan: dict) -> nn.Module:
     if method == "feed-forward":
         return FeedForward(x_dim, n, hidden=200)
     if method == "SNAIL":
-        return SNAIL(x_dim, n, max_len=plan["n_classes"] * plan["per_class"], channels=64, tc_blocks=2)
+        return SNAIL(x_dim, n, max_len=plan.n_classes * plan.per_class, channels=64, tc_blocks=2)
     raise ValueError(f"no learner named {method!r}")
 
 
@@ -284,19 +314,19 @@ def run_mann(options: RunOptions) -> Result:
     plan = mann_budget(options)
     methods = _methods(options.extra.get("methods", "MANN,LSTM,feed-forward"), MANN_METHODS)
     shape = {k: plan[k] for k in ("n_classes", "per_class", "image_size")}
-    train, test = Omniglot(plan["train_split"]), Omniglot(plan["test_split"])
+    train, test = Omniglot(plan.train_split), Omniglot(plan.test_split)
     sampler = partial(mann_episodes, train, device=device, **shape)
-    episodes = mann_episodes(test, plan["test_episodes"], np.random.default_rng([options.seed, 2016]), **shape)
-    cfg = blackbox.Config(loss="cross_entropy", objective="online", max_grad_norm=plan["max_grad_norm"])
+    episodes = mann_episodes(test, plan.test_episodes, np.random.default_rng([options.seed, 2016]), **shape)
+    cfg = blackbox.Config(loss="cross_entropy", objective="online", max_grad_norm=plan.max_grad_norm)
     rows, notes = [], []
     for method in methods:
         model = mann_model(method, plan).to(device)
         seconds, resumed = train_blackbox(method, model, cfg, sampler, plan, options)
-        accuracy = instance_accuracy(model.cpu(), episodes, plan["n_classes"])
+        accuracy = instance_accuracy(model.cpu(), episodes, plan.n_classes)
         rows += [Row(method, f"acc%_instance{k}", MANN_PAPER.get(method, {}).get(k), summarize(accuracy[k]))
                  for k in INSTANCES]
         notes.append(_trained_note(method, model, seconds, resumed, plan)
-                     + f"; {plan['meta_steps'] * plan['meta_batch_size']:,} training episodes in all")
+                     + f"; {plan.meta_steps * plan.meta_batch_size:,} training episodes in all")
     notes.append("paper: Santoro et al. 2016 Table 1, 100,000 training episodes (RMSprop); chance is 20%")
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
@@ -310,25 +340,40 @@ EMBEDDING = 64
 """Width of the Conv4 embedding the black-box learner reads (``Conv4(None)``, MAML's network)."""
 
 
-def omniglot_budget(options: RunOptions) -> dict:
-    """5-way K-shot training episodes (K support + 5 query images per class), meta-batch 8, Adam 1e-3.
-    The default 3,000 steps take about 10 minutes of one CPU core at 1 shot (0.2 s a step for the
+@dataclass(frozen=True)
+class OmniglotBlackBoxBudget(Budget):
+    """5-way K-shot training episodes (K support + 5 query images per class), meta-batch 8, Adam 1e-3."""
+
+    experiment: str = "blackbox-omniglot-5w1s"
+    meta_steps: int = 3_000
+    meta_batch_size: int = 8
+    ways: int = 5
+    shots: int = 1
+    n_query_train: int = 5
+    outer_lr: float = 1e-3
+    checkpoint_every: int = 100
+    test_tasks: int = 600
+    n_query_test: int = 15
+    train_split: str = "train"
+    test_split: str = "test"
+
+
+def omniglot_budget(options: RunOptions) -> OmniglotBlackBoxBudget:
+    """The default 3,000 steps take about 10 minutes of one CPU core at 1 shot (0.2 s a step for the
     hypernetwork and SNAIL; 5 shots cost about 1.7× more)."""
     shots = int(options.extra.get("shots", 1))
-    plan = {"experiment": f"blackbox-omniglot-5w{shots}s", "meta_steps": options.meta_steps or 3_000,
-            "meta_batch_size": 8, "ways": 5, "shots": shots, "n_query_train": 5, "outer_lr": 1e-3,
-            "checkpoint_every": 100, "test_tasks": 600, "n_query_test": 15,
-            "train_split": "train", "test_split": "test"}
+    plan = OmniglotBlackBoxBudget(experiment=f"blackbox-omniglot-5w{shots}s", shots=shots,
+                                  meta_steps=options.meta_steps or 3_000)
     if options.fast:
-        plan |= {"meta_steps": options.meta_steps or 4, "meta_batch_size": 2, "test_tasks": 10}
+        plan = plan.replace(meta_steps=options.meta_steps or 4, meta_batch_size=2, test_tasks=10)
     return plan
 
 
-def omniglot_model(method: str, plan: dict) -> Embedded:
+def omniglot_model(method: str, plan: Budget) -> Embedded:
     """Conv4 embedding (64-d, stride-2 blocks as MAML's Omniglot net) under a black-box learner."""
-    ways = plan["ways"]
+    ways = plan.ways
     if method == "SNAIL":  # Mishra et al.'s Omniglot sizes: attention keys 64, values 32, TC filters
-        learner = SNAIL(EMBEDDING, ways, max_len=ways * plan["shots"] + 1, channels=EMBEDDING,
+        learner = SNAIL(EMBEDDING, ways, max_len=ways * plan.shots + 1, channels=EMBEDDING,
                         filters=64, key_dim=64, value_dim=32, tc_blocks=2, label_input="own")
     elif method == "hypernetwork":
         learner = ClassifierHyperNetwork(EMBEDDING, ways, hidden=128, features=64)
@@ -370,8 +415,8 @@ def run_omniglot(options: RunOptions) -> Result:
     plan = omniglot_budget(options)
     method = options.extra.get("method", "hypernetwork")
     model = omniglot_model(method, plan).to(device)
-    sampler = EpisodeSampler(Omniglot(plan["train_split"]), plan["ways"], plan["shots"],
-                             plan["n_query_train"], str(device))
+    sampler = EpisodeSampler(Omniglot(plan.train_split), plan.ways, plan.shots,
+                             plan.n_query_train, str(device))
     cfg = blackbox.Config(loss="cross_entropy")
     cpu_start = time.process_time()
     seconds, resumed = train_blackbox(method, model, cfg, sampler, plan, options)
@@ -380,19 +425,19 @@ def run_omniglot(options: RunOptions) -> Result:
     tasks = omniglot.test_tasks(plan)      # the 600 test tasks of MAML's and ProtoNets' runs
     accuracy = 100 * blackbox.task_scores(model.cpu(), tasks, cfg, metric="accuracy", chunk_size=20)
     eval_seconds = time.perf_counter() - evaluation_start
-    plan |= {"train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
-             "eval_seconds": round(eval_seconds, 1)}
-    rows = [Row(method, f"accuracy_{plan['ways']}w{plan['shots']}s_%", None, summarize(accuracy))]
+    measured = {"train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
+                "eval_seconds": round(eval_seconds, 1)}
+    rows = [Row(method, f"accuracy_{plan.ways}w{plan.shots}s_%", None, summarize(accuracy))]
     notes = [_trained_note(method, model, seconds, resumed, plan)
              + f"; {cpu_seconds:.0f} s CPU, 1 thread; "
-             f"{plan['meta_steps'] * plan['meta_batch_size']:,} training episodes in all",
+             f"{plan.meta_steps * plan.meta_batch_size:,} training episodes in all",
              f"evaluated {len(accuracy)} test tasks in {eval_seconds:.0f} s",
              "no published number for this learner on this split (anchors §2.2)",
-             *reference_notes(plan["ways"], plan["shots"])]
+             *reference_notes(plan.ways, plan.shots)]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
     return Result("blackbox-omniglot", options.seed, str(device), time.perf_counter() - started, plan,
-                  rows, notes)
+                  rows, notes, measured=measured)
 
 
 # --- Showing stored results ---
@@ -414,7 +459,7 @@ def _minutes(seconds) -> str:
 def provenance(result) -> str:
     """One line under a table: which stored run, its budget, seed, device and wall time."""
     plan = result.plan
-    return (f"`results/{result.name}.json`: {plan['meta_steps']:,} meta-steps × {plan['meta_batch_size']} "
+    return (f"`results/{result.name}.json`: {plan.meta_steps:,} meta-steps × {plan.meta_batch_size} "
             f"tasks per step, seed {result.seed}, {result.device}, {_minutes(result.wall_seconds)} wall in all.")
 
 
@@ -506,7 +551,7 @@ def omniglot_table(labelled: dict) -> str:
              "|---|---|---|---|---|---|"]
     for label, result in labelled.items():
         row, plan = result.rows[0], result.plan
-        budget = f"{plan['meta_steps']:,} steps × {plan['meta_batch_size']} episodes"
+        budget = f"{plan.meta_steps:,} steps × {plan.meta_batch_size} episodes"
         paper = "—" if row.paper is None else f"{row.paper:g}"
         lines.append(f"| {label} | {_mean_ci(row.ours, 2)} (n = {row.ours.n}) | {paper} | {budget} | "
                      f"{_minutes(result.measured.get('train_seconds'))} | {result.seed}, {result.device}, "

@@ -19,6 +19,7 @@ same 600 tasks at K = 5 and K = 10 (MSE on 100 query points), so its rows stand 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ..algorithms import in_context
 from ..evaluate import summarize
 from ..functional import params_of
 from ..models.transformer import InContextTransformer
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks
 from ..train import TrainConfig, meta_train
 from ..utils import get_device
@@ -39,21 +40,22 @@ SHIFTS = {"clean": {}, "noisy": {"noise": 1.0}, "scaled": {"x_scale": 3.0}}
 """Test conditions of icl-linear: the training distribution, noisy example labels, inputs × 3."""
 
 
-def model_for(plan: dict) -> InContextTransformer:
+def model_for(plan: Budget) -> InContextTransformer:
     """The transformer of a run's budget."""
-    return InContextTransformer(plan["x_dim"], 1, d_model=plan["d_model"], layers=plan["layers"],
-                                heads=plan["heads"], max_points=plan["points"])
+    return InContextTransformer(plan.x_dim, 1, d_model=plan.d_model, layers=plan.layers,
+                                heads=plan.heads, max_points=plan.points)
 
 
-def train(name: str, model: InContextTransformer, sampler, plan: dict, options: RunOptions) -> tuple[float, float, int]:
+def train(name: str, model: InContextTransformer, sampler, plan: Budget,
+          options: RunOptions) -> tuple[float, float, int]:
     """Meta-train (checkpointed every 500 steps, resumable). Returns the training's wall and CPU
     seconds over every session of the run (each step logs its CPU time, kept in the checkpoint's
     history) and the step this session resumed from (0: from scratch)."""
     torch.manual_seed(options.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=plan["outer_lr"])
-    cfg = in_context.Config(objective=plan["objective"], max_grad_norm=plan["max_grad_norm"])
-    path = Path(options.out_dir) / "checkpoints" / f"{name}-seed{options.seed}-{plan['meta_steps']}.pt"
-    train_cfg = TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
+    optimizer = torch.optim.Adam(model.parameters(), lr=plan.outer_lr)
+    cfg = in_context.Config(objective=plan.objective, max_grad_norm=plan.max_grad_norm)
+    path = Path(options.out_dir) / "checkpoints" / f"{name}-seed{options.seed}-{plan.meta_steps}.pt"
+    train_cfg = TrainConfig(meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size,
                             seed=options.seed, checkpoint_path=str(path), progress=options.progress,
                             description=name, checkpoint_every=500)
     clock = {"cpu": time.process_time(), "wall": time.perf_counter()}
@@ -76,23 +78,48 @@ def _sessions(resumed: int) -> str:
 
 # ----------------------------------------------------------------------------- linear regression
 
-def linear_budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class TransformerSettings:
+    """The in-context transformer and its training objective (shared by both experiments)."""
+
+    x_dim: int = 1
+    points: int = 20
+    """Examples per prompt, the query included."""
+    objective: str = "prefix"
+    max_grad_norm: float = 1.0
+    d_model: int = 64
+    layers: int = 3
+    heads: int = 4
+
+
+@dataclass(frozen=True)
+class LinearBudget(TransformerSettings, Budget):
+    """Garg et al.'s linear functions in d dimensions, 3d + 1 examples per prompt."""
+
+    experiment: str = "icl-linear"
+    meta_steps: int = 4_500
+    meta_batch_size: int = 32
+    outer_lr: float = 1e-3
+    test_tasks: int = 1000
+    queries_per_task: int = 10
+    noise_std: float = SHIFTS["noisy"]["noise"]
+    x_scale: float = SHIFTS["scaled"]["x_scale"]
+
+
+def linear_budget(options: RunOptions) -> LinearBudget:
     d = int(options.extra.get("dim", 5))
-    steps = options.meta_steps or (40 if options.fast else 4_500)
-    return {"experiment": "icl-linear", "x_dim": d, "points": 3 * d + 1, "meta_steps": steps,
-            "meta_batch_size": 32, "outer_lr": 1e-3, "max_grad_norm": 1.0, "objective": "prefix",
-            "d_model": 64, "layers": 3, "heads": 4, "test_tasks": 100 if options.fast else 1000,
-            "queries_per_task": 10, "noise_std": SHIFTS["noisy"]["noise"], "x_scale": SHIFTS["scaled"]["x_scale"]}
+    return LinearBudget(x_dim=d, points=3 * d + 1, meta_steps=options.meta_steps or (40 if options.fast else 4_500),
+                        test_tasks=100 if options.fast else 1000)
 
 
-def linear_errors(model: InContextTransformer, plan: dict, seed: int,
+def linear_errors(model: InContextTransformer, plan: Budget, seed: int,
                   device) -> dict[str, dict[str, dict[int, np.ndarray]]]:
     """{condition: {method: {k: per-task normalised squared error}}} on the held-out test functions."""
-    d, ks = plan["x_dim"], range(plan["points"])
+    d, ks = plan.x_dim, range(plan.points)
     out = {}
     for condition, shift in SHIFTS.items():
         family = in_context.LinearTasks(d, **shift)
-        tasks = family.sample(plan["test_tasks"], plan["points"] - 1, plan["queries_per_task"],
+        tasks = family.sample(plan.test_tasks, plan.points - 1, plan.queries_per_task,
                               np.random.default_rng([seed, 2208]), device)
         methods = {"transformer": in_context.in_context_predictor(model), **in_context.BASELINES}
         if condition == "noisy":
@@ -102,12 +129,12 @@ def linear_errors(model: InContextTransformer, plan: dict, seed: int,
     return out
 
 
-def linear_notes(rows: list[Row], plan: dict) -> list[str]:
+def linear_notes(rows: list[Row], plan: Budget) -> list[str]:
     """How far the transformer is from least squares at k ≥ 2d (in distribution) and under each shift."""
-    d, notes = plan["x_dim"], []
+    d, notes = plan.x_dim, []
     for condition in SHIFTS:
         pairs = [(k, _mean(rows, "transformer", condition, k), _mean(rows, "least squares", condition, k))
-                 for k in range(2 * d, plan["points"])]
+                 for k in range(2 * d, plan.points)]
         gap = max(t - ls for _, t, ls in pairs)
         worst = max(pairs, key=lambda p: p[1] - p[2])
         notes.append(f"{condition}: for k ≥ 2d = {2 * d}, transformer − least squares ≤ {gap:.4f} (normalised error; "
@@ -126,9 +153,9 @@ def run_linear(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     plan = linear_budget(options)
     model = model_for(plan).to(device)
-    sampler = partial(in_context.LinearTasks(plan["x_dim"]).sample, k_shot=plan["points"] - 1, n_query=1,
+    sampler = partial(in_context.LinearTasks(plan.x_dim).sample, k_shot=plan.points - 1, n_query=1,
                       device=device)
-    wall, cpu, resumed = train(f"icl-linear-d{plan['x_dim']}", model, sampler, plan, options)
+    wall, cpu, resumed = train(f"icl-linear-d{plan.x_dim}", model, sampler, plan, options)
     rows = [Row(method, f"{condition}_k{k}", None, summarize(values))
             for condition, methods in linear_errors(model, plan, options.seed, device).items()
             for method, by_k in methods.items() for k, values in by_k.items()]
@@ -145,15 +172,21 @@ def run_linear(options: RunOptions) -> Result:
 
 # ----------------------------------------------------------------------------- sinusoids
 
-def sinusoid_budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class SinusoidICLBudget(TransformerSettings, blackbox.SinusoidBlackBoxBudget):
+    """blackbox-sinusoid's budget for the transformer: no gradient step at test time."""
+
+    experiment: str = "icl-sinusoid"
+    inner_lr: float | None = None
+    meta_steps: int = 4_500
+
+
+def sinusoid_budget(options: RunOptions) -> SinusoidICLBudget:
     """blackbox-sinusoid's budget (K = 10 + 10, meta-batch 25, Adam 1e-3) for the transformer, with
 4,500 meta-steps where the stored rows had 20,000 (about 4 minutes of one CPU core)."""
-    plan = blackbox.sinusoid_budget(options)
-    del plan["inner_lr"]  # no gradient step at test time
-    plan["meta_steps"] = options.meta_steps or (60 if options.fast else 4_500)
-    plan.update({"experiment": "icl-sinusoid", "x_dim": 1, "points": 20, "objective": "prefix",
-                 "max_grad_norm": 1.0, "d_model": 64, "layers": 3, "heads": 4})
-    return plan
+    shared = blackbox.sinusoid_budget(options)
+    return SinusoidICLBudget(meta_steps=options.meta_steps or (60 if options.fast else 4_500),
+                             test_tasks=shared.test_tasks)
 
 
 @register("icl-sinusoid", "the in-context transformer on MAML's sinusoids at K = 5 and 10 (beside blackbox-sinusoid)",
@@ -162,7 +195,7 @@ def run_sinusoid(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     plan = sinusoid_budget(options)
     model = model_for(plan).to(device)
-    sampler = partial(SinusoidTasks().sample, k_shot=plan["k_shot_train"], n_query=plan["n_query_train"],
+    sampler = partial(SinusoidTasks().sample, k_shot=plan.k_shot_train, n_query=plan.n_query_train,
                       device=device)
     wall, cpu, resumed = train("icl-sinusoid", model, sampler, plan, options)
     rows = []
@@ -280,9 +313,9 @@ def as_stored_dict(stored) -> dict:
 def stored_label(stored) -> str:
     """One line: the run's file, budget, seed, device and times (its notes give the training's times)."""
     plan = stored.plan
-    return (f"`{stored.name}`: {plan['meta_steps']:,} meta-steps × {plan['meta_batch_size']} prompts of "
-            f"{plan['points']} examples, Adam {plan['outer_lr']:g}, a {plan['layers']}-layer transformer "
-            f"({plan['d_model']} units, {plan['heads']} heads); seed {stored.seed}, device `{stored.device}`; "
+    return (f"`{stored.name}`: {plan.meta_steps:,} meta-steps × {plan.meta_batch_size} prompts of "
+            f"{plan.points} examples, Adam {plan.outer_lr:g}, a {plan.layers}-layer transformer "
+            f"({plan.d_model} units, {plan.heads} heads); seed {stored.seed}, device `{stored.device}`; "
             + "; ".join(note.replace("summed over the sessions", "summed over every resumed part")
                         for note in stored.notes if note.startswith("transformer:")))
 
@@ -290,7 +323,7 @@ def stored_label(stored) -> str:
 def checkpoint_of(stored, runs_dir: str | Path, seed: int = 0) -> Path:
     """Where ``metacourse reproduce icl-linear --out-dir RUNS_DIR`` leaves the stored run's checkpoint."""
     plan = stored.plan
-    return Path(runs_dir) / "checkpoints" / f"icl-linear-d{plan['x_dim']}-seed{seed}-{plan['meta_steps']}.pt"
+    return Path(runs_dir) / "checkpoints" / f"icl-linear-d{plan.x_dim}-seed{seed}-{plan.meta_steps}.pt"
 
 
 def stored_linear_figure(stored):

@@ -16,20 +16,20 @@ def _critic_weights(critic):
 
 
 @pytest.mark.parametrize("train, budget", [
-    (experiment.train_sinusoid_critic, {"meta_steps": 6, "meta_batch_size": 4, "actor_lifetime": 4,
-                                        "trace_points": [4, 8], "critic_points": 5}),
-    (experiment.train_cartpole_critic, {"meta_steps": 6, "tasks_per_step": 3, "carts_per_task": 2,
-                                        "steps_per_update": 3, "actor_lifetime": 4}),
+    (experiment.train_sinusoid_critic, experiment.SinusoidCriticBudget(
+        meta_steps=6, meta_batch_size=4, actor_lifetime=4, trace_points=(4, 8), critic_points=5)),
+    (experiment.train_cartpole_critic, experiment.CartPoleCriticBudget(
+        meta_steps=6, tasks_per_step=3, carts_per_task=2, steps_per_update=3, actor_lifetime=4)),
 ])
 def test_an_interrupted_meta_training_resumes_to_the_same_critic(tmp_path, train, budget):
     """Algorithm 1 state (tasks, actors, their optimiser, carts) lives in the checkpoint: 4 steps,
     then 2 more from the checkpoint, equal 6 steps in one go (a new lifetime starts at step 4)."""
-    straight = train(RunOptions(out_dir=str(tmp_path / "a"), progress=False), dict(budget))[0]
-    train(RunOptions(out_dir=str(tmp_path / "b"), progress=False), {**budget, "meta_steps": 4})
+    straight = train(RunOptions(out_dir=str(tmp_path / "a"), progress=False), budget)[0]
+    train(RunOptions(out_dir=str(tmp_path / "b"), progress=False), budget.replace(meta_steps=4))
     first = tmp_path / "b" / "checkpoints"
     (saved,) = first.glob("*-4.pt")
     saved.rename(saved.with_name(saved.name.replace("-4.pt", "-6.pt")))
-    resumed = train(RunOptions(out_dir=str(tmp_path / "b"), progress=False), dict(budget))[0]
+    resumed = train(RunOptions(out_dir=str(tmp_path / "b"), progress=False), budget)[0]
     a, b = _critic_weights(straight), _critic_weights(resumed)
     assert all(torch.allclose(a[name], b[name]) for name in a)
 
@@ -42,12 +42,21 @@ def test_cartpole_fast_run_writes_a_result_with_the_comparison_and_the_codes(tmp
     result = json.loads(out.read_text())
     lengths = result["budget"]["held_out_lengths"]
     assert len(result["rows"]) == 2 * len(lengths)
-    assert {row["method"] for row in result["rows"]} == {"meta-critic", result["budget"]["best_actor_critic"]}
+    assert {row["method"] for row in result["rows"]} == {"meta-critic", result["measured"]["best_actor_critic"]}
     assert any("held-out poles" in note for note in result["notes"])
     details = json.loads(open(result["artifacts"]["details"]).read())
     assert len(details["embedding"]["pc"]) == len(details["embedding"]["lengths"])
     assert np.isfinite(details["embedding"]["r2_length_from_z"])
     assert all(open(result["artifacts"][name], "rb").read(4) == b"\x89PNG" for name in ("curves", "embedding"))
+
+
+def test_a_misspelt_setting_fails_when_the_plan_is_made():
+    with pytest.raises(TypeError, match="actor_lifetme"):
+        experiment.SinusoidCriticBudget(actor_lifetme=4)
+    with pytest.raises(TypeError, match="meta_step"):
+        experiment.cartpole_budget(RunOptions(fast=True)).replace(meta_step=3)
+    with pytest.raises(AttributeError):
+        experiment.cartpole_budget(RunOptions(fast=True)).meta_steps = 3  # frozen
 
 
 @pytest.mark.parametrize("trace, reads", [("labelled", "(x, ŷ, r, y)"), ("reward", "(x, ŷ, r)")])
