@@ -9,10 +9,10 @@
   (:data:`REFERENCE_PAGES`). Notebooks are never executed: the outputs stored in them are
   what the site shows (``execute_notebooks: off``).
 - **Links**: the copy keeps the repository's layout, so a lecture's ``../docs/notation.md`` or
-  ``../labs/lab04_maml_sinusoid.ipynb`` still points at a page of the book. A link or image to
-  another file of the repository (``../results/sinusoid.png``, ``figures/05_rl2_trials.svg``)
-  has that file copied beside the pages; a link to what the book does not hold (``solutions/``,
-  a folder, a ``.py`` file) is rewritten to the file on GitHub (``[tool.metacourse]`` in
+  ``../labs/lab04_maml_sinusoid.ipynb`` still points at a page of the book. An image or a stored
+  result a page links to (``../results/sinusoid.png``, ``figures/05_rl2_trials.svg``) is copied
+  beside the pages; a link to what the book does not hold (``solutions/``, a folder, a ``.py``
+  file) is rewritten to the file on GitHub (``[tool.metacourse]`` in
   ``pyproject.toml``). A link to nothing is listed in :attr:`Book.problems`, with its page.
 - **Offline**: the "Open in Colab" badge image is replaced by a local copy, so every image of
   the site is served by the site itself. Jupyter Book 1.0.4 builds without a network; Jupyter
@@ -48,6 +48,8 @@ REFERENCE_PAGES = ("docs/notation.md", "docs/results.md", "docs/benchmarks.md", 
 HOME_PAGE = "README.md"
 """The home page of the book (written as ``index.md``)."""
 INSTALL_HINT = 'pip install -e ".[site]" (Jupyter Book 1.0.4; Jupyter Book 2 does not build offline)'
+IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp")
+"""Linked files with these suffixes (and every file under ``results/``) are copied into the book."""
 BADGE_COPY = "_assets/colab-badge.svg"
 """Where the local copy of the "Open in Colab" badge goes, in the book's source."""
 BADGE_SVG = """\
@@ -55,11 +57,13 @@ BADGE_SVG = """\
 <rect width="117" height="20" rx="3" fill="#555"/><rect x="56" width="61" height="20" rx="3" fill="#f9ab00"/>
 <rect x="56" width="6" height="20" fill="#f9ab00"/>
 <g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">
-<text x="8" y="14">Open in</text><text x="66" y="14">Colab</text></g></svg>
+<text x="28" y="14" text-anchor="middle">Open in</text><text x="86.5" y="14" text-anchor="middle">Colab</text></g></svg>
 """
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_MD_LINK = re.compile(r"(?P<head>!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*)(?P<target><[^>\n]*>|[^)\s]+)")
+_TARGET = r"(?P<target><[^>\n]*>|[^)\s]+)"
+_MD_IMAGE = re.compile(r"(?P<head>!\[[^\[\]\n]*\]\(\s*)" + _TARGET)
+_MD_LINK = re.compile(r"(?P<head>(?<!!)\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*)" + _TARGET)  # may hold an image
 _MD_DEFINITION = re.compile(r"(?m)^(?P<head> {0,3}\[[^\]\n]+\]:[ \t]*)(?P<target><[^>\n]*>|\S+)")
 _HTML_ATTR = re.compile(r"(?P<head>\b(?:src|href)\s*=\s*\")(?P<target>[^\"]*)(?=\")")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -109,8 +113,8 @@ def _page_name(path: str) -> str:
 class LinkRewriter:
     """Rewrites the relative links and images of one page so they resolve in the book.
 
-    ``pages`` are the repository paths of the book's pages. A target that is a page stays; a file
-    of the repository goes into :attr:`copies` (copied beside the pages, the link stays); anything
+    ``pages`` are the repository paths of the book's pages. A target that is a page stays; an image
+    or a stored result goes into :attr:`copies` (copied beside the pages, the link stays); anything
     else of the repository becomes its GitHub address; a target that does not exist is added to
     :attr:`problems`.
     """
@@ -140,7 +144,7 @@ class LinkRewriter:
         if resolved in self.pages:
             return posixpath.relpath(_page_name(resolved), here) + hash_ + fragment
         on_disk = self.root / resolved
-        if on_disk.is_file() and not resolved.endswith(".ipynb"):
+        if on_disk.is_file() and (on_disk.suffix.lower() in IMAGE_SUFFIXES or resolved.startswith("results/")):
             self.copies.add(resolved)
             return target
         if on_disk.exists():
@@ -160,7 +164,7 @@ class LinkRewriter:
             elif fence is not None and line.lstrip().startswith(fence):
                 fence = None
             elif fence is None:
-                for pattern in (_MD_LINK, _MD_DEFINITION, _HTML_ATTR):
+                for pattern in (_MD_IMAGE, _MD_LINK, _MD_DEFINITION, _HTML_ATTR):
                     line = pattern.sub(lambda m: m["head"] + self.target(m["target"], page), line)
             out.append(line)
         return "".join(out)
@@ -193,7 +197,8 @@ def _config(where: Location) -> dict:
         "html": {"use_repository_button": True, "home_page_in_navbar": True},
         "launch_buttons": {"colab_url": "https://colab.research.google.com", "notebook_interface": "jupyterlab"},
         "repository": {"url": f"https://github.com/{where.repository}", "branch": where.branch, "path_to_book": ""},
-        "sphinx": {"config": {"myst_heading_anchors": 4, "nb_merge_streams": True}},
+        # Bare addresses become links, but "design.md" or "maml.py" never does (.md and .py are top-level domains).
+        "sphinx": {"config": {"myst_heading_anchors": 4, "myst_linkify_fuzzy_links": False, "nb_merge_streams": True}},
     }
 
 

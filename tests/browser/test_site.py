@@ -1,0 +1,186 @@
+"""The course website in a real browser: ``metacourse site`` builds it, headless Chromium reads it.
+
+The site is built once for this module (Jupyter Book 1.0.4 into a temporary folder, from the
+notebooks' stored outputs) and served on 127.0.0.1. Chromium then opens every page of the table of
+contents and checks that it loads, that every ``<img>`` is there (``naturalWidth > 0``), that every
+link to a page, an anchor or a file of the site leads to something that exists, and that the
+search page finds "MAML". Requests to other hosts are refused (the site must stand on its own;
+MathJax from its CDN is the one thing a reader online fetches). The counts are printed (``-s``);
+a screenshot of the MAML lecture goes beside the other screenshots (``conftest.py``).
+Markers: ``browser``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import importlib.util
+import os
+import re
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+SEARCH_WORD = "MAML"
+SCREENSHOT_PAGE = "lectures/04_maml.ipynb"
+BROKEN_AT_BUILD = ("xref_missing", "reference target not found", "image file not readable", "toc.not_included",
+                   "document isn't included in any toctree", "undefined label")
+"""Sphinx warnings that mean a link or an image of the book leads nowhere."""
+
+# Every image of the page, once each has loaded or failed (scrolled into view first: lazy images).
+_IMAGES_JS = """async () => {
+  const images = [...document.images];
+  for (const img of images) { img.loading = 'eager'; }
+  await Promise.all(images.map(img => img.complete ? null :
+    new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done);
+                          setTimeout(done, 10000); })));
+  return images.map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0,
+                             content: !!img.closest('article')}));
+}"""
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no line per request in the test's output
+        pass
+
+
+class _Ids(html.parser.HTMLParser):
+    """The ``id`` and ``name`` attributes of a page: the anchors a link may point at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.ids.update(value for key, value in attrs if key in ("id", "name") and value)
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory):
+    """The site, built once for the module: a :class:`metacourse.course.site.Book`."""
+    if importlib.util.find_spec("jupyter_book") is None:
+        reason = 'Jupyter Book is missing: pip install -e ".[site]"'
+        if os.environ.get("METACOURSE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"METACOURSE_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    from metacourse.course.site import build_site
+
+    built = build_site(Path(__file__).resolve().parents[2], tmp_path_factory.mktemp("site"))
+    print(f"\nsite: {len(built.pages)} pages built in {built.seconds:.0f} s, {len(built.warnings)} Sphinx warning(s)")
+    return built
+
+
+@pytest.fixture(scope="module")
+def site_url(book):
+    """The built site served on 127.0.0.1 (a free port), for as long as the module runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(book.html)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def page(chromium, site_url):
+    """A fresh browser page that may only reach the site itself; refused requests are in ``page.refused``."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.refused = []
+
+    def local_only(route) -> None:
+        if route.request.url.startswith(site_url):
+            route.continue_()
+        else:
+            tab.refused.append(route.request.url)
+            route.abort()
+
+    tab.route("**/*", local_only)
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def _html_path(page: str) -> str:
+    return re.sub(r"\.(ipynb|md)$", ".html", page)
+
+
+def test_the_build_reports_no_link_or_image_leading_nowhere(book):
+    assert not book.problems, "links that lead nowhere (fix them in the pages' sources):\n" + "\n".join(book.problems)
+    broken = [w for w in book.warnings if any(sign in w for sign in BROKEN_AT_BUILD)]
+    assert not broken, "Sphinx found links or images that lead nowhere:\n" + "\n".join(broken)
+    assert (book.source / "_config.yml").read_text().count("execute_notebooks: 'off'") == 1
+
+
+def test_every_page_loads_with_its_images_and_links(book, site_url, page):
+    html_root = book.html
+    ids: dict[Path, set[str]] = {}
+
+    def anchors(path: Path) -> set[str]:
+        if path not in ids:
+            parser = _Ids()
+            parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+            ids[path] = parser.ids
+        return ids[path]
+
+    figures = images = links = external = 0
+    failures: list[str] = []
+    for name in book.pages:
+        url = f"{site_url}/{_html_path(name)}"
+        response = page.goto(url, wait_until="load")
+        if response is None or not response.ok:
+            failures.append(f"{name}: {url} answered {response.status if response else 'nothing'}")
+            continue
+        assert page.locator("article h1").count() >= 1, f"{name}: the page has no title (h1) in its article"
+        for image in page.evaluate(_IMAGES_JS):
+            images += 1
+            figures += image["content"]
+            if not image["ok"]:
+                failures.append(f"{name}: the image {image['src']} did not load")
+        for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
+            parts = urlsplit(href)
+            if parts.scheme not in ("http", "https") or not href.startswith(site_url):
+                external += parts.scheme in ("http", "https")
+                continue
+            links += 1
+            target = html_root / unquote(parts.path).lstrip("/")
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                failures.append(f"{name}: the link {href} leads to no file")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in anchors(target):
+                failures.append(f"{name}: the link {href} leads to no anchor #{parts.fragment}")
+    refused = sorted({u for u in page.refused if "mathjax" not in u})
+    print(f"\nsite check: {len(book.pages)} pages, {images} images ({figures} in the pages' content), "
+          f"{links} internal links checked, {external} external links not followed, "
+          f"requests to other hosts refused: {len(page.refused)} ({len(refused)} besides MathJax)")
+    assert not failures, f"{len(failures)} problem(s):\n" + "\n".join(failures[:50])
+    assert not refused, f"pages fetch from other hosts (the site must stand on its own): {refused}"
+    assert figures > 0, "no figure in any page: the stored outputs or the linked figures are missing"
+
+
+def test_search_finds_maml(site_url, page):
+    page.goto(f"{site_url}/search.html?q={SEARCH_WORD}", wait_until="load")
+    page.wait_for_function("() => document.querySelectorAll('#search-results li').length > 0 || "
+                           "/did not match|no documents/i.test(document.querySelector('#search-results')?.innerText"
+                           " || '')", timeout=60_000)
+    hits = page.eval_on_selector_all("#search-results li a", "links => links.map(a => a.getAttribute('href'))")
+    print(f"\nsearch {SEARCH_WORD!r}: {len(hits)} hit(s), e.g. {hits[:3]}")
+    assert any("04_maml" in hit for hit in hits), f"searching {SEARCH_WORD!r} did not find the MAML lecture: {hits}"
+
+
+def test_screenshot_of_the_maml_lecture(site_url, page, artifacts):
+    page.goto(f"{site_url}/{_html_path(SCREENSHOT_PAGE)}", wait_until="load")
+    time.sleep(1)  # the theme's scripts lay the page out after load
+    shot = artifacts / "site-04_maml.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
