@@ -607,13 +607,15 @@ def _lecture2_runs(methods=METHODS, ways: int = 5) -> list:
                          **({"variant": e["variant"]} if e.get("variant") else {})) for e in entries]
 
 
-def protocol_results_markdown(stored_runs) -> str:
+def protocol_results_markdown(stored_runs, methods=("M",)) -> str:
     """One row per stored run (:func:`metacourse.results.load`): the method, the task, how it was
     evaluated, the paper's number with the paper's protocol, ours (mean ± 95% CI over the test
-    tasks), the training budget and the training time (CPU, then wall clock)."""
+    tasks), the training budget and the training time (CPU, then wall clock). Without runs: the
+    commands that store those of ``methods``."""
     if not stored_runs:
-        return ("No stored Omniglot runs of these methods: `metacourse reproduce omniglot --method M --ways 5 "
-                "--shots K --json results/omniglot-M-5wKs.json` writes one.")
+        commands = "; ".join(f"`metacourse reproduce omniglot --method {m} --ways 5 --shots 1 "
+                             f"--json results/omniglot-{m}-5w1s.json`" for m in methods)
+        return f"No stored run of {', '.join(LABELS.get(m, m) for m in methods)} yet. To store one: {commands}."
     lines = ["| method | task | our evaluation | paper (its protocol) | ours: mean ± 95% CI (tasks) "
              "| meta-steps × batch | training CPU (wall) |", "|---|---|---|---|---|---|---|"]
     for stored in stored_runs:
@@ -638,7 +640,7 @@ def stored_results_table(*methods: str, ways: int = 5):
     as Markdown for a notebook: whatever is stored in ``results/`` now."""
     from IPython.display import Markdown
 
-    return Markdown(protocol_results_markdown(_lecture2_runs(methods or METHODS, ways)))
+    return Markdown(protocol_results_markdown(_lecture2_runs(methods or METHODS, ways), methods or METHODS))
 
 
 def transduction_markdown(stored_runs) -> str:
