@@ -108,8 +108,9 @@ picks the run without them unless they are asked for."""
 
 _MEASURED = {"train_segments", "curves", "critic_loss_curve", "mbmpo_final_return", "median_interactions",
              "ppo_steps_to_mbmpo_final", "step_ratio", "steps_to_target", "training_returns_last_10pct",
-             "best_actor_critic", "device", "conv4", "mlp", "rl2"}
-"""Entries of a stored ``budget`` that are outputs of the run, not settings (with every ``*_seconds``)."""
+             "best_actor_critic", "rl2"}
+"""Entries of a stored ``budget`` that are outputs of the run, not settings (with every ``*_seconds``):
+runs stored before results kept ``measured`` apart wrote them there (``rl2`` held both)."""
 
 
 def _is_measured(key: str) -> bool:

@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from ..evaluate import Summary, adaptation_curve, summarize
 from ..functional import params_of
 from ..models import MLP
 from ..models.blackbox import CNP
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks, TaskBatch
 from ..tasks.variants import SinusoidPool
 from ..train import TrainConfig, meta_train
@@ -60,12 +61,41 @@ POOL_STREAM = 5  # the pool's tasks come from their own random stream, apart fro
 
 # ----------------------------------------------------------------------------- shared pieces
 
-def sinusoid_plan(options: RunOptions, default_steps: int) -> dict:
+@dataclass(frozen=True)
+class SinusoidProblemBudget(Budget):
+    """The training and test budget shared by the two sinusoid experiments (and what each varies)."""
+
+    meta_steps: int = 5000
+    meta_batch_size: int = 25
+    k_shot: int = 10
+    n_query_train: int = 10
+    n_query_test: int = 100
+    inner_lr: float = INNER_LR
+    outer_lr: float = OUTER_LR
+    test_tasks: int = 600
+    pool_sizes: tuple[str | int, ...] | None = None
+    """meta-overfitting: the numbers of training tasks compared."""
+    amplitude_train: tuple[float, float] | None = None
+    """task-shift: the amplitude ranges of training, the shifted test and the full range."""
+    amplitude_shifted: tuple[float, float] | None = None
+    amplitude_full: tuple[float, float] | None = None
+
+
+def sinusoid_plan(options: RunOptions, default_steps: int, **varied) -> SinusoidProblemBudget:
     """The training and test budget shared by the two sinusoid experiments."""
-    return {"meta_steps": options.meta_steps or (40 if options.fast else default_steps),
-            "meta_batch_size": 25, "k_shot": 10, "n_query_train": 10, "n_query_test": 100,
-            "inner_lr": INNER_LR, "outer_lr": OUTER_LR,
-            "test_tasks": 50 if options.fast else 600}
+    return SinusoidProblemBudget(meta_steps=options.meta_steps or (40 if options.fast else default_steps),
+                                 test_tasks=50 if options.fast else 600, **varied)
+
+
+@dataclass(frozen=True)
+class MamlCostBudget(Budget):
+    """What maml-cost measures: inner steps, repeats per model, and the models (described)."""
+
+    inner_steps: tuple[int, ...] = (1, 2, 3, 4, 5)
+    repeats: dict | None = None
+    device: str = "cpu"
+    mlp: dict | None = None
+    conv4: dict | None = None
 
 
 def build_learner(method: str) -> nn.Module:
@@ -77,31 +107,31 @@ def build_learner(method: str) -> nn.Module:
     raise ValueError(f"no learner named {method!r}; choose one of {LEARNERS}")
 
 
-def train_learner(method: str, family, plan: dict, options: RunOptions, description: str,
+def train_learner(method: str, family, plan: Budget, options: RunOptions, description: str,
                   device: torch.device) -> tuple[nn.Module, float]:
     """Meta-train ``method`` on tasks from ``family`` (anything with ``SinusoidTasks.sample``'s
     interface); every call starts from the same initialisation and task stream (``options.seed``).
     Returns the model and the training wall time in seconds."""
     torch.manual_seed(options.seed)
     model = build_learner(method).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=plan["outer_lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=plan.outer_lr)
     if method == "MAML":
-        step = partial(maml.meta_step, model, optimizer, cfg=maml.Config(inner_lr=plan["inner_lr"]))
+        step = partial(maml.meta_step, model, optimizer, cfg=maml.Config(inner_lr=plan.inner_lr))
     else:
         step = partial(blackbox.meta_step, model, optimizer, cfg=blackbox.Config())
-    sampler = partial(family.sample, k_shot=plan["k_shot"], n_query=plan["n_query_train"], device=device)
-    train_cfg = TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
+    sampler = partial(family.sample, k_shot=plan.k_shot, n_query=plan.n_query_train, device=device)
+    train_cfg = TrainConfig(meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size,
                             seed=options.seed, progress=options.progress, description=description)
     start = time.perf_counter()
     meta_train(step, sampler, train_cfg, state={"model": model, "optimizer": optimizer})
     return model, time.perf_counter() - start
 
 
-def score_learner(method: str, model: nn.Module, tasks: TaskBatch, plan: dict) -> dict[str, np.ndarray]:
+def score_learner(method: str, model: nn.Module, tasks: TaskBatch, plan: Budget) -> dict[str, np.ndarray]:
     """Per-task query MSE: MAML after 1 and 10 fine-tuning steps, the CNP after reading the support
     set. Keys are the labels of the table: ``"MAML (1 step)"``, ``"MAML (10 steps)"``, ``"CNP"``."""
     if method == "MAML":
-        curve = adaptation_curve(model, tasks, FINE_TUNING_STEPS, inner_lr=plan["inner_lr"])
+        curve = adaptation_curve(model, tasks, FINE_TUNING_STEPS, inner_lr=plan.inner_lr)
         return {f"MAML ({s} step{'s' if s > 1 else ''})": curve[s] for s in FINE_TUNING_STEPS}
     return {method: blackbox.task_scores(model, tasks, blackbox.Config())}
 
@@ -150,7 +180,7 @@ def _save(figure, options: RunOptions, name: str) -> str:
     return str(path)
 
 
-def _finish(name: str, options: RunOptions, device, started: float, plan: dict, rows: list[Row],
+def _finish(name: str, options: RunOptions, device, started: float, plan: Budget, rows: list[Row],
             notes: list[str]) -> Result:
     notes.append(_load_note())
     if options.fast:
@@ -166,14 +196,14 @@ def _finish(name: str, options: RunOptions, device, started: float, plan: dict, 
 def run_meta_overfitting(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     sizes = parse_pool_sizes(options.extra.get("pool_sizes", f"5,20,100,1000,{UNLIMITED}"))
-    plan = sinusoid_plan(options, default_steps=5000) | {"pool_sizes": [_pool_label(s) for s in sizes]}
-    test = SinusoidTasks().sample(plan["test_tasks"], plan["k_shot"], plan["n_query_test"],
+    plan = sinusoid_plan(options, default_steps=5000, pool_sizes=tuple(_pool_label(s) for s in sizes))
+    test = SinusoidTasks().sample(plan.test_tasks, plan.k_shot, plan.n_query_test,
                                   np.random.default_rng([options.seed, 2017]), device)
     rows, notes = [], []
     for size in sizes:
         label = _pool_label(size)
         family = SinusoidTasks() if size is None else SinusoidPool(size, seed=[options.seed, POOL_STREAM])
-        seen = family.sample(plan["test_tasks"], plan["k_shot"], plan["n_query_test"],
+        seen = family.sample(plan.test_tasks, plan.k_shot, plan.n_query_test,
                              np.random.default_rng([options.seed, 11]), device)
         for method in LEARNERS:
             model, seconds = train_learner(method, family, plan, options, f"{method}, N={label}", device)
@@ -181,7 +211,7 @@ def run_meta_overfitting(options: RunOptions) -> Result:
                 for key, values in score_learner(method, model, tasks, plan).items():
                     rows.append(Row(key, f"{split}_mse_{label}tasks", None, summarize(values)))
             notes.append(f"{method}, N={label}: trained in {seconds:.0f} s")
-    notes += [f"train_mse: {plan['test_tasks']} episodes drawn from the N training tasks with new "
+    notes += [f"train_mse: {plan.test_tasks} episodes drawn from the N training tasks with new "
               "inputs x (for small N the same task recurs, so its ± understates the spread over "
               "tasks); test_mse: the same 600 new tasks for every model",
               "pools are nested (same seed): the 5 tasks are the first 5 of the 20, and so on; every "
@@ -231,9 +261,9 @@ def run_task_shift(options: RunOptions) -> Result:
     ranges = {"train": parse_range("--train-amplitude", options.extra.get("train_amplitude", "0.1,2.5")),
               "shifted": parse_range("--test-amplitude", options.extra.get("test_amplitude", "2.5,5.0"))}
     ranges["full"] = SinusoidTasks().amplitude
-    plan = sinusoid_plan(options, default_steps=5000) | {f"amplitude_{k}": list(v) for k, v in ranges.items()}
+    plan = sinusoid_plan(options, default_steps=5000, **{f"amplitude_{k}": tuple(v) for k, v in ranges.items()})
     tests = {name: SinusoidTasks(amplitude=ranges[name]).sample(
-                 plan["test_tasks"], plan["k_shot"], plan["n_query_test"],
+                 plan.test_tasks, plan.k_shot, plan.n_query_test,
                  np.random.default_rng([options.seed, 2017, i]), device)
              for i, name in enumerate(("train", "shifted"))}
     rows, notes, per_task = [], [], {}
@@ -253,7 +283,7 @@ def run_task_shift(options: RunOptions) -> Result:
                  "with amplitudes ~ U[B]; the row trained on B is the in-distribution baseline for B")
     result = _finish("task-shift", options, device, started, plan, rows, notes)
     curves = {key: tuple(np.concatenate(parts) for parts in zip(*pieces)) for key, pieces in per_task.items()}
-    result.artifacts["plot"] = _save(plot_task_shift(curves, ranges, plan["meta_steps"], options.fast),
+    result.artifacts["plot"] = _save(plot_task_shift(curves, ranges, plan.meta_steps, options.fast),
                                      options, "task-shift")
     return result
 
@@ -415,13 +445,13 @@ def run_maml_cost(options: RunOptions) -> Result:
     if not names or any(n not in COST_MODELS for n in names):
         raise ValueError(f"--models {','.join(names)!r}: choose a comma-separated subset of {','.join(COST_MODELS)}")
     repeats = {"mlp": 3 if options.fast else 50, "conv4": 1 if options.fast else 10}
-    plan = {"inner_steps": list(range(1, max_steps + 1)), "repeats": {n: repeats[n] for n in names},
-            "device": "cpu"}
+    plan = MamlCostBudget(inner_steps=tuple(range(1, max_steps + 1)), repeats={n: repeats[n] for n in names})
+    described_models = {}
     rows, notes = [], []
     for name in names:
         for first_order in (False, True):
             order = "first order" if first_order else "second order"
-            for inner_steps in plan["inner_steps"]:
+            for inner_steps in plan.inner_steps:
                 torch.manual_seed(options.seed)
                 model, tasks, cfg, described = cost_setup(name, options.fast)
                 cfg = maml.Config(inner_lr=cfg.inner_lr, inner_steps=inner_steps, first_order=first_order,
@@ -432,7 +462,8 @@ def run_maml_cost(options: RunOptions) -> Result:
                          Row(method, f"ms_per_step_{k}", None, summarize(1000 * cost["wall_seconds"])),
                          Row(method, f"peak_MiB_{k}", None, _single(cost["peak_bytes"] / 2**20)),
                          Row(method, f"graph_MiB_{k}", None, _single(cost["graph_bytes"] / 2**20))]
-        plan[name] = described
+        described_models[name] = described
+    plan = plan.replace(**described_models)
     notes += ["cpu_ms_per_step / ms_per_step: CPU time of the process / wall time of maml.meta_step "
               "(forward, backward, Adam update) on one fixed batch, mean ± 95% CI over the repeats after "
               "one warm-up step; task sampling excluded. With 1 torch thread the CPU time is the cost of "
