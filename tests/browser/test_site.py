@@ -32,6 +32,8 @@ SCREENSHOT_PAGE = "lectures/04_maml.ipynb"
 BROKEN_AT_BUILD = ("xref_missing", "reference target not found", "image file not readable", "toc.not_included",
                    "document isn't included in any toctree", "undefined label")
 """Sphinx warnings that mean a link or an image of the book leads nowhere."""
+FILE_AS_HOST = re.compile(r"\.(md|py|ipynb|json|png|sh)$")
+"""A link whose host ends like a file name ("http://design.md") was made from text that is no address."""
 
 # Every image of the page, once each has loaded or failed (scrolled into view first: lazy images).
 _IMAGES_JS = """async () => {
@@ -150,6 +152,8 @@ def test_every_page_loads_with_its_images_and_links(book, site_url, page):
             parts = urlsplit(href)
             if parts.scheme not in ("http", "https") or not href.startswith(site_url):
                 external += parts.scheme in ("http", "https")
+                if FILE_AS_HOST.search(parts.hostname or ""):
+                    failures.append(f"{name}: a file name became the address {href}")
                 continue
             links += 1
             target = html_root / unquote(parts.path).lstrip("/")
@@ -179,8 +183,15 @@ def test_search_finds_maml(site_url, page):
 
 
 def test_screenshot_of_the_maml_lecture(site_url, page, artifacts):
+    """The top of the MAML lecture, and its first stored figure when it has one (``logs/browser``)."""
     page.goto(f"{site_url}/{_html_path(SCREENSHOT_PAGE)}", wait_until="load")
     time.sleep(1)  # the theme's scripts lay the page out after load
     shot = artifacts / "site-04_maml.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
+    figures = page.locator("article .cell_output img")
+    print(f"\n{SCREENSHOT_PAGE}: {figures.count()} figure(s) in its stored outputs; screenshots in {artifacts}")
+    if figures.count():
+        figures.first.scroll_into_view_if_needed()
+        time.sleep(0.5)
+        page.screenshot(path=str(artifacts / "site-04_maml-figure.png"))
