@@ -29,7 +29,7 @@ from ..reproduce import Argument, Result, Row, RunOptions, register
 from ..rl import classical, ppo, rl2
 from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
 from ..train import Plan, TrainConfig, meta_train
-from ..utils import Clock, code_fingerprint
+from ..utils import Clock, GeneratorState, code_fingerprint
 
 _BANDIT_COLUMNS = ("Random", "Gittins", "TS", "OTS", "UCB1", "ε-Greedy", "Greedy", "RL²")
 _BANDIT_ROWS = {  # RL² paper, Table 1: (n, k) -> total reward per column
@@ -173,9 +173,12 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
         eval_every=plan["eval_every"], checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
         checkpoint_every=max(1, min(100, updates)), progress=options.progress,
         description=f"RL² {problem.slug}", plan=typed)
-    step = partial(_scheduled_step, partial(rl2.meta_step, policy, optimizer, cfg=cfg), scheduler)
+    generator = torch.Generator().manual_seed(options.seed)  # actions and PPO's minibatches
+    step = partial(_scheduled_step, partial(rl2.meta_step, policy, optimizer, cfg=cfg, generator=generator),
+                   scheduler)
     history = meta_train(step, problem.sampler, train_cfg,
-                         {"policy": policy, "optimizer": optimizer, "scheduler": scheduler},
+                         {"policy": policy, "optimizer": optimizer, "scheduler": scheduler,
+                          "generator": GeneratorState(generator)},
                          evaluate=evaluate)
     plan["train_cpu_seconds"] = round(clock.cpu(), 1)
     return policy, cfg, history, clock.wall(), str(curve_path)
@@ -192,7 +195,7 @@ def _validation_point(policy, problem: Problem, cfg, validation, curve_path: Pat
                       clock: Clock) -> dict[str, float]:
     """Mean trial reward on the validation tasks; appended to a JSON-lines learning curve."""
     env = problem.env(validation, np.random.default_rng(12345))
-    value = float(rl2.evaluate(policy, env, cfg).mean())
+    value = float(rl2.evaluate(policy, env, cfg, generator=torch.Generator().manual_seed(12345)).mean())
     point = {"validation_total_reward": value,
              "wall_seconds": round(clock.wall(), 1), "cpu_seconds": round(clock.cpu(), 1)}
     curve_path.parent.mkdir(parents=True, exist_ok=True)
@@ -351,8 +354,8 @@ def _rl2_row(problem: Problem, options: RunOptions, plan: dict, validation, test
     plan["rl2"]["learning_curve"] = [
         {"update": step, **{key: values[i] for key, values in history.eval_metrics.items()}}
         for i, step in enumerate(history.eval_steps)]
-    torch.manual_seed(options.seed + 1)
-    totals = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg)
+    totals = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg,
+                          generator=torch.Generator().manual_seed(options.seed + 1))
     greedy = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg,
                           greedy=True)
     budget = plan["rl2"]
@@ -461,8 +464,8 @@ def paper_table_markdown(stored: list[tuple[str, object]], columns: tuple[str, .
         cells = [_cell(rows[column], column in bold) if column in rows else "—" for column in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {result.plan.get('test_instances', '')} | "
                      f"{result.seed} | {result.device} | {result.wall_seconds:,.0f} s |")
-    return "\n".join(lines + ["", "wall: the whole command that wrote the stored file (a resumed RL² run counts "
-                                     "only its last session; the RL² training times are in the RL² runs' table)."])
+    return "\n".join(lines + ["", "wall: the whole command that wrote the stored file (a resumed RL² run counts only "
+                                     "the part that command ran; the RL² training times are in the RL² runs' table)."])
 
 
 def bandit_table():
