@@ -706,14 +706,14 @@ def stored_cost(full: bool = False) -> str:
     stored = results.load("maml-cost")
     if full:
         return cost_table(_as_run(stored)) + f"\n\n{run_label(stored)}"
-    found, measured = _lookup(stored), stored.measured
+    found, described = _lookup(stored), {**stored.plan, **stored.measured}  # each network's description
     lines = ["| network | inner steps | CPU ms/step, 2nd order | 1st order | ratio | peak MiB, 2nd order | "
              "1st order | ratio |", "|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(row.method.split()[0] for row in stored.rows):
         for k in stored.plan["inner_steps"]:
             second, first = ({m: found[(f"{name} {order}", f"{m}_{k}inner")] for m in COST_METRICS}
                              for order in ("second order", "first order"))
-            lines.append(f"| {measured.get(name, {}).get('network', name)} | {k} | "
+            lines.append(f"| {described.get(name, {}).get('network', name)} | {k} | "
                          f"{_cell(second['cpu_ms_per_step'], 1)} | {_cell(first['cpu_ms_per_step'], 1)} | "
                          f"{second['cpu_ms_per_step'].mean / first['cpu_ms_per_step'].mean:.2f}× | "
                          f"{second['peak_MiB'].mean:.2f} | {first['peak_MiB'].mean:.2f} | "
