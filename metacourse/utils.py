@@ -26,6 +26,7 @@ __all__ = [
     "check_device",
     "check_writable",
     "code_fingerprint",
+    "GeneratorState",
 ]
 
 
@@ -54,6 +55,21 @@ def seed_everything(seed: int) -> np.random.Generator:
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
     return np.random.default_rng(int(seed))
+
+
+class GeneratorState:
+    """A ``torch.Generator`` as checkpointable state (``state_dict`` / ``load_state_dict``), so that a
+    resumed run draws the same random numbers as an uninterrupted one: put it in ``meta_train``'s
+    state dict, e.g. ``{"policy": policy, "generator": GeneratorState(generator)}``."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:

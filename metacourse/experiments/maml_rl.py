@@ -176,7 +176,8 @@ def run(options: RunOptions) -> Result:
     notes = [f"MAML-RL: {plan['meta_steps']} meta-iterations (paper: up to 500) of "
              f"{plan['meta_batch_size']} tasks x {plan['episodes_per_task']} trajectories, "
              f"{plan['env_steps']:,} env steps; trained in {plan['train_wall_seconds']:.0f} s wall, "
-             f"{plan['train_cpu_seconds']:.0f} s CPU (1 torch thread; a resumed run counts only its own time)",
+             f"{plan['train_cpu_seconds']:.0f} s CPU (1 torch thread; a resumed run counts only its own time; "
+             f"this run {history.origin(plan['meta_steps'])})",
              "TRPO Fisher products: " + ("exact (through the inner step)" if plan["exact_fisher"] else
                                          "of the adapted policy only (dφ/dθ ≈ I); meta-gradient second "
                                          "order, exact KL ≤ δ in the line search"),

@@ -241,7 +241,8 @@ def train_ppo(options: RunOptions, plan: dict, progress=None) -> dict:
             run.steps += int(trajectories.mask.sum())
             batch = ppo_batch(policy, value, trajectories, plan)
             obs, actions = batch.pop("obs"), batch.pop("actions")
-            ppo.update(partial(_ppo_evaluate, policy, value, obs, actions), optimizer, batch, cfg)
+            ppo.update(partial(_ppo_evaluate, policy, value, obs, actions), optimizer, batch, cfg,
+                       generator=generator)
             if run.steps >= n_updates * steps_per_update:
                 break
         final = real_returns(policy, frozen_params(policy), plan, options.seed)

@@ -78,8 +78,10 @@ class SinusoidStage:
     trace (K uniform in ``trace_points``) and more for the critic. Checkpointed with the run."""
 
     def __init__(self, critic: meta_critic.MetaCritic, actor_model: torch.nn.Module,
-                 cfg: meta_critic.Config, plan: SinusoidCriticBudget) -> None:
+                 cfg: meta_critic.Config, plan: SinusoidCriticBudget,
+                 generator: torch.Generator | None = None) -> None:
         self.critic, self.actor_model, self.cfg, self.plan = critic, actor_model, cfg, plan
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)  # random draws
         self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
         self.count, self.amplitude, self.phase, self.actors, self.actor_optimizer = 0, None, None, None, None
 
@@ -98,7 +100,8 @@ class SinusoidStage:
             self.actors = meta_critic.init_actors(self.actor_model, len(tasks))
             self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=self.cfg.actor_lr)
         metrics = meta_critic.supervised_meta_step(self.critic, self.critic_optimizer, self.actor_model,
-                                                   self.actors, self.actor_optimizer, tasks, self.cfg)
+                                                   self.actors, self.actor_optimizer, tasks, self.cfg,
+                                                   self.generator)
         self.count += 1
         return metrics
 
@@ -106,10 +109,12 @@ class SinusoidStage:
         actors = None if self.actors is None else self.actors.state_dict()
         actor_optimizer = None if self.actor_optimizer is None else self.actor_optimizer.state_dict()
         return {"count": self.count, "amplitude": self.amplitude, "phase": self.phase, "actors": actors,
-                "actor_optimizer": actor_optimizer, "critic_optimizer": self.critic_optimizer.state_dict()}
+                "actor_optimizer": actor_optimizer, "critic_optimizer": self.critic_optimizer.state_dict(),
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.count, self.amplitude, self.phase = state["count"], state["amplitude"], state["phase"]
+        self.generator.set_state(state["generator"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         if state["actors"] is not None:
             self.actors = meta_critic.init_actors(self.actor_model, len(self.amplitude))
@@ -125,7 +130,7 @@ def train_sinusoid_critic(options: RunOptions, plan: SinusoidCriticBudget, cfg: 
     cfg = cfg or meta_critic.Config(actor_lr=1e-2, critic_lr=1e-3, trace_labels=labelled)
     torch.manual_seed(options.seed)
     critic, actor_model = meta_critic.MetaCritic(1, 1, cfg), MLP(1, (40, 40), 1)
-    stage = SinusoidStage(critic, actor_model, cfg, plan)
+    stage = SinusoidStage(critic, actor_model, cfg, plan, torch.Generator().manual_seed(options.seed))
     return _meta_train(stage, options, "sinusoid" + ("-labelled" if cfg.trace_labels else ""), plan.meta_steps,
                        plan.meta_batch_size, checkpoint_every=plan.actor_lifetime * 10)
 
@@ -200,7 +205,7 @@ def run_sinusoid(options: RunOptions) -> Result:
                                       for i in range(0, len(critic_losses), 500)]}
     notes = [f"meta-critic: {plan.meta_steps} steps of Algorithm 1 ({plan.meta_batch_size} tasks, "
              f"actors renewed every {plan.actor_lifetime} steps), {seconds:.0f} s wall (this run; a "
-             "resumed run counts only its own time)",
+             f"resumed run counts only its own time; this run {history.origin(plan.meta_steps)})",
              f"the TAEN reads {TRACES[plan.trace]}",
              f"meta-test: fresh 1-40-40-1 actors, {plan.test_steps} Adam steps at "
              f"{plan.test_actor_lr:g} on the K points; the '+ unlabelled x' actors also follow the "
@@ -287,8 +292,10 @@ class CartPoleStage:
     every cart, moves the actors along the critic and takes a TD step. Checkpointed with the run."""
 
     def __init__(self, critic: meta_critic.MetaCritic, actor_model: torch.nn.Module,
-                 cfg: meta_critic.Config, plan: CartPoleCriticBudget) -> None:
+                 cfg: meta_critic.Config, plan: CartPoleCriticBudget,
+                 generator: torch.Generator | None = None) -> None:
         self.critic, self.actor_model, self.cfg, self.plan = critic, actor_model, cfg, plan
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)  # random draws
         self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
         self.count, self.lengths, self.recent_return = 0, None, 0.0
 
@@ -304,7 +311,8 @@ class CartPoleStage:
             self._start(sample_pole_lengths(rng, n_tasks), np.random.default_rng(rng.integers(2**32)))
         self.returns = [[] for _ in range(self.env.n_envs)]
         batch, self.states = meta_critic.collect(self.env, self.actor_model, self.actors, self.states,
-                                                 self.plan.steps_per_update, self.returns, self.running)
+                                                 self.plan.steps_per_update, self.returns, self.running,
+                                                 self.generator)
         return batch
 
     def step(self, batch: meta_critic.Transitions) -> dict[str, float]:
@@ -319,15 +327,17 @@ class CartPoleStage:
 
     def state_dict(self) -> dict:
         if self.lengths is None:
-            return {"count": 0, "critic_optimizer": self.critic_optimizer.state_dict()}
+            return {"count": 0, "critic_optimizer": self.critic_optimizer.state_dict(),
+                    "generator": self.generator.get_state()}
         return {"count": self.count, "lengths": self.lengths, "env_rng": self.env.rng.bit_generator.state,
                 "env_states": self.env.states, "env_steps": self.env.steps, "running": self.running,
                 "trace": self.trace, "actors": self.actors.state_dict(), "recent_return": self.recent_return,
                 "actor_optimizer": self.actor_optimizer.state_dict(),
-                "critic_optimizer": self.critic_optimizer.state_dict()}
+                "critic_optimizer": self.critic_optimizer.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.count = state["count"]
+        self.generator.set_state(state["generator"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         if "lengths" not in state:
             return
@@ -345,7 +355,7 @@ def train_cartpole_critic(options: RunOptions, plan: CartPoleCriticBudget):
     cfg = cartpole_config()
     torch.manual_seed(options.seed)
     critic, actor_model = meta_critic.MetaCritic(4, 2, cfg), MLP(4, (32,), 2)
-    stage = CartPoleStage(critic, actor_model, cfg, plan)
+    stage = CartPoleStage(critic, actor_model, cfg, plan, torch.Generator().manual_seed(options.seed))
     return _meta_train(stage, options, "cartpole", plan.meta_steps, plan.tasks_per_step,
                        checkpoint_every=plan.actor_lifetime * 2)
 
@@ -383,7 +393,8 @@ def learn_held_out(method: str, critic, actor_model, lengths, plan: CartPoleCrit
         optimizer = torch.optim.Adam([*actors.parameters(), *values.parameters()], lr=lr)
         update = partial(_actor_critic_update, actor_model, actors, value_model, values)
     return meta_critic.learn_task(env, actor_model, actors, update, optimizer, plan.steps_per_update,
-                                  plan.max_interactions, TARGET_RETURN)
+                                  plan.max_interactions, TARGET_RETURN,
+                                  generator=torch.Generator().manual_seed(seed))
 
 
 def _actor_critic_update(actor_model, actors, value_model, values, batch, trace):
@@ -458,7 +469,8 @@ def run_cartpole(options: RunOptions) -> Result:
                "actor_return_curve": [round(float(np.mean(history.metrics["actor_return"][i:i + 150])), 1)
                                       for i in range(0, len(history.steps), 150)],
                "embedding": embedding_points(critic, actor_model, plan, options.seed)}
-    measured = {"train_wall_seconds": round(seconds, 1), "best_actor_critic": best,
+    measured = {"train_wall_seconds": round(seconds, 1), "origin": history.origin(plan.meta_steps),
+                "best_actor_critic": best,
                 "median_interactions": {name: [None if np.isinf(v) else float(v) for v in values]
                                         for name, values in medians.items()}}
     notes = [f"the meta-critic's actor reached 195 with fewer interactions (median over seeds "

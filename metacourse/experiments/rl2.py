@@ -351,6 +351,7 @@ def _significance_notes(values: dict[str, np.ndarray]) -> list[str]:
 def _rl2_row(problem: Problem, options: RunOptions, plan: dict, validation, test):
     policy, cfg, history, seconds, curve = train_rl2(problem, options, plan["rl2"], validation)
     plan["rl2"]["train_wall_seconds"] = round(seconds, 1)
+    plan["rl2"]["origin"] = history.origin(plan["rl2"]["updates"])  # from scratch, or resumed from step N
     plan["rl2"]["learning_curve"] = [
         {"update": step, **{key: values[i] for key, values in history.eval_metrics.items()}}
         for i, step in enumerate(history.eval_steps)]

@@ -106,10 +106,13 @@ class DynamicsEnsemble(nn.Module):
         self.obs_dim, self.act_dim, self.n_models, self.history = obs_dim, act_dim, n_models, history
         self.context_dim = history * (obs_dim + act_dim)
         n_inputs = obs_dim + act_dim + self.context_dim
-        self.template = MLP(n_inputs, tuple(hidden), obs_dim)  # its own weights are unused
+        template = MLP(n_inputs, tuple(hidden), obs_dim)  # drawn first, so the members' draws stay as they were
         members = [params_of(MLP(n_inputs, tuple(hidden), obs_dim)) for _ in range(n_models)]
         self.weights = nn.ParameterDict({name.replace(".", "/"): nn.Parameter(
             torch.stack([m[name].detach() for m in members])) for name in members[0]})
+        # The architecture only, weightless ("meta" tensors) and not a submodule: no parameters of its own,
+        # nothing in the state dict, nothing to move with .to(device).
+        self._architecture = (template.to("meta"),)
         for name, size in (("in_mean", n_inputs), ("out_mean", obs_dim)):
             self.register_buffer(name, torch.zeros(size))
             self.register_buffer(name.replace("mean", "std"), torch.ones(size))
@@ -122,7 +125,12 @@ class DynamicsEnsemble(nn.Module):
     def normalized_forward(self, inputs: Tensor) -> Tensor:
         """f̂ on standardised (s, a) of shape (K, N, obs+act) → standardised Δ̃ (K, N, obs)."""
         params = {name.replace("/", "."): weight for name, weight in self.weights.items()}
-        return forward(self.template, params, inputs, batched=True)
+        return forward(self._architecture[0], params, inputs, batched=True)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix + "template.")]:
+            del state_dict[key]  # checkpoints written while the ensemble kept an unused template MLP
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def standardized_inputs(self, obs: Tensor, actions: Tensor, context: Tensor | None = None) -> Tensor:
         """(s̃, ã, c̃): the inputs of f̂ standardised; ``context`` (…, h·(obs+act)), None or empty when h = 0."""

@@ -43,6 +43,7 @@ from ..tasks.base import TaskBatch
 from ..utils import check_nonnegative, check_positive_int
 from .ppo import masked_mean, normalize
 from .returns import gae
+from .rollout import sample_actions
 
 __all__ = ["Config", "TaskActorEncoder", "MetaCritic", "init_actors", "actor_params", "act",
            "supervised_trace", "supervised_actor_loss", "supervised_critic_loss",
@@ -170,10 +171,11 @@ def supervised_critic_loss(critic: MetaCritic, x: Tensor, actions: Tensor, y: Te
 
 def supervised_meta_step(critic: MetaCritic, critic_optimizer: torch.optim.Optimizer,
                          model: nn.Module, actors: nn.ParameterDict,
-                         actor_optimizer: torch.optim.Optimizer, tasks: TaskBatch, cfg: Config
-                         ) -> dict[str, float]:
+                         actor_optimizer: torch.optim.Optimizer, tasks: TaskBatch, cfg: Config,
+                         generator: torch.Generator | None = None) -> dict[str, float]:
     """One step of Algorithm 1: support = the trace's labelled points; query = more labelled
-    points on which the critic is trained (noisy actions) and the actors follow it."""
+    points on which the critic is trained (noisy actions, drawn with ``generator``: torch's global
+    generator if None) and the actors follow it."""
     trace = supervised_trace(model, actors, tasks.x_support, tasks.y_support, critic.trace_labels)
     z = critic.encoder(trace)
     actor_optimizer.zero_grad(set_to_none=True)
@@ -182,7 +184,8 @@ def supervised_meta_step(critic: MetaCritic, critic_optimizer: torch.optim.Optim
     with torch.no_grad():
         x = torch.cat([tasks.x_support, tasks.x_query], dim=1)
         actions = act(model, actors, x)
-        actions = actions + cfg.action_noise * torch.randn_like(actions)
+        noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype, device=actions.device)
+        actions = actions + cfg.action_noise * noise
     loss = supervised_critic_loss(critic, x, actions, torch.cat([tasks.y_support, tasks.y_query], 1), z)
     critic_optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -233,17 +236,19 @@ class Transitions:
 
 
 def collect(env, model: nn.Module, actors: nn.ParameterDict, states: np.ndarray, n_steps: int,
-            returns: list[list[float]], running: np.ndarray) -> tuple[Transitions, np.ndarray]:
+            returns: list[list[float]], running: np.ndarray, generator: torch.Generator | None = None
+            ) -> tuple[Transitions, np.ndarray]:
     """Run the actors (actor i drives carts i·n … i·n + n − 1) for ``n_steps`` in a
-    ``BatchedCartPole``-like ``env`` (true next states, then ``restart``); finished episodes'
-    returns are appended to ``returns[env]``. Returns the transitions and the states to go on from."""
+    ``BatchedCartPole``-like ``env`` (true next states, then ``restart``), actions drawn with
+    ``generator`` (torch's global generator if None); finished episodes' returns are appended to
+    ``returns[env]``. Returns the transitions and the states to go on from."""
     n_tasks = len(next(iter(actors.values())))
     record: dict[str, list] = {name: [] for name in ("states", "actions", "rewards", "next_states",
                                                      "terminated", "truncated")}
     for _ in range(n_steps):
         with torch.no_grad():
             logits = act(model, actors, torch.as_tensor(states).reshape(n_tasks, -1, states.shape[-1]))
-            actions = torch.distributions.Categorical(logits=logits).sample().reshape(-1).numpy()
+            actions = sample_actions(torch.softmax(logits, -1), generator).reshape(-1).numpy()
         next_states, rewards, terminated, truncated = env.step(actions)
         running += rewards
         for name, value in zip(record, (states, actions, rewards, next_states, terminated, truncated)):
@@ -346,13 +351,17 @@ def meta_step(critic: MetaCritic, critic_optimizer: torch.optim.Optimizer, model
 
 def learn_task(env, model: nn.Module, actors: nn.ParameterDict, update: Callable[..., Tensor],
                optimizer: torch.optim.Optimizer, n_steps: int, max_interactions: int,
-               target_return: float = 195.0, window: int = 10, trace_length: int = 20
-               ) -> dict[str, np.ndarray]:
+               target_return: float, window: int = 10, trace_length: int = 20,
+               generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
     """Algorithm 2 (and the from-scratch baseline with another ``update``): each task's actor
     learns online; ``update(batch, trace) -> loss`` is minimised after every ``n_steps`` steps.
     Returns, per task, the interactions (all its carts' steps) at which the mean return of its last
-    ``window`` episodes first reached ``target_return`` (NaN if never), every episode's return as
-    (interactions, return) pairs, and the trace after every update (for the TAEN's codes)."""
+    ``window`` episodes first reached ``target_return`` (NaN if never; the task family's own
+    threshold, e.g. 195 for CartPole-v0), every episode's return as (interactions, return) pairs,
+    and the trace after every update (for the TAEN's codes). ``generator`` draws the actions."""
+    if not isinstance(target_return, int | float) or isinstance(target_return, bool) or not np.isfinite(target_return):
+        raise TypeError(f"target_return must be a finite number (the return that counts as solved, e.g. 195.0 "
+                        f"for CartPole-v0), got {target_return!r}")
     n_tasks = len(next(iter(actors.values())))
     per_task_carts = env.n_envs // n_tasks
     returns: list[list[float]] = [[] for _ in range(env.n_envs)]
@@ -361,7 +370,7 @@ def learn_task(env, model: nn.Module, actors: nn.ParameterDict, update: Callable
     history: list[list[tuple[int, float]]] = [[] for _ in range(n_tasks)]
     traces: list[Tensor] = []
     for interactions in range(n_steps * per_task_carts, max_interactions + 1, n_steps * per_task_carts):
-        batch, states = collect(env, model, actors, states, n_steps, returns, running)
+        batch, states = collect(env, model, actors, states, n_steps, returns, running, generator)
         trace = update_trace(trace, batch, n_tasks, trace_length, env.n_actions)
         traces.append(trace)
         optimizer.zero_grad(set_to_none=True)

@@ -11,8 +11,10 @@ arXiv:1707.06347 (2017).
                         Adam step (step size β) after clipping each parameter group's gradient norm
 
 Â_t are advantages (GAE, ``returns.gae``), standardised per batch when ``normalize_advantages``.
-The approximate KL divergence E[log π_old − log π] is logged; with ``target_kl`` the epochs stop
-early once it exceeds that value.
+The approximate KL divergence KL(π_old ‖ π) ≈ E[(ρ_t − 1) − log ρ_t] is logged (Schulman's "k3"
+estimator: unbiased and never negative, unlike E[log π_old − log π], whose sample mean can be);
+with ``target_kl`` the epochs stop early once it exceeds that value. Minibatches are shuffled
+with an explicit ``torch.Generator`` (``update``'s ``generator``).
 
 | symbol | identifier |
 |---|---|
@@ -102,7 +104,8 @@ def clipped_surrogate(log_probs: Tensor, old_log_probs: Tensor, advantages: Tens
     clipped = torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
     loss = -masked_mean(torch.min(ratio * advantages, clipped * advantages), mask)
     with torch.no_grad():
-        approx_kl = masked_mean(old_log_probs - log_probs, mask)
+        log_ratio = log_probs - old_log_probs
+        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, mask)  # (ρ − 1) − log ρ ≥ 0
         clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_ratio).float(), mask)
     return loss, {"approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
@@ -131,14 +134,15 @@ Evaluate = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
 
 
 def update(evaluate: Evaluate, optimizer: torch.optim.Optimizer, batch: Mapping[str, Tensor],
-           cfg: Config, parameter_groups: Iterable[Iterable[Tensor]] | None = None
-           ) -> dict[str, float]:
+           cfg: Config, parameter_groups: Iterable[Iterable[Tensor]] | None = None,
+           generator: torch.Generator | None = None) -> dict[str, float]:
     """(5) PPO epochs over a batch whose tensors share a leading item axis (steps or trials).
 
     ``evaluate(indices) -> (log_probs, entropy, values)`` recomputes the current policy on those
     items (shaped like ``batch["old_log_probs"][indices]``). Each group of
     ``parameter_groups`` (default: the optimizer's groups) has its gradient norm clipped alone,
-    so a value network's large gradients do not shrink the policy's. Returns mean statistics.
+    so a value network's large gradients do not shrink the policy's. ``generator`` shuffles the
+    minibatches (torch's global generator if None). Returns mean statistics.
     """
     batch = dict(batch)
     if cfg.normalize_advantages:
@@ -150,7 +154,7 @@ def update(evaluate: Evaluate, optimizer: torch.optim.Optimizer, batch: Mapping[
     count = 0
     for _ in range(cfg.epochs):
         epoch_kl, epoch_count = 0.0, 0
-        for indices in torch.randperm(n_items).chunk(min(cfg.minibatches, n_items)):
+        for indices in torch.randperm(n_items, generator=generator).chunk(min(cfg.minibatches, n_items)):
             log_probs, entropy, values = evaluate(indices)
             loss, stats = ppo_loss(log_probs, entropy, values,
                                    {k: v[indices] for k, v in batch.items()}, cfg)

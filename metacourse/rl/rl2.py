@@ -169,16 +169,23 @@ class RL2Policy(nn.Module):
 
 
 def adapt(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False,
-          encode: Encoder | None = None) -> Trials:
-    """(4) One trial of n episodes in every task of ``env``; the hidden state does the adapting.
+          encode: Encoder | None = None, generator: torch.Generator | None = None) -> Trials:
+    """(4) One trial of n episodes of ``env.horizon`` steps in every task of ``env``; the hidden
+    state does the adapting.
 
     ``encode(states, prev_actions, prev_rewards, prev_dones)`` builds the inputs (1); by default
-    ``encode_inputs`` with the policy's sizes (Lab 5 passes its own encoding here).
+    ``encode_inputs`` with the policy's sizes (Lab 5 passes its own encoding here). Actions are
+    drawn with ``generator`` (torch's global generator if None).
     """
     if encode is None:
         encode = partial(encode_inputs, n_states=policy.n_states, n_actions=policy.n_actions)
-    n_steps = cfg.episodes_per_trial * getattr(env, "horizon", 1)
-    return collect_trials(policy, env, n_steps, encode, greedy=greedy)
+    horizon = getattr(env, "horizon", None)
+    if not isinstance(horizon, int | np.integer) or isinstance(horizon, bool) or horizon < 1:
+        raise TypeError(f"{type(env).__name__} has horizon={horizon!r}; RL² needs the number of steps of one "
+                        "episode as a positive int attribute env.horizon (1 for a bandit, e.g. "
+                        "BatchedBernoulliBandit; H for a tabular MDP)")
+    n_steps = cfg.episodes_per_trial * int(horizon)
+    return collect_trials(policy, env, n_steps, encode, greedy=greedy, generator=generator)
 
 
 def _reevaluate(policy: RL2Policy, trials: Trials, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -190,27 +197,30 @@ def _reevaluate(policy: RL2Policy, trials: Trials, indices: Tensor) -> tuple[Ten
 
 
 def meta_step(policy: RL2Policy, optimizer: torch.optim.Optimizer, env: BatchedEnv, cfg: Config,
-              encode: Encoder | None = None) -> dict[str, float]:
+              encode: Encoder | None = None, generator: torch.Generator | None = None) -> dict[str, float]:
     """(5)–(7) Collect one trial per task of ``env``, then one PPO update; returns metrics.
 
-    ``encode``: as in :func:`adapt`.
+    ``encode``: as in :func:`adapt`. ``generator`` draws the actions and shuffles PPO's
+    minibatches (torch's global generator if None).
     """
-    trials = adapt(policy, env, cfg, encode=encode)
+    trials = adapt(policy, env, cfg, encode=encode, generator=generator)
     advantages, returns = gae(trials.rewards, trials.values, cfg.gamma, cfg.gae_lambda)
     returns = returns.to(trials.values.dtype)
     policy.update_return_stats(returns, cfg.return_stats_momentum)
     batch = {"old_log_probs": trials.log_probs, "advantages": advantages.to(trials.values.dtype),
              "returns": policy.standardize(returns)}
     stats = ppo.update(lambda indices: _reevaluate(policy, trials, indices), optimizer, batch,
-                       cfg.ppo, parameter_groups=policy.parameter_groups())
+                       cfg.ppo, parameter_groups=policy.parameter_groups(), generator=generator)
     return {"total_reward": float(trials.total_reward.mean()), **stats}
 
 
-def evaluate(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False) -> np.ndarray:
-    """Total reward of one trial in each task of ``env`` (sampled actions unless ``greedy``)."""
+def evaluate(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False,
+             generator: torch.Generator | None = None) -> np.ndarray:
+    """Total reward of one trial in each task of ``env`` (actions sampled with ``generator`` unless
+    ``greedy``)."""
     was_training = policy.training
     policy.eval()
     try:
-        return adapt(policy, env, cfg, greedy=greedy).total_reward.cpu().numpy().astype(np.float64)
+        return adapt(policy, env, cfg, greedy=greedy, generator=generator).total_reward.cpu().numpy().astype(np.float64)
     finally:
         policy.train(was_training)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Trials", "RecurrentPolicy", "BatchedEnv", "collect_trials"]
+__all__ = ["Trials", "RecurrentPolicy", "BatchedEnv", "sample_actions", "collect_trials"]
 
 
 class BatchedEnv(Protocol):
@@ -77,9 +77,17 @@ class Trials:
         return Trials(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
+def sample_actions(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One action index per row of ``probs`` (..., A), drawn with ``generator``: the same draw as
+    ``Categorical(probs).sample()`` makes from torch's global generator."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, True, generator=generator).reshape(probs.shape[:-1])
+
+
 def collect_trials(policy: RecurrentPolicy, env: BatchedEnv, n_steps: int, encode: Encoder,
-                   greedy: bool = False) -> Trials:
-    """Run one trial of ``n_steps`` in every env of ``env`` without gradients (eqs. 1–4)."""
+                   greedy: bool = False, generator: torch.Generator | None = None) -> Trials:
+    """Run one trial of ``n_steps`` in every env of ``env`` without gradients (eqs. 1–4); actions
+    are drawn from π(·|h_t) with ``generator`` (torch's global generator if None)."""
     n_envs = env.n_envs
     states = env.reset()
     prev_actions = np.zeros(n_envs, dtype=np.int64)
@@ -93,7 +101,7 @@ def collect_trials(policy: RecurrentPolicy, env: BatchedEnv, n_steps: int, encod
             inputs = encode(states, np.where(first, -1, prev_actions), prev_rewards, prev_dones)
             logits, values, hidden = policy.step(inputs, hidden)
             distribution = torch.distributions.Categorical(logits=logits)
-            actions = logits.argmax(-1) if greedy else distribution.sample()
+            actions = logits.argmax(-1) if greedy else sample_actions(distribution.probs, generator)
             next_states, rewards, dones = env.step(actions.cpu().numpy())
             for name, value in (("inputs", inputs), ("states", torch.as_tensor(states)),
                                 ("actions", actions), ("rewards", torch.as_tensor(rewards)),

@@ -205,3 +205,21 @@ def test_random_episodes_record_what_the_pendulum_did():
     assert torch.allclose(episodes.rewards, pendulum_reward(episodes.obs, episodes.actions), atol=1e-4)
     with pytest.raises(ValueError, match="n_episodes"):
         mbmpo.random_episodes(env, 0, MAX_TORQUE)
+
+
+def test_the_ensemble_holds_only_its_k_members_and_reads_checkpoints_that_kept_a_template():
+    from metacourse.models import MLP
+
+    torch.manual_seed(0)
+    ensemble = mbmpo.DynamicsEnsemble(3, 1, n_models=4, hidden=(16, 16))
+    member = sum(p.numel() for p in MLP(4, (16, 16), 3).parameters())
+    assert sum(p.numel() for p in ensemble.parameters()) == 4 * member
+    assert not any(key.startswith("template.") for key in ensemble.state_dict())
+    older = {**ensemble.state_dict(), **{f"template.{k}": v for k, v in MLP(4, (16, 16), 3).state_dict().items()}}
+    again = mbmpo.DynamicsEnsemble(3, 1, n_models=4, hidden=(16, 16))
+    again.load_state_dict(older)
+    obs, actions = torch.randn(4, 6, 3), torch.randn(4, 6, 1)
+    assert torch.equal(again.predict(obs, actions), ensemble.predict(obs, actions))
+    assert again.double().predict(obs.double(), actions.double()).dtype == torch.float64
+    with pytest.raises(RuntimeError, match="Unexpected"):
+        again.load_state_dict({**older, "extra.weight": torch.zeros(1)})

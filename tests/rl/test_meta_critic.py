@@ -7,6 +7,7 @@ from metacourse.rl import meta_critic as mc
 from metacourse.rl.envs import BatchedCartPole
 from metacourse.rl.returns import gae
 from metacourse.tasks.base import TaskBatch
+from metacourse.tasks.sinusoid import SinusoidTasks
 
 
 @pytest.fixture(autouse=True)
@@ -225,7 +226,7 @@ def test_learn_task_counts_interactions_and_reports_unreached_targets():
     update = lambda batch, trace: mc.actor_loss(  # noqa: E731
         critic, model, actors, batch.per_task("states", 2), critic.encoder(trace), 0.01)
     out = mc.learn_task(env, model, actors, update, optimizer, n_steps=4, max_interactions=120,
-                        trace_length=5)
+                        target_return=195.0, trace_length=5)
     assert np.isnan(out["interactions_to_target"]).all()  # nobody balances 195 steps in 120
     assert len(out["traces"]) == 120 // 12 and out["traces"][-1].shape == (2, 5, 7)
     steps = [i for task in out["episodes"] for i, _ in task]
@@ -249,3 +250,40 @@ def test_rl_meta_step_reduces_the_td_error_on_a_fixed_batch():
     for _ in range(60):
         last = mc.meta_step(critic, critic_optimizer, model, actors, actor_optimizer, batch, trace, cfg)
     assert last["critic_loss"] < 0.2 * first["critic_loss"]
+
+
+def test_learn_task_needs_an_explicit_target_and_draws_actions_from_its_generator():
+    critic, model = mc.MetaCritic(4, 2, mc.Config(trace_length=5)), MLP(4, (8,), 2)
+    update = lambda batch, trace: mc.actor_loss(  # noqa: E731
+        critic, model, actors, batch.per_task("states", 2), critic.encoder(trace), 0.01)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        actors = mc.init_actors(model, 2)
+        optimizer = torch.optim.Adam(actors.parameters(), lr=1e-3)
+        env = BatchedCartPole(np.repeat([0.5, 1.0], 3), np.random.default_rng(0))
+        with pytest.raises(TypeError, match="target_return"):
+            mc.learn_task(env, model, actors, update, optimizer, 4, 48)
+        with pytest.raises(TypeError, match="195.0 for CartPole"):
+            mc.learn_task(env, model, actors, update, optimizer, 4, 48, target_return=None)
+        torch.manual_seed(123 + len(runs))  # the global generator is not used
+        out = mc.learn_task(env, model, actors, update, optimizer, 4, 48, target_return=10.0,
+                            trace_length=5, generator=torch.Generator().manual_seed(5))
+        runs.append(out["traces"])
+    assert len(runs[0]) == len(runs[1]) and all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_supervised_meta_step_noise_comes_from_its_generator():
+    losses = []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        cfg = mc.Config(action_noise=0.5)
+        critic, model = mc.MetaCritic(1, 1, cfg), MLP(1, (8,), 1)
+        actors = mc.init_actors(model, 2)
+        tasks = SinusoidTasks().sample(2, 5, 5, np.random.default_rng(0))
+        torch.manual_seed(global_seed)
+        metrics = mc.supervised_meta_step(critic, torch.optim.Adam(critic.parameters()), model, actors,
+                                          torch.optim.Adam(actors.parameters()), tasks, cfg,
+                                          torch.Generator().manual_seed(7))
+        losses.append(metrics["critic_loss"])
+    assert losses[0] == losses[1]

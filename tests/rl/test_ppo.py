@@ -13,7 +13,8 @@ def test_clipped_surrogate_by_hand():
     # min(ρA, clip(ρ)A) = (min(1.5, 1.2), min(−0.5, −0.8), 2) = (1.2, −0.8, 2): mean 0.8
     assert loss.item() == pytest.approx(-0.8)
     assert stats["clip_fraction"].item() == pytest.approx(2 / 3)
-    assert stats["approx_kl"].item() == pytest.approx(-ratio.log().mean().item())
+    # KL(π_old ‖ π) ≈ mean((ρ − 1) − log ρ), never negative
+    assert stats["approx_kl"].item() == pytest.approx(((ratio - 1) - ratio.log()).mean().item())
 
 
 def test_clipping_removes_the_gradient_only_on_the_optimistic_side():
@@ -79,3 +80,34 @@ def test_target_kl_stops_the_epochs_early():
     ppo.update(evaluate, optimizer, batch, ppo.Config(epochs=10, minibatches=2, target_kl=1e-4,
                                                       normalize_advantages=False))
     assert len(calls) < 20  # fewer than 10 epochs x 2 minibatches
+
+
+def test_the_kl_estimate_is_never_negative_where_the_plain_one_is():
+    log_ratio = torch.tensor([0.3, 0.2, -0.1])  # E[log π_old − log π] = −0.133 here: a negative "KL"
+    _, stats = ppo.clipped_surrogate(log_ratio, torch.zeros(3), torch.ones(3), clip_ratio=0.2)
+    assert -log_ratio.mean() < 0 < stats["approx_kl"].item()
+    _, stats = ppo.clipped_surrogate(torch.zeros(3), torch.zeros(3), torch.ones(3), clip_ratio=0.2)
+    assert stats["approx_kl"].item() == 0.0  # the same policy: no divergence
+
+
+def _shuffled_orders(generator, global_seed):
+    torch.manual_seed(global_seed)
+    seen = []
+    logits = torch.zeros(2, requires_grad=True)
+
+    def evaluate(indices):
+        seen.append(indices.tolist())
+        distribution = torch.distributions.Categorical(logits=logits.expand(len(indices), 2))
+        return distribution.log_prob(torch.zeros(len(indices), dtype=torch.long)), distribution.entropy(), \
+            torch.zeros(len(indices))
+
+    batch = {"old_log_probs": torch.full((8,), -0.693), "advantages": torch.ones(8), "returns": torch.zeros(8)}
+    ppo.update(evaluate, torch.optim.SGD([logits], lr=0.0), batch, ppo.Config(epochs=2, minibatches=2),
+               generator=generator)
+    return seen
+
+
+def test_minibatches_are_shuffled_with_the_given_generator():
+    first = _shuffled_orders(torch.Generator().manual_seed(4), global_seed=1)
+    assert first == _shuffled_orders(torch.Generator().manual_seed(4), global_seed=2)
+    assert first != _shuffled_orders(torch.Generator().manual_seed(5), global_seed=1)

@@ -127,3 +127,43 @@ def test_value_head_predicts_standardised_returns():
     assert torch.allclose(policy.standardize(scaled), raw, atol=1e-5)
     policy.update_return_stats(returns * 0, momentum=0.0)  # momentum 0: statistics stay put
     assert policy.return_mean.item() == pytest.approx(95.0)
+
+
+def test_actions_and_ppo_minibatches_come_from_the_given_generator():
+    cfg = rl2.Config(episodes_per_trial=5, hidden_size=8)
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        policy = rl2.RL2Policy(1, 3, 8)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+        env = BatchedBernoulliBandit.sample(16, 3, np.random.default_rng(0))
+        torch.manual_seed(global_seed)  # the global generator plays no part
+        metrics = rl2.meta_step(policy, optimizer, env, cfg, generator=torch.Generator().manual_seed(9))
+        trials = rl2.adapt(policy, env, cfg, generator=torch.Generator().manual_seed(10))
+        runs.append((metrics, trials.actions))
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_sampling_with_a_generator_draws_as_categorical_does():
+    from metacourse.rl.rollout import sample_actions
+
+    probs = torch.softmax(torch.randn(50, 4), -1)
+    torch.manual_seed(3)
+    expected = torch.distributions.Categorical(probs=probs).sample()
+    assert torch.equal(sample_actions(probs, torch.Generator().manual_seed(3)), expected)
+
+
+class _NoHorizon:
+    n_envs = 2
+
+    def reset(self):
+        return np.zeros(2, dtype=np.int64)
+
+
+@pytest.mark.parametrize("horizon", [None, 0, 2.5, "3"])
+def test_an_env_without_a_horizon_is_refused_with_the_fix(horizon):
+    env = _NoHorizon()
+    if horizon is not None:
+        env.horizon = horizon
+    with pytest.raises(TypeError, match="env.horizon"):
+        rl2.adapt(rl2.RL2Policy(1, 2, 8), env, rl2.Config(episodes_per_trial=2, hidden_size=8))
