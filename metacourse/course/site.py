@@ -14,15 +14,18 @@
   beside the pages; a link to what the book does not hold (``solutions/``, a folder, a ``.py``
   file) is rewritten to the file on GitHub (``[tool.metacourse]`` in
   ``pyproject.toml``). A link to nothing is listed in :attr:`Book.problems`, with its page.
-- **Offline**: the "Open in Colab" badge image is replaced by a local copy, so every image of
-  the site is served by the site itself. Jupyter Book 1.0.4 builds without a network; Jupyter
-  Book 2 (mystmd) downloads its theme at build time and fails offline.
+- **Offline**: the "Open in Colab" badge image is replaced by a local copy, and MathJax is served
+  by the site when ``jupyter-server-mathjax`` is installed (the ``site`` extra; otherwise the
+  reader's browser fetches it from its CDN), so the site needs nothing from the web. Jupyter
+  Book 1.0.4 builds without a network; Jupyter Book 2 (mystmd) downloads its theme at build time
+  and fails offline.
 
 Why Jupyter Book 1 and how to view the site: ``docs/site.md``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import posixpath
 import re
@@ -59,6 +62,9 @@ BADGE_SVG = """\
 <g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11">
 <text x="28" y="14" text-anchor="middle">Open in</text><text x="86.5" y="14" text-anchor="middle">Colab</text></g></svg>
 """
+
+MATHJAX_COPY = "_mathjax/mathjax"
+"""Where MathJax's files go in the book's source (Sphinx serves them as ``_static/mathjax/``)."""
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _TARGET = r"(?P<target><[^>\n]*>|[^)\s]+)"
@@ -184,13 +190,25 @@ def _copy_page(rewriter: LinkRewriter, page: str, source: Path) -> None:
                                encoding="utf-8")
 
 
-def _config(where: Location) -> dict:
+def local_mathjax() -> Path | None:
+    """MathJax 2.7's files, from the ``jupyter-server-mathjax`` package (the ``site`` extra), when it
+    is installed: the site then typesets its equations without fetching MathJax from the web."""
+    spec = importlib.util.find_spec("jupyter_server_mathjax")
+    folder = Path(spec.origin).parent / "static" if spec is not None and spec.origin else None
+    return folder if folder is not None and (folder / "MathJax.js").is_file() else None
+
+
+def _config(where: Location, mathjax: bool) -> dict:
+    sphinx = {"myst_heading_anchors": 4, "myst_linkify_fuzzy_links": False, "nb_merge_streams": True}
+    if mathjax:  # served by the site itself, from _static/mathjax/
+        sphinx |= {"html_static_path": [MATHJAX_COPY.split("/")[0]],
+                   "mathjax_path": "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"}
     return {
         "title": "metacourse: learning to learn",
         "author": "The metacourse authors",
         "copyright": time.strftime("%Y"),
         "only_build_toc_files": True,
-        "exclude_patterns": ["_build", "**.ipynb_checkpoints"],
+        "exclude_patterns": ["_build", "_mathjax", "**.ipynb_checkpoints"],
         "execute": {"execute_notebooks": "off"},  # the site shows the outputs stored in the notebooks
         "parse": {"myst_enable_extensions": ["amsmath", "colon_fence", "dollarmath", "html_image", "linkify",
                                              "substitution", "tasklist"]},
@@ -198,7 +216,7 @@ def _config(where: Location) -> dict:
         "launch_buttons": {"colab_url": "https://colab.research.google.com", "notebook_interface": "jupyterlab"},
         "repository": {"url": f"https://github.com/{where.repository}", "branch": where.branch, "path_to_book": ""},
         # Bare addresses become links, but "design.md" or "maml.py" never does (.md and .py are top-level domains).
-        "sphinx": {"config": {"myst_heading_anchors": 4, "myst_linkify_fuzzy_links": False, "nb_merge_streams": True}},
+        "sphinx": {"config": sphinx},
     }
 
 
@@ -233,8 +251,11 @@ def prepare_book(root: str | os.PathLike[str] | None = None, out: str | os.PathL
         shutil.copy2(root / path, source / path)
     (source / BADGE_COPY).parent.mkdir(parents=True, exist_ok=True)
     (source / BADGE_COPY).write_text(BADGE_SVG, encoding="utf-8")
-    (source / "_config.yml").write_text(yaml.safe_dump(_config(where), sort_keys=False, allow_unicode=True),
-                                        encoding="utf-8")
+    mathjax = local_mathjax()
+    if mathjax is not None:
+        shutil.copytree(mathjax, source / MATHJAX_COPY)
+    (source / "_config.yml").write_text(yaml.safe_dump(_config(where, mathjax is not None), sort_keys=False,
+                                                       allow_unicode=True), encoding="utf-8")
     (source / "_toc.yml").write_text(yaml.safe_dump(_toc(parts), sort_keys=False), encoding="utf-8")
     return Book(source=source, html=out.resolve() / "_build" / "html", pages=[_page_name(p) for p in pages],
                 copied=sorted(rewriter.copies), problems=rewriter.problems)

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -28,6 +29,8 @@ import pytest
 pytestmark = pytest.mark.browser
 
 SEARCH_WORD = "MAML"
+TABS = 3
+"""Pages loaded at once (about twice as fast as one at a time on two cores)."""
 SCREENSHOT_PAGE = "lectures/04_maml.ipynb"
 BROKEN_AT_BUILD = ("xref_missing", "reference target not found", "image file not readable", "toc.not_included",
                    "document isn't included in any toctree", "undefined label")
@@ -92,24 +95,29 @@ def site_url(book):
 
 
 @pytest.fixture
-def page(chromium, site_url):
-    """A fresh browser page that may only reach the site itself; refused requests are in ``page.refused``."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.refused = []
+def context(chromium, site_url):
+    """A fresh browser context that may only reach the site itself; refused requests are in
+    ``context.refused``."""
+    browser_context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    browser_context.refused = []
 
     def local_only(route) -> None:
         if route.request.url.startswith(site_url):
             route.continue_()
         else:
-            tab.refused.append(route.request.url)
+            browser_context.refused.append(route.request.url)
             route.abort()
 
-    tab.route("**/*", local_only)
+    browser_context.route("**/*", local_only)
     try:
-        yield tab
+        yield browser_context
     finally:
-        context.close()
+        browser_context.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
 
 
 def _html_path(page: str) -> str:
@@ -123,7 +131,20 @@ def test_the_build_reports_no_link_or_image_leading_nowhere(book):
     assert (book.source / "_config.yml").read_text().count("execute_notebooks: 'off'") == 1
 
 
-def test_every_page_loads_with_its_images_and_links(book, site_url, page):
+def _load_all(tabs: list, urls: list[str]) -> Iterator[tuple[int, object]]:
+    """Load ``urls`` a few at a time, one per tab (the browser lays out several pages at once);
+    yields (index of the URL, its tab) once the page has loaded."""
+    for start in range(0, len(urls), len(tabs)):
+        batch = list(enumerate(urls[start:start + len(tabs)], start))
+        for tab, (_, url) in zip(tabs, batch):
+            tab.evaluate("url => { window.location.href = url; }", url)
+        for tab, (index, url) in zip(tabs, batch):
+            tab.wait_for_url(url)
+            tab.wait_for_load_state("load")
+            yield index, tab
+
+
+def test_every_page_loads_with_its_images_and_links(book, site_url, context):
     html_root = book.html
     ids: dict[Path, set[str]] = {}
 
@@ -135,20 +156,19 @@ def test_every_page_loads_with_its_images_and_links(book, site_url, page):
         return ids[path]
 
     figures = images = links = external = 0
-    failures: list[str] = []
-    for name in book.pages:
-        url = f"{site_url}/{_html_path(name)}"
-        response = page.goto(url, wait_until="load")
-        if response is None or not response.ok:
-            failures.append(f"{name}: {url} answered {response.status if response else 'nothing'}")
-            continue
-        assert page.locator("article h1").count() >= 1, f"{name}: the page has no title (h1) in its article"
-        for image in page.evaluate(_IMAGES_JS):
+    failures = [f"{name}: {_html_path(name)} was not built" for name in book.pages
+                if not (html_root / _html_path(name)).is_file()]
+    tabs = [context.new_page() for _ in range(TABS)]
+    for index, tab in _load_all(tabs, [f"{site_url}/{_html_path(name)}" for name in book.pages]):
+        name = book.pages[index]
+        if tab.locator("article h1").count() < 1:
+            failures.append(f"{name}: the page has no title (h1) in its article")
+        for image in tab.evaluate(_IMAGES_JS):
             images += 1
             figures += image["content"]
             if not image["ok"]:
                 failures.append(f"{name}: the image {image['src']} did not load")
-        for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
+        for href in tab.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
             parts = urlsplit(href)
             if parts.scheme not in ("http", "https") or not href.startswith(site_url):
                 external += parts.scheme in ("http", "https")
@@ -163,10 +183,10 @@ def test_every_page_loads_with_its_images_and_links(book, site_url, page):
                 failures.append(f"{name}: the link {href} leads to no file")
             elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in anchors(target):
                 failures.append(f"{name}: the link {href} leads to no anchor #{parts.fragment}")
-    refused = sorted({u for u in page.refused if "mathjax" not in u})
+    refused = sorted({u for u in context.refused if "mathjax" not in u})
     print(f"\nsite check: {len(book.pages)} pages, {images} images ({figures} in the pages' content), "
           f"{links} internal links checked, {external} external links not followed, "
-          f"requests to other hosts refused: {len(page.refused)} ({len(refused)} besides MathJax)")
+          f"requests to other hosts refused: {len(context.refused)} ({len(refused)} besides MathJax)")
     assert not failures, f"{len(failures)} problem(s):\n" + "\n".join(failures[:50])
     assert not refused, f"pages fetch from other hosts (the site must stand on its own): {refused}"
     assert figures > 0, "no figure in any page: the stored outputs or the linked figures are missing"
@@ -174,9 +194,9 @@ def test_every_page_loads_with_its_images_and_links(book, site_url, page):
 
 def test_search_finds_maml(site_url, page):
     page.goto(f"{site_url}/search.html?q={SEARCH_WORD}", wait_until="load")
-    page.wait_for_function("() => document.querySelectorAll('#search-results li').length > 0 || "
-                           "/did not match|no documents/i.test(document.querySelector('#search-results')?.innerText"
-                           " || '')", timeout=60_000)
+    # Sphinx's search lists its hits one by one, then says "Search finished, found N pages ...".
+    page.wait_for_function("() => /Search finished|did not match/i.test("
+                           "document.querySelector('#search-results')?.innerText || '')", timeout=60_000)
     hits = page.eval_on_selector_all("#search-results li a", "links => links.map(a => a.getAttribute('href'))")
     print(f"\nsearch {SEARCH_WORD!r}: {len(hits)} hit(s), e.g. {hits[:3]}")
     assert any("04_maml" in hit for hit in hits), f"searching {SEARCH_WORD!r} did not find the MAML lecture: {hits}"
