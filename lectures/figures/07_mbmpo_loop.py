@@ -1,5 +1,7 @@
-"""Draws 07_mbmpo_loop.svg, the MB-MPO loop of Lecture 7: python lectures/figures/07_mbmpo_loop.py"""
+"""Draws 07_mbmpo_loop.svg, the MB-MPO loop of Lecture 7:
+python lectures/figures/07_mbmpo_loop.py [preview.png]"""
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -49,5 +51,5 @@ axis.text(7.5, 0.05, "inner loop: one policy-gradient step per model      outer 
           ha="center", fontsize=8, style="italic", color="0.3")
 figure.tight_layout()
 figure.savefig(Path(__file__).with_suffix(".svg"))
-if __name__ == "__main__" and len(__import__("sys").argv) > 1:
-    figure.savefig(__import__("sys").argv[1], dpi=80)
+if len(sys.argv) > 1:
+    figure.savefig(sys.argv[1], dpi=80)

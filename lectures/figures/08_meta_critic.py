@@ -40,7 +40,8 @@ arrow(axis, (1.5, 1.95), (1.5, 3.75), "acts: s, a, r", offset=(-0.6, 0.0))
 arrow(axis, (2.75, 4.3), (3.75, 4.3))
 arrow(axis, (6.25, 4.3), (6.95, 4.3))
 arrow(axis, (8.2, 3.75), (8.2, 1.95), "z_i", offset=(0.25, -0.1))
-arrow(axis, (6.95, 1.4), (2.75, 1.4), "actor step (eq. 2): raise Σ_a π(a|s) Q(s, a, z_i)", offset=(0, 0.1), color="tab:purple")
+arrow(axis, (6.95, 1.4), (2.75, 1.4), "actor step (eq. 2): raise Σ_a π(a|s) Q(s, a, z_i)", offset=(0, 0.1),
+      color="tab:purple")
 arrow(axis, (9.45, 1.6), (10.3, 2.35), color="tab:blue")
 arrow(axis, (9.45, 4.1), (10.3, 3.35), color="tab:blue")
 axis.text(6.2, 0.35, "meta-training (Algorithm 1): many tasks, both steps    ·    "
