@@ -29,6 +29,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -40,7 +41,7 @@ from torch import nn
 from ..algorithms import classifier_baselines, maml, matching, protonet, reptile
 from ..checkpoints.omniglot import build_model, evaluate_model, load_file, model_spec, test_tasks
 from ..evaluate import summarize
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..tasks.episodes import EpisodeSampler, sample_batch, sample_episodes
 from ..tasks.omniglot import Omniglot
 from ..train import Plan, TrainConfig, checkpoint_info, meta_train
@@ -94,7 +95,45 @@ Second-order MAML differentiates through its inner gradient, where bfloat16's 8-
 would be carried twice; it stays float32."""
 
 
-def budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class OmniglotBudget(Budget):
+    """The plan of a few-shot Omniglot run. The settings shared by every method come first; a
+    setting a method does not use is None (and absent from the stored plan)."""
+
+    method: str
+    ways: int
+    shots: int
+    network: str
+    pooling: str
+    test_tasks: int
+    n_query_test: int
+    outer_lr: float
+    meta_steps: int
+    meta_batch_size: int
+    train_ways: int
+    k_shot_train: int
+    n_query_train: int
+    inner_lr: float | None = None
+    """maml, fomaml, reptile: the inner step size."""
+    inner_steps: int | None = None
+    inner_steps_test: int | None = None
+    backend: str | None = None
+    """maml, fomaml: how the tasks of a meta-batch run (see ``metacourse.algorithms.maml``)."""
+    halve_lr_every: int | None = None
+    """protonet, matching: Adam's step size halves every this many episodes."""
+    compile: bool | None = None
+    inner_batch: int | None = None
+    """reptile: images per inner step."""
+    finetune_lrs: tuple[float, ...] | None = None
+    """finetune, nearest: the fine-tuning step sizes tried on validation tasks."""
+    finetune_steps: int | None = None
+    validation_tasks: int | None = None
+    finetune_lr: float | None = None
+    """finetune: the step size chosen on the validation tasks after training."""
+    bf16: bool | None = None
+
+
+def budget(options: RunOptions) -> OmniglotBudget:
     """The run's plan: the method's setup at the test shape, shortened on CPU and in FAST mode."""
     extra = {a.key: a.default for a in ARGUMENTS} | dict(options.extra)
     method, ways, shots = extra["method"], extra["ways"], extra["shots"]
@@ -140,7 +179,7 @@ def budget(options: RunOptions) -> dict:
                 plan[key] = min(plan[key], cap)
     if options.meta_steps:
         plan["meta_steps"] = options.meta_steps
-    return plan
+    return OmniglotBudget(**plan)
 
 
 TRAIN_CLASSES = 4 * 1200
@@ -166,15 +205,15 @@ def _train_ways(method: str, ways: int, train_ways: int) -> int:
     return train_ways
 
 
-def option_notes(plan: dict, options: RunOptions) -> list[str]:
+def option_notes(plan: OmniglotBudget, options: RunOptions) -> list[str]:
     """What the run does not do as asked: options its method ignores, and FAST mode's caps."""
     extra = {a.key: a.default for a in ARGUMENTS} | dict(options.extra)
     notes = []
-    if extra["backend"] != "auto" and plan["method"] not in ("maml", "fomaml"):
+    if extra["backend"] != "auto" and plan.method not in ("maml", "fomaml"):
         notes.append(f"--backend {extra['backend']} is ignored: only maml and fomaml have backends")
-    if extra["compile"] and plan["method"] not in ("protonet", "matching"):
+    if extra["compile"] and plan.method not in ("protonet", "matching"):
         notes.append("--compile 1 is ignored: only protonet and matching compile their network")
-    if extra["pooling"] != "auto" and plan["network"] == "mlp":
+    if extra["pooling"] != "auto" and plan.network == "mlp":
         notes.append(f"--pooling {extra['pooling']} is ignored: the MLP has no pooling")
     if options.fast:
         full = budget(RunOptions(meta_steps=options.meta_steps, seed=options.seed, device=options.device,
@@ -186,10 +225,10 @@ def option_notes(plan: dict, options: RunOptions) -> list[str]:
     return notes
 
 
-def run_plan(plan: dict, options: RunOptions, device: torch.device) -> Plan:
+def run_plan(plan: OmniglotBudget, options: RunOptions, device: torch.device) -> Plan:
     """The typed plan of a run: what trains, its seed, FAST, device type and code (for checkpoints
     and exported files), with the evaluation settings apart."""
-    method = plan["method"]
+    method = plan.method
     algorithm = {"maml": maml, "fomaml": maml, "reptile": reptile, "protonet": protonet,
                  "matching": matching}.get(method, classifier_baselines)
     from .. import train as train_module
@@ -203,11 +242,11 @@ def run_plan(plan: dict, options: RunOptions, device: torch.device) -> Plan:
                 code=code_fingerprint(sys.modules[__name__], algorithm, conv4, episodes, train_module))
 
 
-def checkpoint_name(plan: dict) -> str:
+def checkpoint_name(plan: OmniglotBudget) -> str:
     """e.g. ``protonet-omniglot-5w1s`` (``maml-mlp-omniglot-5w1s`` for the no-conv network)."""
-    network = "-mlp" if plan["network"] == "mlp" else ""
-    precision = "-bf16" if plan.get("bf16") else ""
-    return f"{plan['method']}{network}-omniglot-{plan['ways']}w{plan['shots']}s{precision}"
+    network = "-mlp" if plan.network == "mlp" else ""
+    precision = "-bf16" if plan.bf16 else ""
+    return f"{plan.method}{network}-omniglot-{plan.ways}w{plan.shots}s{precision}"
 
 
 def _scheduled(step, scheduler, tasks):
@@ -223,53 +262,53 @@ def _in_bfloat16(step, device_type: str, tasks):
         return step(tasks)
 
 
-def build_step(plan: dict, model: nn.Module):
+def build_step(plan: OmniglotBudget, model: nn.Module):
     """The step function of ``meta_train`` and the state a checkpoint must hold."""
     step, state = _build_step(plan, model)
-    if plan.get("bf16"):
+    if plan.bf16:
         step = partial(_in_bfloat16, step, next(model.parameters()).device.type)
     return step, state
 
 
-def _build_step(plan: dict, model: nn.Module):
-    method = plan["method"]
+def _build_step(plan: OmniglotBudget, model: nn.Module):
+    method = plan.method
     if method == "reptile":
-        optimizer = torch.optim.SGD(model.parameters(), lr=plan["outer_lr"])
+        optimizer = torch.optim.SGD(model.parameters(), lr=plan.outer_lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: max(0.0, 1.0 - step / plan["meta_steps"]))
-        cfg = reptile.Config(inner_lr=plan["inner_lr"], inner_steps=plan["inner_steps"],
-                             inner_batch=plan["inner_batch"])
+            optimizer, lambda step: max(0.0, 1.0 - step / plan.meta_steps))
+        cfg = reptile.Config(inner_lr=plan.inner_lr, inner_steps=plan.inner_steps,
+                             inner_batch=plan.inner_batch)
         step = partial(_scheduled, partial(reptile.meta_step, model, optimizer, cfg=cfg), schedule)
         return step, {"model": model, "optimizer": optimizer, "schedule": schedule}
-    optimizer = torch.optim.Adam(model.parameters(), lr=plan["outer_lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=plan.outer_lr)
     if method in ("maml", "fomaml"):
-        cfg = maml.Config(inner_lr=plan["inner_lr"], inner_steps=plan["inner_steps"],
+        cfg = maml.Config(inner_lr=plan.inner_lr, inner_steps=plan.inner_steps,
                           first_order=method == "fomaml", loss="cross_entropy",
-                          backend=plan["backend"])
+                          backend=plan.backend)
         return partial(maml.meta_step, model, optimizer, cfg=cfg), {"model": model,
                                                                      "optimizer": optimizer}
     if method in ("finetune", "nearest"):
         step = partial(classifier_baselines.pretrain_step, model, optimizer)
         return step, {"model": model, "optimizer": optimizer}
     module = protonet if method == "protonet" else matching
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, plan["halve_lr_every"], gamma=0.5)
-    cfg = module.Config(compile=plan["compile"])
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, plan.halve_lr_every, gamma=0.5)
+    cfg = module.Config(compile=plan.compile)
     step = partial(_scheduled, partial(module.meta_step, model, optimizer, cfg=cfg), schedule)
     return step, {"model": model, "optimizer": optimizer, "schedule": schedule}
 
 
-def build_sampler(plan: dict, device: torch.device):
+def build_sampler(plan: OmniglotBudget, device: torch.device):
     """Training tasks from the 1,200 training characters (or image batches, for the baselines)."""
     train = Omniglot("train")
-    if plan["method"] in ("finetune", "nearest"):
+    if plan.method in ("finetune", "nearest"):
         return lambda n_tasks, rng: sample_batch(train, n_tasks, rng, device)
-    return EpisodeSampler(train, plan["train_ways"], plan["k_shot_train"], plan["n_query_train"],
+    return EpisodeSampler(train, plan.train_ways, plan.k_shot_train, plan.n_query_train,
                           str(device))
 
 
-def _command(plan: dict, options: RunOptions) -> str:
-    words = ["metacourse", "reproduce", "omniglot", "--method", plan["method"], "--ways",
-             str(plan["ways"]), "--shots", str(plan["shots"]), "--seed", str(options.seed)]
+def _command(plan: OmniglotBudget, options: RunOptions) -> str:
+    words = ["metacourse", "reproduce", "omniglot", "--method", plan.method, "--ways",
+             str(plan.ways), "--shots", str(plan.shots), "--seed", str(options.seed)]
     for argument in ARGUMENTS[3:]:
         value = options.extra.get(argument.key, argument.default)
         if value != argument.default:
@@ -279,7 +318,7 @@ def _command(plan: dict, options: RunOptions) -> str:
     return shlex.join(words + (["--fast"] if options.fast else []))
 
 
-def train(plan: dict, options: RunOptions, device: torch.device) -> tuple[nn.Module, dict]:
+def train(plan: OmniglotBudget, options: RunOptions, device: torch.device) -> tuple[nn.Module, dict]:
     """Meta-train (resumable from ``out_dir/checkpoints``); returns the model and its timing.
 
     The checkpoint is named by the run's plan (``run_plan``): another plan never resumes from it.
@@ -296,9 +335,9 @@ def train(plan: dict, options: RunOptions, device: torch.device) -> tuple[nn.Mod
     typed = run_plan(plan, options, device)
     checkpoint = checkpoint_path(plan, options, device)
     train_cfg = TrainConfig(
-        meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"], seed=options.seed,
+        meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size, seed=options.seed,
         checkpoint_path=str(checkpoint), checkpoint_every=100, progress=options.progress,
-        description=LABELS[plan["method"]], plan=typed)
+        description=LABELS[plan.method], plan=typed)
     first_step = checkpoint_info(checkpoint)["step"]
     load_before = _load_average()
     started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -307,22 +346,22 @@ def train(plan: dict, options: RunOptions, device: torch.device) -> tuple[nn.Mod
     wall, cpu = clock.totals()
     times = _times_path(checkpoint)
     segments = json.loads(times.read_text())["segments"] if times.exists() and first_step else []
-    if first_step < plan["meta_steps"]:  # a run resumed from a finished checkpoint trains nothing
-        segments.append({"steps": [first_step, plan["meta_steps"]], "wall_seconds": round(wall, 1),
+    if first_step < plan.meta_steps:  # a run resumed from a finished checkpoint trains nothing
+        segments.append({"steps": [first_step, plan.meta_steps], "wall_seconds": round(wall, 1),
                          "cpu_seconds": round(cpu, 1), "started_utc": started_utc,
                          "load_average": [load_before, _load_average()],
                          "threads": torch.get_num_threads(), "device": str(device)})
         times.write_text(json.dumps({"segments": segments}, indent=2) + "\n")
     origin = {"plan": typed.digest(), "checkpoint": str(checkpoint), "resumed_from_step": history.resumed_from,
-              "meta_steps": plan["meta_steps"], "earlier_seconds": round(history.earlier_seconds, 1),
-              "origin": history.origin(plan["meta_steps"])}
-    return model, _timing(segments, plan["meta_steps"]) | {"origin": origin}
+              "meta_steps": plan.meta_steps, "earlier_seconds": round(history.earlier_seconds, 1),
+              "origin": history.origin(plan.meta_steps)}
+    return model, _timing(segments, plan.meta_steps) | {"origin": origin}
 
 
-def checkpoint_path(plan: dict, options: RunOptions, device: torch.device) -> Path:
+def checkpoint_path(plan: OmniglotBudget, options: RunOptions, device: torch.device) -> Path:
     """``out_dir/checkpoints/NAME-seedS-STEPS-DIGEST.pt``: the digest names the plan's training."""
     typed = run_plan(plan, options, device)
-    return typed.checkpoint(options.out_dir, f"{checkpoint_name(plan)}-seed{options.seed}-{plan['meta_steps']}")
+    return typed.checkpoint(options.out_dir, f"{checkpoint_name(plan)}-seed{options.seed}-{plan.meta_steps}")
 
 
 def _times_path(checkpoint: Path) -> Path:
@@ -352,19 +391,19 @@ def _timing(segments: list[dict], meta_steps: int) -> dict:
             "train_segments": segments}
 
 
-def export_path(plan: dict, options: RunOptions, device: torch.device) -> Path:
+def export_path(plan: OmniglotBudget, options: RunOptions, device: torch.device) -> Path:
     """``out_dir/NAME-seedS-DIGEST.pt``, the digest of the whole plan (training and evaluation): a run
     with other options never overwrites it. (Shipped, it is called ``NAME.pt``: ``checkpoints.ship``.)"""
     digest = run_plan(plan, options, device).digest(training=False)
     return Path(options.out_dir) / f"{checkpoint_name(plan)}-seed{options.seed}-{digest}.pt"
 
 
-def export(plan: dict, model: nn.Module, card: dict, path: str | Path) -> Path:
+def export(plan: OmniglotBudget, model: nn.Module, card: dict, path: str | Path) -> Path:
     """Write the trained weights (``NAME.pt``) and their card (``NAME.json``) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = model_spec(plan)
-    if plan["method"] in ("finetune", "nearest"):  # the 4,800-way head is not needed at test time
+    if plan.method in ("finetune", "nearest"):  # the 4,800-way head is not needed at test time
         model, spec = classifier_baselines.body(model), spec | {"out_features": None}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "model": spec, "plan": plan}, path)
@@ -388,16 +427,16 @@ def _run(options: RunOptions) -> Result:
         print(f"metacourse: note: {note}", file=sys.stderr)
     model, timing = train(plan, options, device)
     origin = timing.pop("origin")
-    if plan["method"] == "finetune":
-        plan["finetune_lr"] = classifier_baselines.choose_finetune_lr(
+    if plan.method == "finetune":
+        plan = plan.replace(finetune_lr=classifier_baselines.choose_finetune_lr(
             classifier_baselines.body(model),
-            sample_episodes(Omniglot("train"), plan["validation_tasks"], plan["ways"],
-                            plan["shots"], plan["n_query_test"],
+            sample_episodes(Omniglot("train"), plan.validation_tasks, plan.ways,
+                            plan.shots, plan.n_query_test,
                             np.random.default_rng([options.seed, 7])),
-            plan["finetune_lrs"], plan["finetune_steps"])
-    card = {"name": checkpoint_name(plan), "method": plan["method"],
+            plan.finetune_lrs, plan.finetune_steps))
+    card = {"name": checkpoint_name(plan), "method": plan.method,
             "command": _command(plan, options), "seed": options.seed, "device": str(device),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "budget": plan,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "budget": plan.to_dict(),
             **timing, "fast": options.fast,
             "plan": run_plan(plan, options, device).to_dict() | {"digest": origin["plan"]}}
     path = export(plan, model.cpu(), card, export_path(plan, options, device))
@@ -411,11 +450,11 @@ def _run(options: RunOptions) -> Result:
              "check": {"n_tasks": min(CHECK_TASKS, len(accuracies)),
                        "accuracy": float(accuracies[:CHECK_TASKS].mean())}}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    key = "maml-mlp" if plan["method"] == "maml" and plan["network"] == "mlp" else plan["method"]
-    paper = PAPER.get(key, {}).get((plan["ways"], plan["shots"]))
-    metric = f"accuracy_{plan['ways']}w{plan['shots']}s_%"
+    key = "maml-mlp" if plan.method == "maml" and plan.network == "mlp" else plan.method
+    paper = PAPER.get(key, {}).get((plan.ways, plan.shots))
+    metric = f"accuracy_{plan.ways}w{plan.shots}s_%"
     notes = [f"paper: {PAPER_SOURCE.get(key, '—')}",
-             f"trained {plan['meta_steps']} steps on {device}, {torch.get_num_threads()} "
+             f"trained {plan.meta_steps} steps on {device}, {torch.get_num_threads()} "
              f"thread(s): {_wall_and_cpu(timing['train_seconds'], timing['train_cpu_seconds'])}, "
              f"in {len(timing['train_segments'])} segment(s)",
              f"this run {origin['origin']} ({origin['checkpoint']})",
@@ -424,14 +463,13 @@ def _run(options: RunOptions) -> Result:
              f"{eval_cpu_seconds:.0f} s CPU", f"checkpoint: {path}", *asked]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    budget_and_times = plan | {k: timing[k] for k in ("train_seconds", "train_cpu_seconds")}
-    budget_and_times["train_segments"] = len(timing["train_segments"])
-    budget_and_times["eval_seconds"] = round(eval_seconds, 1)
-    budget_and_times["eval_cpu_seconds"] = round(eval_cpu_seconds, 1)
+    measured = {"train_seconds": timing["train_seconds"], "train_cpu_seconds": timing["train_cpu_seconds"],
+                "train_segments": len(timing["train_segments"]), "eval_seconds": round(eval_seconds, 1),
+                "eval_cpu_seconds": round(eval_cpu_seconds, 1)}
     result = Result("omniglot", options.seed, str(device), time.perf_counter() - started,
-                    budget_and_times, [Row(LABELS[plan["method"]], metric, paper, ours)], notes,
+                    plan, [Row(LABELS[plan.method], metric, paper, ours)], notes,
                     {"checkpoint": str(path), "card": str(path.with_suffix(".json"))},
-                    {checkpoint_name(plan): origin})
+                    {checkpoint_name(plan): origin}, measured)
     return result
 
 
@@ -462,7 +500,7 @@ def results_table(paths: list[str | Path]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(Path(p) for p in paths):
         result = json.loads(Path(path).read_text())
-        budget, row = result["budget"], result["rows"][0]
+        budget, row = {**result["budget"], **result.get("measured", {})}, result["rows"][0]
         ours, paper = row["ours"], row["paper"]
         wall, cpu = budget.get("train_seconds"), budget.get("train_cpu_seconds")
         times = (f"{_minutes(wall)} ({_minutes(cpu)})" + (

@@ -19,7 +19,7 @@ needs_data = pytest.mark.skipif(
     reason="the Omniglot data set is not in METACOURSE_DATA (CI: METACOURSE_DATA=../shared/data)")
 
 
-def _plan(**extra) -> dict:
+def _plan(**extra) -> omniglot.OmniglotBudget:
     return omniglot.budget(RunOptions(extra=extra))
 
 
@@ -59,13 +59,13 @@ def test_bf16_is_for_the_first_order_methods_and_names_its_checkpoints():
 
 @pytest.mark.parametrize("method", ["protonet", "fomaml"])
 def test_a_bf16_step_keeps_float32_weights_and_float32s_loss_to_bfloat16_precision(method, image_tasks):
-    plan = _plan(method=method, train_ways=5) | {"meta_batch_size": 2}
+    plan = _plan(method=method, train_ways=5).replace(meta_batch_size=2)
     tasks = image_tasks(n_tasks=2, ways=5, shots=1, queries=plan["n_query_train"], size=28)
     losses = {}
     for bf16 in (False, True):
         torch.manual_seed(1)
         model = omniglot.build_model(omniglot.model_spec(plan))
-        step, _ = omniglot.build_step(plan | {"bf16": bf16}, model)
+        step, _ = omniglot.build_step(plan.replace(bf16=bf16), model)
         losses[bf16] = step(tasks)["meta_loss"]
         assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
                    for p in model.parameters() if p.grad is not None)
@@ -159,7 +159,8 @@ def test_resumed_fast_run_records_both_segments_and_the_table_shows_them(tmp_pat
     card = json.loads(Path(second.artifacts["card"]).read_text())
     assert [s["steps"] for s in card["train_segments"]] == [[0, 2], [2, 3]]
     assert card["train_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in card["train_segments"]))
-    assert second.budget["train_segments"] == 2 and first.budget["train_segments"] == 1
+    assert second.measured["train_segments"] == 2 and first.measured["train_segments"] == 1
+    assert "train_segments" not in second.budget  # the plan holds settings, the run's record is measured
     path = tmp_path / "omniglot-protonet-5w1s.json"
     second.save_json(path)
     table = omniglot.results_table([path])
