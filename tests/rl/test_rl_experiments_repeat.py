@@ -12,12 +12,12 @@ from metacourse import cli
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENTS = {
-    "rl2-bandits": ["--method", "rl2"],
-    "meta-critic-sinusoid": [],
-    "meta-critic-cartpole": [],
-    "mbmpo-pendulum": [],
-    "maml-rl-navigation": [],
+EXPERIMENTS = {  # the smallest budgets that still run every random draw of each experiment
+    "rl2-bandits": ["--method", "rl2", "--meta-steps", "2"],
+    "meta-critic-sinusoid": ["--meta-steps", "10", "--maml-steps", "0", "--test-tasks", "4"],
+    "meta-critic-cartpole": ["--meta-steps", "4"],
+    "mbmpo-pendulum": ["--meta-steps", "1"],
+    "maml-rl-navigation": ["--meta-steps", "1"],
 }
 TIMES = re.compile(r"wall|seconds|cpu|_time|elapsed|date|when", re.IGNORECASE)
 
