@@ -2,7 +2,10 @@
 
 import time
 
-from metacourse.utils import Clock
+import pytest
+import torch
+
+from metacourse.utils import Clock, GeneratorState
 
 
 def test_clock_adds_the_seconds_of_earlier_sessions():
@@ -15,3 +18,16 @@ def test_clock_adds_the_seconds_of_earlier_sessions():
     resumed_wall, resumed_cpu = resumed.totals()
     assert 100.05 <= resumed_wall < 105 and 40 < resumed_cpu < 45
     assert fresh.wall() >= wall  # it keeps running
+
+
+def test_generator_state_resumes_the_same_draws(tmp_path):
+    generator = torch.Generator().manual_seed(11)
+    torch.rand(5, generator=generator)
+    saved = GeneratorState(generator).state_dict()
+    torch.save(saved, tmp_path / "state.pt")
+    expected = torch.rand(5, generator=generator)
+    restored = torch.Generator().manual_seed(0)
+    GeneratorState(restored).load_state_dict(torch.load(tmp_path / "state.pt"))
+    assert torch.equal(torch.rand(5, generator=restored), expected)
+    with pytest.raises(KeyError):
+        GeneratorState(restored).load_state_dict({})
