@@ -160,7 +160,7 @@ def run_family(family: str, options: RunOptions) -> Result:
              f"to 500) of {plan['meta_batch_size']} tasks x {plan['episodes_per_task']} trajectories of "
              f"{plan['horizon']} steps (paper: 40 x 20 x 200), {plan['env_steps']:,} env steps; trained in "
              f"{plan['train_wall_seconds']:.0f} s wall, {plan['train_cpu_seconds']:.0f} s CPU (1 torch "
-             "thread; a resumed run counts only its own time)",
+             f"thread; a resumed run counts only its own time; this run {history.origin(plan['meta_steps'])})",
              "TRPO Fisher products: " + ("exact (through the inner step)" if plan["exact_fisher"] else
                                          "of the adapted policy only (dφ/dθ ≈ I); meta-gradient second order"),
              "Gymnasium HalfCheetah-v5 (17-D observation, Δt = 0.05 s), not rllab's cheetah of the paper",
