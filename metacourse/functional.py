@@ -28,6 +28,7 @@ __all__ = [
     "frozen_params",
     "forward",
     "sgd_step",
+    "outer_step",
     "expand_over_tasks",
     "mse_loss",
     "cross_entropy_loss",
@@ -74,6 +75,21 @@ def sgd_step(params: Params, grads: Sequence[Tensor], step_size: float | Mapping
     if isinstance(step_size, Mapping):
         return {n: params[n] - step_size[n] * g for n, g in zip(names, grads)}
     return {n: params[n] - step_size * g for n, g in zip(names, grads)}
+
+
+def outer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: Tensor,
+               max_grad_norm: float | None = None) -> dict[str, float]:
+    """The outer update θ ← θ − β ∇_θ L(θ) of a module's weights, given the meta-loss L computed from them.
+
+    Clears the old gradients, backpropagates ``loss``, clips ‖∇_θ L‖ to ``max_grad_norm`` (``None`` does
+    not clip) and takes one ``optimizer`` step; returns ``{"meta_loss": L}``.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return {"meta_loss": loss.item()}
 
 
 def expand_over_tasks(params: Params, n_tasks: int) -> Params:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..functional import LOSSES, Params, accuracy, params_of
+from ..functional import LOSSES, Params, accuracy, outer_step, params_of
 from ..tasks.base import Task, TaskBatch, stack_tasks
 
 __all__ = ["Config", "adapt", "predict", "online_predictions", "task_loss", "meta_loss", "meta_step",
@@ -117,13 +117,7 @@ def meta_loss(model: nn.Module, params: Params, tasks: TaskBatch, cfg: Config) -
 
 def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBatch, cfg: Config) -> dict[str, float]:
     """Eq. (5): one outer update of all the learner's weights."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = meta_loss(model, params_of(model), tasks, cfg)
-    loss.backward()
-    if cfg.max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    optimizer.step()
-    return {"meta_loss": loss.item()}
+    return outer_step(model, optimizer, meta_loss(model, params_of(model), tasks, cfg), cfg.max_grad_norm)
 
 
 def task_scores(model: nn.Module, tasks: TaskBatch, cfg: Config, metric: str = "loss",

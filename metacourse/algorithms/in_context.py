@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..functional import Params, mse_loss, params_of
+from ..functional import Params, mse_loss, outer_step, params_of
 from ..tasks.base import Task, TaskBatch, stack_tasks
 from ..tasks.sinusoid import check_sample_request
 from ..utils import check_positive_int
@@ -134,13 +134,7 @@ def meta_loss(model: nn.Module, params: Params, tasks: TaskBatch, cfg: Config) -
 
 def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBatch, cfg: Config) -> dict[str, float]:
     """Eq. (4): one outer update of all the transformer's weights."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = meta_loss(model, params_of(model), tasks, cfg)
-    loss.backward()
-    if cfg.max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    optimizer.step()
-    return {"meta_loss": loss.item()}
+    return outer_step(model, optimizer, meta_loss(model, params_of(model), tasks, cfg), cfg.max_grad_norm)
 
 
 # ----------------------------------------------------------------------------- estimators
