@@ -60,7 +60,8 @@ class Budget(Mapping):
 
     def to_dict(self) -> dict:
         """The settings, without those that are None, in declaration order (JSON values)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return {key: value.to_dict() if isinstance(value, Budget) else value for key, value in values.items()}
 
     def replace(self, **changes) -> Budget:
         """A copy with ``changes`` (``TypeError`` for a setting the plan does not have)."""

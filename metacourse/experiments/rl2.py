@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..evaluate import summarize
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..rl import classical, ppo, rl2
 from ..rl.envs import BatchedBernoulliBandit, BatchedTabularMDP, sample_arm_means, sample_mdps
 from ..train import Plan, TrainConfig, meta_train
@@ -92,6 +92,35 @@ _FAST_BUDGET = {"updates": 5, "trials_per_update": 32, "hidden_size": 32}
 
 
 @dataclass(frozen=True)
+class RL2Settings(Budget):
+    """RL²'s training: PPO's settings, the GRU's size and the budget (updates × trials)."""
+
+    updates: int
+    trials_per_update: int
+    hidden_size: int
+    eval_every: int
+    env_steps: int
+    outer_lr: float = 1e-3
+    entropy_coef: float = 0.01
+    gamma: float = 0.99
+    gae_lambda: float = 0.3
+    value_time_input: bool = False
+    """The value baseline also reads t / T (the MDPs' setting)."""
+    return_stats_momentum: float = 0.0
+    """Momentum of the running return statistics that standardise the value targets (0: off)."""
+    lr_decay: bool = False
+
+
+@dataclass(frozen=True)
+class RL2ProblemBudget(Budget):
+    """The plan of one RL² table: test and validation instances, and RL²'s training if it runs."""
+
+    test_instances: int
+    validation_instances: int
+    rl2: RL2Settings | None = None
+
+
+@dataclass(frozen=True)
 class Problem:
     """One cell row of a table: the task family, its trial length and the paper's numbers."""
 
@@ -145,32 +174,34 @@ def run_baseline(problem: Problem, name: str, validation, test, seed: int, fast:
     return problem.play(make_agent(**best), test, seed + 1), best, scores
 
 
-def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
-    """Meta-train RL² with PPO through ``meta_train`` (checkpointed, resumable); curve logged."""
+def train_rl2(problem: Problem, options: RunOptions, plan: RL2Settings, validation):
+    """Meta-train RL² with PPO through ``meta_train`` (checkpointed, resumable); curve logged.
+    Returns the policy, its config, the history, this session's wall and CPU seconds and the
+    learning curve's path."""
     torch.manual_seed(options.seed)
-    cfg = rl2.Config(episodes_per_trial=problem.episodes, hidden_size=plan["hidden_size"],
-                     gamma=plan["gamma"], gae_lambda=plan["gae_lambda"],
-                     return_stats_momentum=plan["return_stats_momentum"],
-                     ppo=ppo.Config(outer_lr=plan["outer_lr"], entropy_coef=plan["entropy_coef"]))
+    cfg = rl2.Config(episodes_per_trial=problem.episodes, hidden_size=plan.hidden_size,
+                     gamma=plan.gamma, gae_lambda=plan.gae_lambda,
+                     return_stats_momentum=plan.return_stats_momentum,
+                     ppo=ppo.Config(outer_lr=plan.outer_lr, entropy_coef=plan.entropy_coef))
     n_states = 1 if problem.kind == "bandit" else 10
     trial_length = problem.episodes * (1 if problem.kind == "bandit" else 10)
     policy = rl2.RL2Policy(n_states, problem.n_actions, cfg.hidden_size,
-                           trial_length=trial_length if plan["value_time_input"] else None)
+                           trial_length=trial_length if plan.value_time_input else None)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.outer_lr)
-    updates = plan["updates"]
-    decay = (lambda i: max(0.0, 1.0 - i / updates)) if plan["lr_decay"] else (lambda i: 1.0)
+    updates = plan.updates
+    decay = (lambda i: max(0.0, 1.0 - i / updates)) if plan.lr_decay else (lambda i: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     out = Path(options.out_dir)
     typed = Plan(problem.slug, "RL²", options.seed, {"problem": [problem.kind, problem.n_actions, problem.episodes],
                                                       **plan}, fast=options.fast, device="cpu",
                  code=code_fingerprint(sys.modules[__name__], rl2, ppo))
-    name = f"{problem.slug}-seed{options.seed}-u{updates}x{plan['trials_per_update']}-{typed.digest()}"
+    name = f"{problem.slug}-seed{options.seed}-u{updates}x{plan.trials_per_update}-{typed.digest()}"
     curve_path = out / f"{name}.curve.jsonl"
     clock = Clock()
     evaluate = partial(_validation_point, policy, problem, cfg, validation, curve_path, clock)
     train_cfg = TrainConfig(
-        meta_steps=updates, meta_batch_size=plan["trials_per_update"], seed=options.seed,
-        eval_every=plan["eval_every"], checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
+        meta_steps=updates, meta_batch_size=plan.trials_per_update, seed=options.seed,
+        eval_every=plan.eval_every, checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
         checkpoint_every=max(1, min(100, updates)), progress=options.progress,
         description=f"RL² {problem.slug}", plan=typed)
     generator = torch.Generator().manual_seed(options.seed)  # actions and PPO's minibatches
@@ -180,8 +211,7 @@ def train_rl2(problem: Problem, options: RunOptions, plan: dict, validation):
                          {"policy": policy, "optimizer": optimizer, "scheduler": scheduler,
                           "generator": GeneratorState(generator)},
                          evaluate=evaluate)
-    plan["train_cpu_seconds"] = round(clock.cpu(), 1)
-    return policy, cfg, history, clock.wall(), str(curve_path)
+    return policy, cfg, history, clock.wall(), round(clock.cpu(), 1), str(curve_path)
 
 
 def _scheduled_step(step: Callable, scheduler, tasks) -> dict[str, float]:
@@ -204,20 +234,16 @@ def _validation_point(policy, problem: Problem, cfg, validation, curve_path: Pat
     return point
 
 
-def _budget(problem: Problem, options: RunOptions) -> dict:
-    extra = options.extra
-    instances = 100 if options.fast else extra.get("instances", 1000)
-    plan = {"test_instances": instances, "validation_instances": instances}
+def _budget(problem: Problem, options: RunOptions) -> RL2ProblemBudget:
+    instances = 100 if options.fast else options.extra.get("instances", 1000)
     rl2_plan = dict(_FAST_BUDGET if options.fast else
                     RL2_BUDGETS.get((problem.kind, problem.episodes), RL2_BUDGETS[(problem.kind, 10)]))
     if options.meta_steps:
         rl2_plan["updates"] = options.meta_steps
-    rl2_plan = {**RL2_DEFAULTS, **rl2_plan}
-    rl2_plan["eval_every"] = max(1, rl2_plan["updates"] // 30)
     steps = problem.episodes * (1 if problem.kind == "bandit" else 10)
-    rl2_plan["env_steps"] = rl2_plan["updates"] * rl2_plan["trials_per_update"] * steps
-    plan["rl2"] = rl2_plan
-    return plan
+    settings = RL2Settings(**{**RL2_DEFAULTS, **rl2_plan}, eval_every=max(1, rl2_plan["updates"] // 30),
+                           env_steps=rl2_plan["updates"] * rl2_plan["trials_per_update"] * steps)
+    return RL2ProblemBudget(test_instances=instances, validation_instances=instances, rl2=settings)
 
 
 def student_t_sf(t: float, df: float) -> float:
@@ -281,12 +307,12 @@ def run_problem(problem: Problem, options: RunOptions) -> Result:
     started = time.perf_counter()
     plan = _budget(problem, options)
     names = _selected(options.extra.get("method", "all"), tuple(problem.paper))
-    validation = problem.sample(plan["validation_instances"], np.random.default_rng([options.seed, 1001]))
-    test = problem.sample(plan["test_instances"], np.random.default_rng([options.seed, 1002]))
-    values, notes, chosen = {}, [], {}
+    validation = problem.sample(plan.validation_instances, np.random.default_rng([options.seed, 1001]))
+    test = problem.sample(plan.test_instances, np.random.default_rng([options.seed, 1002]))
+    values, notes, chosen, measured = {}, [], {}, {}
     for name in names:
         if name == "RL²":
-            values[name], note, plan["rl2"]["curve"] = _rl2_row(problem, options, plan, validation, test)
+            values[name], note, measured["rl2"] = _rl2_row(problem, options, plan.rl2, validation, test)
             notes.append(note)
             continue
         tick = time.perf_counter()
@@ -299,8 +325,8 @@ def run_problem(problem: Problem, options: RunOptions) -> Result:
         notes.append(_beb_variant_note(problem, validation, test, values["BEB"], 1000 * options.seed,
                                        options.fast))
     if "RL²" not in names:
-        plan.pop("rl2")
-    plan["hyperparameters"] = chosen
+        plan = plan.replace(rl2=None)
+    measured["hyperparameters"] = chosen
     notes += _significance_notes(values)
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
@@ -309,7 +335,8 @@ def run_problem(problem: Problem, options: RunOptions) -> Result:
                          f"{plan['test_instances']} test and validation instances")
     rows = [Row(name, "total_reward", problem.paper.get(name), summarize(values[name]))
             for name in names]
-    return Result(problem.slug, options.seed, "cpu", time.perf_counter() - started, plan, rows, notes)
+    return Result(problem.slug, options.seed, "cpu", time.perf_counter() - started, plan, rows, notes,
+                  measured=measured)
 
 
 def _greedy_variant_note(problem: Problem, test, greedy: np.ndarray, seed: int) -> str:
@@ -348,28 +375,27 @@ def _significance_notes(values: dict[str, np.ndarray]) -> list[str]:
             f"{', '.join(tied) or 'none'}", f"p-values against {best}: {listing}"]
 
 
-def _rl2_row(problem: Problem, options: RunOptions, plan: dict, validation, test):
-    policy, cfg, history, seconds, curve = train_rl2(problem, options, plan["rl2"], validation)
-    plan["rl2"]["train_wall_seconds"] = round(seconds, 1)
-    plan["rl2"]["origin"] = history.origin(plan["rl2"]["updates"])  # from scratch, or resumed from step N
-    plan["rl2"]["learning_curve"] = [
-        {"update": step, **{key: values[i] for key, values in history.eval_metrics.items()}}
-        for i, step in enumerate(history.eval_steps)]
+def _rl2_row(problem: Problem, options: RunOptions, plan: RL2Settings, validation, test):
+    """RL²'s test totals, its note, and what its training measured (times, learning curve)."""
+    policy, cfg, history, seconds, cpu_seconds, curve = train_rl2(problem, options, plan, validation)
+    record = {"train_wall_seconds": round(seconds, 1), "train_cpu_seconds": cpu_seconds,
+              "origin": history.origin(plan.updates),  # from scratch, or resumed from step N
+              "learning_curve": [{"update": step, **{key: values[i] for key, values in history.eval_metrics.items()}}
+                                 for i, step in enumerate(history.eval_steps)], "curve": curve}
     totals = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg,
                           generator=torch.Generator().manual_seed(options.seed + 1))
     greedy = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg,
                           greedy=True)
-    budget = plan["rl2"]
-    wall, cpu = training_time(budget["learning_curve"], (seconds, budget["train_cpu_seconds"]))
-    budget["train_wall_seconds_all_sessions"] = round(wall, 1)
-    budget["train_cpu_seconds_all_sessions"] = round(cpu, 1)
-    note = (f"RL²: PPO, {budget['updates']} updates x {budget['trials_per_update']} trials "
-            f"({budget['env_steps']:,} env steps), GRU {cfg.hidden_size}, GAE λ {cfg.gae_lambda}, "
-            f"step size {cfg.ppo.outer_lr:g}{' decayed linearly to 0' if budget['lr_decay'] else ''}"
-            f", baseline with t/T input: {budget['value_time_input']}, trained in {wall:.0f} s "
+    wall, cpu = training_time(record["learning_curve"], (seconds, cpu_seconds))
+    record["train_wall_seconds_all_sessions"] = round(wall, 1)
+    record["train_cpu_seconds_all_sessions"] = round(cpu, 1)
+    note = (f"RL²: PPO, {plan.updates} updates x {plan.trials_per_update} trials "
+            f"({plan.env_steps:,} env steps), GRU {cfg.hidden_size}, GAE λ {cfg.gae_lambda}, "
+            f"step size {cfg.ppo.outer_lr:g}{' decayed linearly to 0' if plan.lr_decay else ''}"
+            f", baseline with t/T input: {plan.value_time_input}, trained in {wall:.0f} s "
             f"wall, {cpu:.0f} s CPU over all sessions of the run ({seconds:.0f} s wall in this one; "
             f"1 thread); test with sampled actions (argmax actions: {greedy.mean():.3f})")
-    return totals, note, curve
+    return totals, note, record
 
 
 def training_time(curve: list[dict], last_session: tuple[float, float]) -> tuple[float, float]:

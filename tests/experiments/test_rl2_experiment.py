@@ -42,9 +42,10 @@ def test_reproduce_bandits_fast_writes_paper_beside_ours(tmp_path, capsys):
     assert methods == ["Random", "Gittins", "TS", "OTS", "UCB1", "ε-Greedy", "Greedy", "RL²"]
     assert result["rows"][4]["paper"] == 6.7 and result["rows"][4]["ours"]["n"] == 100
     assert 4.0 < result["rows"][0]["ours"]["mean"] < 6.0
-    assert "c" in result["budget"]["hyperparameters"]["UCB1"]
+    assert "c" in result["measured"]["hyperparameters"]["UCB1"]
     assert result["budget"]["rl2"]["updates"] == 5
-    curve = result["budget"]["rl2"]["learning_curve"]
+    curve = result["measured"]["rl2"]["learning_curve"]
+    assert "learning_curve" not in result["budget"]["rl2"]  # settings only in the plan
     assert curve and {"update", "validation_total_reward", "wall_seconds"} <= set(curve[0])
     assert any("np.argmax tie-breaking" in note for note in result["notes"])
     assert any(note.startswith("best:") for note in result["notes"])
