@@ -66,7 +66,7 @@ def rl2_trials(path):
               "across the episodes of a trial", ha="center", fontsize=9)
     axis.text(6.8, -1.35, "and reset to 0 (red) when a new task starts; the outer RL algorithm maximises the "
               "reward of the whole trial", ha="center", fontsize=9)
-    figure.savefig(path, bbox_inches="tight")
+    figure.savefig(path, bbox_inches="tight", metadata={"Date": None})
     plt.close(figure)
 
 
@@ -92,7 +92,7 @@ def maml_rl_loops(path):
     axis.text(5.0, 4.8, "inner loop: data from $\\theta$, one policy-gradient step", fontsize=9, ha="center",
               color="C2")
     axis.text(10.1, 4.8, "fresh data from the adapted $\\phi$", fontsize=9, ha="center", color="C0")
-    figure.savefig(path, bbox_inches="tight")
+    figure.savefig(path, bbox_inches="tight", metadata={"Date": None})
     plt.close(figure)
 
 
