@@ -130,3 +130,16 @@ def test_site_command_takes_only_out():
     with pytest.raises(SystemExit) as stop:
         cli.main(["site", "--execute"])
     assert stop.value.code == 2
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_mathjax_is_served_by_the_site_when_installed(repo, tmp_path, monkeypatch, installed):
+    yaml = pytest.importorskip("yaml")
+    mathjax = tmp_path / "mathjax-package"
+    mathjax.mkdir()
+    (mathjax / "MathJax.js").write_text("// MathJax")
+    monkeypatch.setattr(site, "local_mathjax", lambda: mathjax if installed else None)
+    book = site.prepare_book(repo, tmp_path / "out")
+    sphinx = yaml.safe_load((book.source / "_config.yml").read_text())["sphinx"]["config"]
+    assert (book.source / site.MATHJAX_COPY / "MathJax.js").is_file() == installed
+    assert sphinx.get("mathjax_path", "").startswith("mathjax/MathJax.js?config=") == installed

@@ -200,9 +200,14 @@ def local_mathjax() -> Path | None:
 
 def _config(where: Location, mathjax: bool) -> dict:
     sphinx = {"myst_heading_anchors": 4, "myst_linkify_fuzzy_links": False, "nb_merge_streams": True}
-    if mathjax:  # served by the site itself, from _static/mathjax/
-        sphinx |= {"html_static_path": [MATHJAX_COPY.split("/")[0]],
-                   "mathjax_path": "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"}
+    if mathjax:  # MathJax 2.7, served by the site itself from _static/mathjax/, with the fonts it ships
+        sphinx |= {"html_static_path": [MATHJAX_COPY.split("/")[0]], "myst_update_mathjax": False,
+                   "mathjax_path": "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full",
+                   "mathjax2_config": {
+                       "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
+                                   "processEscapes": True},
+                       "HTML-CSS": {"availableFonts": [], "webFont": "STIX-Web", "imageFont": None,
+                                    "preferredFont": None}}}
     return {
         "title": "metacourse: learning to learn",
         "author": "The metacourse authors",

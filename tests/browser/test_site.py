@@ -4,8 +4,9 @@ The site is built once for this module (Jupyter Book 1.0.4 into a temporary fold
 notebooks' stored outputs) and served on 127.0.0.1. Chromium then opens every page of the table of
 contents and checks that it loads, that every ``<img>`` is there (``naturalWidth > 0``), that every
 link to a page, an anchor or a file of the site leads to something that exists, and that the
-search page finds "MAML". Requests to other hosts are refused (the site must stand on its own;
-MathJax from its CDN is the one thing a reader online fetches). The counts are printed (``-s``);
+search page finds "MAML". Requests to other hosts are refused: the site must stand on its own
+(MathJax too, when jupyter-server-mathjax is installed; the equations of the MAML lecture are then
+checked to be typeset). The counts are printed (``-s``);
 a screenshot of the MAML lecture goes beside the other screenshots (``conftest.py``).
 Markers: ``browser``.
 """
@@ -183,10 +184,13 @@ def test_every_page_loads_with_its_images_and_links(book, site_url, context):
                 failures.append(f"{name}: the link {href} leads to no file")
             elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in anchors(target):
                 failures.append(f"{name}: the link {href} leads to no anchor #{parts.fragment}")
-    refused = sorted({u for u in context.refused if "mathjax" not in u})
+    from metacourse.course.site import local_mathjax
+
+    cdn = "mathjax" if local_mathjax() is None else None  # without jupyter-server-mathjax: MathJax's CDN
+    refused = sorted({u for u in context.refused if not (cdn and cdn in u)})
     print(f"\nsite check: {len(book.pages)} pages, {images} images ({figures} in the pages' content), "
           f"{links} internal links checked, {external} external links not followed, "
-          f"requests to other hosts refused: {len(context.refused)} ({len(refused)} besides MathJax)")
+          f"requests to other hosts refused: {len(context.refused)} ({len(refused)} besides MathJax's CDN)")
     assert not failures, f"{len(failures)} problem(s):\n" + "\n".join(failures[:50])
     assert not refused, f"pages fetch from other hosts (the site must stand on its own): {refused}"
     assert figures > 0, "no figure in any page: the stored outputs or the linked figures are missing"
@@ -204,7 +208,11 @@ def test_search_finds_maml(site_url, page):
 
 def test_screenshot_of_the_maml_lecture(site_url, page, artifacts):
     """The top of the MAML lecture, and its first stored figure when it has one (``logs/browser``)."""
+    from metacourse.course.site import local_mathjax
+
     page.goto(f"{site_url}/{_html_path(SCREENSHOT_PAGE)}", wait_until="load")
+    if local_mathjax() is not None:  # the equations are typeset: no LaTeX delimiter is left in the text
+        page.wait_for_function(r"() => !document.querySelector('article').innerText.includes('\\(')", timeout=60_000)
     time.sleep(1)  # the theme's scripts lay the page out after load
     shot = artifacts / "site-04_maml.png"
     page.screenshot(path=str(shot))
