@@ -47,10 +47,7 @@ class Budget(Mapping):
     """
 
     def __getitem__(self, key: str):
-        value = getattr(self, key, None) if key in self.__dataclass_fields__ else None
-        if value is None:
-            raise KeyError(key)
-        return value
+        return self.to_dict()[key]
 
     def __iter__(self):
         return iter(self.to_dict())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 
 from ..evaluate import summarize
 from ..functional import frozen_params
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..rl import maml_rl
 from ..rl.envs import BatchedNavigation2D, sample_goals
 from ..train import Plan, TrainConfig, meta_train
@@ -40,22 +41,46 @@ EVAL_STEP_SIZES = (0.1, 0.05, 0.05)
 """α of test steps 1, 2, 3 (App. A.2: 0.1 for the first step, 0.05 after)."""
 
 
-def budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class MamlRLBudget(Budget):
+    """The plan of a MAML-RL run (2D navigation; the cheetah runs add their preset's name)."""
+
+    meta_steps: int
+    meta_batch_size: int
+    episodes_per_task: int
+    test_tasks: int
+    eval_episodes: int
+    horizon: int = 100
+    hidden: tuple[int, ...] = (100, 100)
+    inner_lr: float = 0.1
+    max_kl: float = 0.01
+    exact_fisher: bool = False
+    """True: TRPO's Fisher products through the inner step (slower)."""
+    eval_step_sizes: tuple[float, ...] = tuple(EVAL_STEP_SIZES)
+    torch_threads: int = 1
+    budget: str | None = None
+    """The cheetah's preset: ``cpu``, ``paper`` or ``fast``."""
+
+    @property
+    def env_steps(self) -> int:
+        """Environment steps of meta-training: θ's and φ's trajectories in every task of every step."""
+        return self.meta_steps * self.meta_batch_size * self.episodes_per_task * self.horizon * 2
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "env_steps": self.env_steps}
+
+
+def budget(options: RunOptions) -> MamlRLBudget:
     """The run's budget: reduced from the paper's 500 meta-iterations (FAST: a smoke test)."""
     fast = options.fast
-    meta_steps = options.meta_steps or (3 if fast else 300)
-    plan = {"meta_steps": meta_steps, "meta_batch_size": 4 if fast else 20,
-            "episodes_per_task": 4 if fast else 20, "horizon": 100, "hidden": [100, 100],
-            "inner_lr": 0.1, "max_kl": 0.01, "exact_fisher": bool(options.extra.get("exact_fisher", 0)),
-            "test_tasks": 8 if fast else 600, "eval_episodes": 8 if fast else 40,
-            "eval_step_sizes": list(EVAL_STEP_SIZES), "torch_threads": 1}
-    plan["env_steps"] = meta_steps * plan["meta_batch_size"] * plan["episodes_per_task"] * 100 * 2
-    return plan
+    return MamlRLBudget(meta_steps=options.meta_steps or (3 if fast else 300), meta_batch_size=4 if fast else 20,
+                        episodes_per_task=4 if fast else 20, exact_fisher=bool(options.extra.get("exact_fisher", 0)),
+                        test_tasks=8 if fast else 600, eval_episodes=8 if fast else 40)
 
 
-def make_cfg(plan: dict) -> maml_rl.Config:
-    return maml_rl.Config(inner_lr=plan["inner_lr"], episodes_per_task=plan["episodes_per_task"],
-                          max_kl=plan["max_kl"], exact_fisher=plan["exact_fisher"])
+def make_cfg(plan: MamlRLBudget) -> maml_rl.Config:
+    return maml_rl.Config(inner_lr=plan.inner_lr, episodes_per_task=plan.episodes_per_task,
+                          max_kl=plan.max_kl, exact_fisher=plan.exact_fisher)
 
 
 def sample_batch(n_tasks: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -80,15 +105,20 @@ def training_step(policy: maml_rl.GaussianPolicy, cfg: maml_rl.Config, batch) ->
     return meta_iteration(policy, cfg, BatchedNavigation2D(goals), seed)
 
 
-def training_curve(history, plan: dict) -> dict[str, list[float]]:
-    """The training returns before/after adaptation, KL and backtracks of every meta-iteration;
-    records the mean returns over the last 10% of iterations in ``plan``."""
-    curve = {key: [round(v, 3) for v in history.metrics.get(key, [])]
-             for key in ("return_before", "return_after", "kl", "backtracks")}
+def training_curve(history) -> dict[str, list[float]]:
+    """The training returns before/after adaptation, KL and backtracks of every meta-iteration."""
+    return {key: [round(v, 3) for v in history.metrics.get(key, [])]
+            for key in ("return_before", "return_after", "kl", "backtracks")}
+
+
+def training_record(curve: dict[str, list[float]], clock: Clock) -> dict:
+    """What meta-training measured: its wall and CPU seconds, and the mean training returns over
+    the last 10% of meta-iterations (``Result.measured``)."""
     last = max(1, len(curve["return_after"]) // 10)
-    plan["training_returns_last_10pct"] = {key: round(float(np.mean(curve[key][-last:])), 3)
-                                           for key in ("return_before", "return_after")}
-    return curve
+    wall, cpu = clock.totals()
+    return {"train_wall_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
+            "training_returns_last_10pct": {key: round(float(np.mean(curve[key][-last:])), 3)
+                                            for key in ("return_before", "return_after")}}
 
 
 def plot_training(axis, curve: dict) -> None:
@@ -113,30 +143,30 @@ def plot_steps(axis, curves: dict, paper: dict | None) -> None:
     axis.legend()
 
 
-def train_config(options: RunOptions, plan: dict, stem: str, description: str,
+def train_config(options: RunOptions, plan: MamlRLBudget, stem: str, description: str,
                  checkpoint_every: int, modules: tuple = ()) -> TrainConfig:
     """``meta_train``'s settings for a MAML-RL run; the checkpoint's name holds the seed, the
     budget and the digest of the run's plan
     (``<stem>-seed<S>-<meta-steps>x<tasks>x<trajectories>-H<horizon>-<fisher>-<digest>.pt``), whose
     code fingerprint covers this module, the algorithm and ``modules`` (the caller's, its environment)."""
-    fisher = "exact" if plan["exact_fisher"] else "adapted"
-    name = (f"{stem}-seed{options.seed}-{plan['meta_steps']}x{plan['meta_batch_size']}"
-            f"x{plan['episodes_per_task']}-H{plan['horizon']}-{fisher}")
+    fisher = "exact" if plan.exact_fisher else "adapted"
+    name = (f"{stem}-seed{options.seed}-{plan.meta_steps}x{plan.meta_batch_size}"
+            f"x{plan.episodes_per_task}-H{plan.horizon}-{fisher}")
     from ..rl import maml_rl as algorithm
     from ..rl import trpo
 
     typed = Plan(stem, stem, options.seed, plan, fast=options.fast, device="cpu",
                  code=code_fingerprint(sys.modules[__name__], algorithm, trpo, *modules))
-    return TrainConfig(meta_steps=plan["meta_steps"], meta_batch_size=plan["meta_batch_size"],
+    return TrainConfig(meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size,
                        seed=options.seed, checkpoint_every=checkpoint_every, progress=options.progress,
                        checkpoint_path=str(typed.checkpoint(options.out_dir, name)),
                        description=description, plan=typed)
 
 
-def train(options: RunOptions, plan: dict):
+def train(options: RunOptions, plan: MamlRLBudget):
     """Meta-train (checkpointed every 10 iterations, resumed if a checkpoint exists)."""
     torch.manual_seed(options.seed)
-    policy = maml_rl.GaussianPolicy(2, 2, tuple(plan["hidden"]))
+    policy = maml_rl.GaussianPolicy(2, 2, tuple(plan.hidden))
     cfg = make_cfg(plan)
     from ..rl.envs import navigation
 
@@ -145,16 +175,15 @@ def train(options: RunOptions, plan: dict):
     clock = Clock()
     history = meta_train(lambda batch: training_step(policy, cfg, batch), sample_batch, train_cfg,
                          {"policy": policy})
-    plan["train_wall_seconds"], plan["train_cpu_seconds"] = (round(t, 1) for t in clock.totals())
-    return policy, cfg, history
+    return policy, cfg, history, clock
 
 
-def evaluate(policy, cfg: maml_rl.Config, plan: dict, seed: int, chunk: int = 100) -> dict[int, np.ndarray]:
+def evaluate(policy, cfg: maml_rl.Config, plan: MamlRLBudget, seed: int, chunk: int = 100) -> dict[int, np.ndarray]:
     """Per-task average return after 0..3 steps on the fixed test goals (in chunks of tasks)."""
-    goals = sample_goals(np.random.default_rng([seed, 2017]), plan["test_tasks"])
+    goals = sample_goals(np.random.default_rng([seed, 2017]), plan.test_tasks)
     generator = torch.Generator().manual_seed(seed + 1)
     parts = [maml_rl.evaluate(policy, BatchedNavigation2D(goals[i:i + chunk]), cfg, EVAL_STEPS,
-                              plan["eval_episodes"], plan["eval_step_sizes"], generator)
+                              plan.eval_episodes, plan.eval_step_sizes, generator)
              for i in range(0, len(goals), chunk)]
     return {k: np.concatenate([part[k] for part in parts]) for k in range(EVAL_STEPS + 1)}
 
@@ -165,20 +194,22 @@ def evaluate(policy, cfg: maml_rl.Config, plan: dict, seed: int, chunk: int = 10
 def run(options: RunOptions) -> Result:
     clock = Clock()
     plan = budget(options)
-    policy, cfg, history = train(options, plan)
+    policy, cfg, history, training_clock = train(options, plan)
+    curve = training_curve(history)
+    measured = training_record(curve, training_clock)
     curves = {"MAML": evaluate(policy, cfg, plan, options.seed)}
     torch.manual_seed(options.seed + 12345)
-    curves["random init"] = evaluate(maml_rl.GaussianPolicy(2, 2, tuple(plan["hidden"])), cfg, plan,
+    curves["random init"] = evaluate(maml_rl.GaussianPolicy(2, 2, tuple(plan.hidden)), cfg, plan,
                                      options.seed)
     rows = [Row(method, f"return_{k}step", PAPER.get(method, {}).get(k), summarize(curve[k]))
             for method, curve in curves.items() for k in range(EVAL_STEPS + 1)]
     context = ", ".join(f"{v:g}" for v in PAPER["context vector"].values())
-    notes = [f"MAML-RL: {plan['meta_steps']} meta-iterations (paper: up to 500) of "
-             f"{plan['meta_batch_size']} tasks x {plan['episodes_per_task']} trajectories, "
-             f"{plan['env_steps']:,} env steps; trained in {plan['train_wall_seconds']:.0f} s wall, "
-             f"{plan['train_cpu_seconds']:.0f} s CPU (1 torch thread; a resumed run counts only its own time; "
-             f"this run {history.origin(plan['meta_steps'])})",
-             "TRPO Fisher products: " + ("exact (through the inner step)" if plan["exact_fisher"] else
+    notes = [f"MAML-RL: {plan.meta_steps} meta-iterations (paper: up to 500) of "
+             f"{plan.meta_batch_size} tasks x {plan.episodes_per_task} trajectories, "
+             f"{plan.env_steps:,} env steps; trained in {measured['train_wall_seconds']:.0f} s wall, "
+             f"{measured['train_cpu_seconds']:.0f} s CPU (1 torch thread; a resumed run counts only its own time; "
+             f"this run {history.origin(plan.meta_steps)})",
+             "TRPO Fisher products: " + ("exact (through the inner step)" if plan.exact_fisher else
                                          "of the adapted policy only (dφ/dθ ≈ I); meta-gradient second "
                                          "order, exact KL ≤ δ in the line search"),
              "evaluated: the last iterate (the paper: the iterate with the best training return)",
@@ -186,12 +217,11 @@ def run(options: RunOptions) -> Result:
              f"paper, context vector (Table 4, 0/1/2/3 steps): {context}"]
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    curve = training_curve(history, plan)
-    result = Result("maml-rl-navigation", options.seed, "cpu", 0.0, plan, rows, notes)
+    result = Result("maml-rl-navigation", options.seed, "cpu", 0.0, plan, rows, notes, measured=measured)
     result.artifacts["learning_curve"] = save_curve(curve, options)
     result.artifacts["plot"] = save_plot(policy, curves, curve, options)
     result.artifacts["policy"] = save_policy(policy, plan, options)
-    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
+    result.wall_seconds, result.measured["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 
@@ -203,10 +233,10 @@ def save_curve(curve: dict, options: RunOptions) -> str:
     return str(path)
 
 
-def save_policy(policy, plan: dict, options: RunOptions) -> str:
+def save_policy(policy, plan: MamlRLBudget, options: RunOptions) -> str:
     path = Path(options.out_dir) / f"maml-rl-navigation-seed{options.seed}.policy.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": policy.state_dict(), "hidden": plan["hidden"], "budget": plan}, path)
+    torch.save({"state_dict": policy.state_dict(), "hidden": plan.hidden, "budget": plan}, path)
     return str(path)
 
 

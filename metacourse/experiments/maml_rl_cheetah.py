@@ -39,14 +39,15 @@ from ..rl.envs.cheetah import HORIZON, TASK_FAMILIES, BatchedCheetah
 from ..train import meta_train
 from ..utils import Clock
 from .maml_rl import (
-    EVAL_STEP_SIZES,
     EVAL_STEPS,
+    MamlRLBudget,
     make_cfg,
     meta_iteration,
     plot_steps,
     plot_training,
     train_config,
     training_curve,
+    training_record,
 )
 
 PAPER = {  # MAML Table 5 (App. C.2): half-cheetah forward/backward, average return after k grad steps
@@ -61,19 +62,16 @@ BUDGETS = {  # meta_steps, meta_batch_size, episodes_per_task, test_tasks, eval_
 TITLES = {"dir": "forward/backward", "vel": "goal velocity"}
 
 
-def budget(options: RunOptions) -> dict:
+def budget(options: RunOptions) -> MamlRLBudget:
     """The run's budget: the paper's (``--budget paper``), a CPU one (default) or FAST's smoke test."""
     preset = options.extra.get("budget", "cpu")
     meta_steps, meta_batch_size, episodes, test_tasks, eval_episodes = \
         (2, 2, 2, 4, 2) if options.fast else BUDGETS[preset]
-    plan = {"budget": "fast" if options.fast else preset, "meta_steps": options.meta_steps or meta_steps,
-            "meta_batch_size": meta_batch_size, "episodes_per_task": episodes,
-            "horizon": 20 if options.fast else HORIZON, "hidden": [100, 100], "inner_lr": 0.1,
-            "max_kl": 0.01, "exact_fisher": bool(options.extra.get("exact_fisher", 0)),
-            "test_tasks": test_tasks, "eval_episodes": eval_episodes,
-            "eval_step_sizes": list(EVAL_STEP_SIZES), "torch_threads": 1}
-    plan["env_steps"] = plan["meta_steps"] * meta_batch_size * episodes * plan["horizon"] * 2
-    return plan
+    return MamlRLBudget(budget="fast" if options.fast else preset, meta_steps=options.meta_steps or meta_steps,
+                        meta_batch_size=meta_batch_size, episodes_per_task=episodes,
+                        horizon=20 if options.fast else HORIZON,
+                        exact_fisher=bool(options.extra.get("exact_fisher", 0)),
+                        test_tasks=test_tasks, eval_episodes=eval_episodes)
 
 
 def sample_batch(family: str, n_tasks: int, rng: np.random.Generator) -> tuple[list[dict], int]:
@@ -98,16 +96,16 @@ def training_step(policy: maml_rl.GaussianPolicy, cfg: maml_rl.Config, env: Batc
     return meta_iteration(policy, cfg, env, seed)
 
 
-def make_policy(plan: dict) -> maml_rl.GaussianPolicy:
-    return maml_rl.GaussianPolicy(BatchedCheetah.obs_dim, BatchedCheetah.act_dim, tuple(plan["hidden"]))
+def make_policy(plan: MamlRLBudget) -> maml_rl.GaussianPolicy:
+    return maml_rl.GaussianPolicy(BatchedCheetah.obs_dim, BatchedCheetah.act_dim, tuple(plan.hidden))
 
 
-def train(family: str, options: RunOptions, plan: dict):
+def train(family: str, options: RunOptions, plan: MamlRLBudget):
     """Meta-train (checkpointed every 5 iterations, resumed if a checkpoint exists)."""
     torch.manual_seed(options.seed)
     policy, cfg = make_policy(plan), make_cfg(plan)
-    placeholders = held_out_tasks(family, plan["meta_batch_size"], options.seed)  # each step sets its own
-    env = BatchedCheetah(family, placeholders, plan["horizon"])
+    placeholders = held_out_tasks(family, plan.meta_batch_size, options.seed)  # each step sets its own
+    env = BatchedCheetah(family, placeholders, plan.horizon)
     from ..rl.envs import cheetah
 
     train_cfg = train_config(options, plan, f"maml-rl-cheetah-{family}", f"MAML-RL cheetah {TITLES[family]}",
@@ -116,32 +114,31 @@ def train(family: str, options: RunOptions, plan: dict):
     history = meta_train(lambda batch: training_step(policy, cfg, env, batch),
                          lambda n, rng: sample_batch(family, n, rng), train_cfg, {"policy": policy})
     env.close()
-    plan["train_wall_seconds"], plan["train_cpu_seconds"] = (round(t, 1) for t in clock.totals())
-    return policy, cfg, history
+    return policy, cfg, history, clock
 
 
-def evaluate(family: str, policy, cfg: maml_rl.Config, plan: dict, seed: int, chunk: int = 20
+def evaluate(family: str, policy, cfg: maml_rl.Config, plan: MamlRLBudget, seed: int, chunk: int = 20
              ) -> dict[int, np.ndarray]:
     """Per-task average return after 0..3 steps on the fixed test tasks (in chunks of tasks)."""
-    tasks = held_out_tasks(family, plan["test_tasks"], seed)
+    tasks = held_out_tasks(family, plan.test_tasks, seed)
     generator = torch.Generator().manual_seed(seed + 1)
-    env = BatchedCheetah(family, tasks[:chunk], plan["horizon"])
+    env = BatchedCheetah(family, tasks[:chunk], plan.horizon)
     parts = []
     for i in range(0, len(tasks), chunk):
         env.set_tasks(tasks[i:i + chunk])
-        parts.append(maml_rl.evaluate(policy, env, cfg, EVAL_STEPS, plan["eval_episodes"],
-                                      plan["eval_step_sizes"], generator))
+        parts.append(maml_rl.evaluate(policy, env, cfg, EVAL_STEPS, plan.eval_episodes,
+                                      plan.eval_step_sizes, generator))
     env.close()
     return {k: np.concatenate([part[k] for part in parts]) for k in range(EVAL_STEPS + 1)}
 
 
-def result_rows(family: str, curves: dict, plan: dict) -> list[Row]:
+def result_rows(family: str, curves: dict, plan: MamlRLBudget) -> list[Row]:
     """Paper beside ours for every method and step; for ``dir`` also MAML per direction (0 and 1 step)."""
     paper = PAPER[family]
     rows = [Row(method, f"return_{k}step", paper.get(method, {}).get(k), summarize(curve[k]))
             for method, curve in curves.items() for k in range(EVAL_STEPS + 1)]
     if family == "dir":
-        forward = np.array([task["direction"] > 0 for task in held_out_tasks(family, plan["test_tasks"], 0)])
+        forward = np.array([task["direction"] > 0 for task in held_out_tasks(family, plan.test_tasks, 0)])
         for label, chosen in (("forward", forward), ("backward", ~forward)):
             rows += [Row(f"MAML, {label} tasks", f"return_{k}step", None, summarize(curves["MAML"][k][chosen]))
                      for k in (0, 1)]
@@ -152,16 +149,18 @@ def run_family(family: str, options: RunOptions) -> Result:
     clock = Clock()
     name = f"maml-rl-cheetah-{family}"
     plan = budget(options)
-    policy, cfg, history = train(family, options, plan)
+    policy, cfg, history, training_clock = train(family, options, plan)
+    curve = training_curve(history)
+    measured = training_record(curve, training_clock)
     curves = {"MAML": evaluate(family, policy, cfg, plan, options.seed)}
     torch.manual_seed(options.seed + 12345)
     curves["random init"] = evaluate(family, make_policy(plan), cfg, plan, options.seed)
-    notes = [f"MAML-RL on HalfCheetah {TITLES[family]}: {plan['meta_steps']} meta-iterations (paper: up "
-             f"to 500) of {plan['meta_batch_size']} tasks x {plan['episodes_per_task']} trajectories of "
-             f"{plan['horizon']} steps (paper: 40 x 20 x 200), {plan['env_steps']:,} env steps; trained in "
-             f"{plan['train_wall_seconds']:.0f} s wall, {plan['train_cpu_seconds']:.0f} s CPU (1 torch "
-             f"thread; a resumed run counts only its own time; this run {history.origin(plan['meta_steps'])})",
-             "TRPO Fisher products: " + ("exact (through the inner step)" if plan["exact_fisher"] else
+    notes = [f"MAML-RL on HalfCheetah {TITLES[family]}: {plan.meta_steps} meta-iterations (paper: up "
+             f"to 500) of {plan.meta_batch_size} tasks x {plan.episodes_per_task} trajectories of "
+             f"{plan.horizon} steps (paper: 40 x 20 x 200), {plan.env_steps:,} env steps; trained in "
+             f"{measured['train_wall_seconds']:.0f} s wall, {measured['train_cpu_seconds']:.0f} s CPU (1 torch "
+             f"thread; a resumed run counts only its own time; this run {history.origin(plan.meta_steps)})",
+             "TRPO Fisher products: " + ("exact (through the inner step)" if plan.exact_fisher else
                                          "of the adapted policy only (dφ/dθ ≈ I); meta-gradient second order"),
              "Gymnasium HalfCheetah-v5 (17-D observation, Δt = 0.05 s), not rllab's cheetah of the paper",
              "evaluated: the last iterate (the paper: the iterate with the best training return)",
@@ -174,21 +173,21 @@ def run_family(family: str, options: RunOptions) -> Result:
                      "at 0 steps, ≈ -70 to -80 after 1 step")
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    curve = training_curve(history, plan)
-    result = Result(name, options.seed, "cpu", 0.0, plan, result_rows(family, curves, plan), notes)
+    result = Result(name, options.seed, "cpu", 0.0, plan, result_rows(family, curves, plan), notes,
+                    measured=measured)
     result.artifacts.update(save_artifacts(family, policy, curves, curve, plan, options))
-    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
+    result.wall_seconds, result.measured["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     return result
 
 
-def save_artifacts(family: str, policy, curves: dict, curve: dict, plan: dict, options: RunOptions) -> dict:
+def save_artifacts(family: str, policy, curves: dict, curve: dict, plan: MamlRLBudget, options: RunOptions) -> dict:
     """The learning curve (JSON), the policy and a plot: training returns, and ours vs the paper."""
     from matplotlib import pyplot as plt
 
     stem = Path(options.out_dir) / f"maml-rl-cheetah-{family}-seed{options.seed}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{stem}.curve.json").write_text(json.dumps(curve) + "\n")
-    torch.save({"state_dict": policy.state_dict(), "hidden": plan["hidden"], "budget": plan}, f"{stem}.policy.pt")
+    torch.save({"state_dict": policy.state_dict(), "hidden": plan.hidden, "budget": plan}, f"{stem}.policy.pt")
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     plot_training(axes[0], curve)
     plot_steps(axes[1], curves, PAPER[family].get("MAML"))

@@ -25,8 +25,9 @@ def test_fast_run_prints_paper_beside_ours_and_resumes_from_its_checkpoint(tmp_p
     assert rows[("MAML", "return_1step")]["paper"] == -11.68
     assert rows[("MAML", "return_3step")]["ours"]["n"] == 8
     assert rows[("random init", "return_0step")]["paper"] is None
-    assert result["budget"]["meta_steps"] == 3 and result["budget"]["train_cpu_seconds"] >= 0
-    assert result["budget"]["cpu_seconds"] > 0 and result["wall_seconds"] > 0
+    assert result["budget"]["meta_steps"] == 3 and result["measured"]["train_cpu_seconds"] >= 0
+    assert result["measured"]["cpu_seconds"] > 0 and result["wall_seconds"] > 0
+    assert result["budget"]["env_steps"] == 3 * 4 * 4 * 100 * 2 and "train_cpu_seconds" not in result["budget"]
     curve = json.loads((tmp_path / "maml-rl-navigation-seed0.curve.json").read_text())
     assert len(curve["return_after"]) == 3
     assert (tmp_path / "maml-rl-navigation-seed0.png").exists()

@@ -159,7 +159,7 @@ def test_paper_row_is_table_5_and_budgets_are_stated():
     paper = experiment.budget(RunOptions(extra={"budget": "paper"}))
     assert (paper["meta_steps"], paper["meta_batch_size"], paper["episodes_per_task"], paper["horizon"]) \
         == (500, 40, 20, 200)
-    assert paper["hidden"] == [100, 100] and paper["inner_lr"] == 0.1 and paper["max_kl"] == 0.01
+    assert paper.hidden == (100, 100) and paper["inner_lr"] == 0.1 and paper["max_kl"] == 0.01
     assert experiment.budget(RunOptions(fast=True))["horizon"] == 20
 
 
@@ -176,7 +176,7 @@ def test_fast_run_prints_paper_beside_ours_and_resumes_from_its_checkpoint(tmp_p
     assert rows[("MAML", "return_1step")]["paper"] == 293.19
     assert rows[("MAML", "return_3step")]["ours"]["n"] == 4
     assert rows[("MAML, backward tasks", "return_1step")]["ours"]["n"] == 2
-    assert result["budget"]["meta_steps"] == 2 and result["budget"]["cpu_seconds"] > 0
+    assert result["budget"]["meta_steps"] == 2 and result["measured"]["cpu_seconds"] > 0
     assert (tmp_path / "maml-rl-cheetah-dir-seed0.png").exists()
     assert cli.main(args) == 0  # the finished checkpoint: no training, the same policy and numbers
     again = {(row["method"], row["metric"]): row for row in json.loads(out.read_text())["rows"]}
