@@ -32,9 +32,9 @@ from ..algorithms import blackbox
 from ..functional import mse_loss, params_of
 from ..models.blackbox import CNP
 from ..tasks import SinusoidTasks, TaskBatch
-from ..train import TrainConfig, meta_train
 from . import assert_close, run_checks
 from .fallback import builds_on
+from .losses import loss_gradient, loss_value, meta_train_with, name_the_mistake, returned_tensor
 
 __all__ = ["check_adapt", "check_predict", "check_meta_loss", "check_learns"]
 
@@ -55,15 +55,6 @@ def _tasks(seed: int, n_tasks: int, k_shot: int, n_query: int = 7) -> TaskBatch:
     batch = SinusoidTasks().sample(n_tasks, k_shot, n_query, np.random.default_rng([seed, 303]))
     return TaskBatch(batch.x_support.double(), batch.y_support.double(), batch.x_query.double(),
                      batch.y_query.double())
-
-
-def _tensor(value, what: str, shape: tuple[int, ...]) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise AssertionError(f"{what} should be a torch tensor, got {type(value).__name__}"
-                             + ("; did you forget to `return` it?" if value is None else ""))
-    if tuple(value.shape) != shape:
-        raise AssertionError(f"{what} has shape {tuple(value.shape)}, expected {shape}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +89,7 @@ def _adapt_value(adapt: Callable, model: CNP, tasks: TaskBatch) -> None:
         raise AssertionError(f"r has shape {tuple(got.shape)}, an extra axis of size 1: x and y were stacked on a "
                              "new axis (torch.stack); concatenate them along the last one, "
                              "torch.cat([x_support, y_support], dim=-1)")
-    got = _tensor(got, "r", tuple(want.shape))
+    got = returned_tensor(got, "r", tuple(want.shape))
     with torch.no_grad():
         swapped = model.encoder(torch.cat([tasks.y_support, tasks.x_support], -1))
         mistakes = [
@@ -149,7 +140,7 @@ def _predict_value(predict: Callable, model: CNP, tasks: TaskBatch) -> None:
     want = model({"r": r}, tasks.x_query, stage="predict")
     got = _call(predict, "the decoder g reads [x, r] for each query point, x_dim + r_dim numbers: "
                          "torch.cat([x_query, r repeated along the points], dim=-1)", model, r, tasks.x_query)
-    got = _tensor(got, "the predictions", tuple(want.shape))
+    got = returned_tensor(got, "the predictions", tuple(want.shape))
     with torch.no_grad():
         repeated = r.unsqueeze(1).expand(-1, tasks.x_query.shape[1], -1)
         if torch.allclose(got, model.decoder(torch.cat([repeated, tasks.x_query], -1)), atol=_ATOL, rtol=_RTOL):
@@ -217,31 +208,17 @@ def _diagnose(value: float, model: CNP, tasks: TaskBatch) -> None:
             (per_task.mean() / 2, "HALF the mean squared error (the ½ of some textbooks); the meta-loss is the "
                                   "MSE itself, mse_loss(prediction, y)"),
         ]
-    for expected, message in mistakes:
-        if abs(value - expected.item()) <= _ATOL + _RTOL * abs(expected.item()):
-            raise AssertionError(f"my_meta_loss returned {value:.6g}, which is {message}")
+    name_the_mistake(value, mistakes, "my_meta_loss", atol=_ATOL, rtol=_RTOL)
 
 
 def _meta_loss_value(meta_loss: Callable, model: CNP, tasks: TaskBatch) -> None:
-    value = _tensor(meta_loss(model, tasks), "my_meta_loss(model, tasks)", ())
-    want = _reference(model, tasks)
-    if abs(value.item() - want.item()) > _ATOL + _RTOL * abs(want.item()):
-        _diagnose(value.item(), model, tasks)
-    assert_close(value, want, atol=_ATOL, rtol=_RTOL, what="the meta-loss")
+    loss_value(meta_loss, _reference, _diagnose, model, tasks, call="my_meta_loss(model, tasks)",
+               what="the meta-loss", atol=_ATOL, rtol=_RTOL)
 
 
 def _meta_loss_gradient(meta_loss: Callable, model: CNP, tasks: TaskBatch) -> None:
-    value = _tensor(meta_loss(model, tasks), "my_meta_loss(model, tasks)", ())
-    if not value.requires_grad:
-        raise AssertionError("the meta-loss does not depend on the model's weights: compute it "
-                             "with the model, without torch.no_grad() or .detach()")
-    got = dict(zip(params_of(model), torch.autograd.grad(value, list(model.parameters()), allow_unused=True)))
-    want = dict(zip(params_of(model), torch.autograd.grad(_reference(model, tasks), list(model.parameters()))))
-    missing = [name for name, g in got.items() if g is None]
-    if missing:
-        raise AssertionError(f"the meta-loss does not depend on {missing}: use both the encoder "
-                             "and the decoder")
-    assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="the gradient of the meta-loss")
+    loss_gradient(meta_loss, _reference, model, tasks, call="my_meta_loss(model, tasks)", name="the meta-loss",
+                  every_weight="use both the encoder and the decoder", atol=_ATOL, rtol=_RTOL)
 
 
 def check_meta_loss(meta_loss: Callable, *, seed: int = 0, label: str = "lab03/meta_loss") -> None:
@@ -271,18 +248,8 @@ def _learns(meta_loss: Callable, seed: int, meta_steps: int, ratio: float) -> No
         torch.manual_seed(seed)
         model = CNP(1, 1, hidden=64, r_dim=64)
         before = _ten_shot_mse(model, seed)
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-
-        def step(tasks: TaskBatch) -> dict[str, float]:
-            optimizer.zero_grad()
-            loss = meta_loss(model, tasks)
-            loss.backward()
-            optimizer.step()
-            return {"meta_loss": loss.item()}
-
         sampler = partial(SinusoidTasks().sample, k_shot=10, n_query=10)
-        meta_train(step, sampler, TrainConfig(meta_steps=meta_steps, meta_batch_size=16, seed=seed,
-                                              progress=False), state={})
+        meta_train_with(meta_loss, model, sampler, meta_steps=meta_steps, meta_batch_size=16, seed=seed)
     after = _ten_shot_mse(model, seed)
     if not np.isfinite(after) or after > ratio * before:
         raise AssertionError(

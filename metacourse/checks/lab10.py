@@ -35,8 +35,8 @@ from ..algorithms import in_context
 from ..functional import mse_loss, params_of
 from ..models.transformer import InContextTransformer, encode_prompt, prompt_mask, token_positions
 from ..tasks import TaskBatch
-from ..train import TrainConfig, meta_train
 from . import assert_close, run_checks
+from .losses import loss_gradient, loss_value, meta_train_with, name_the_mistake, returned_tensor
 
 __all__ = ["check_encode", "check_positions", "check_mask", "check_loss", "check_least_squares", "check_learns"]
 
@@ -58,15 +58,6 @@ def _tasks(seed: int, n_tasks: int, k_shot: int, n_query: int = 4, x_dim: int = 
                      batch.y_query.double())
 
 
-def _tensor(value, what: str, shape: tuple[int, ...] | None = None) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise AssertionError(f"{what} should be a torch tensor, got {type(value).__name__}"
-                             + ("; did you forget to `return` it?" if value is None else ""))
-    if shape is not None and tuple(value.shape) != shape:
-        raise AssertionError(f"{what} has shape {tuple(value.shape)}, expected {shape}")
-    return value
-
-
 def _same(a: Tensor, b: Tensor) -> bool:
     return a.shape == b.shape and (a.numel() == 0 or bool((a.double() - b.double()).abs().max() <= 1e-12))
 
@@ -80,13 +71,13 @@ def _encode_value(encode: Callable, tasks: TaskBatch, with_queries: bool) -> Non
     x_query = tasks.x_query if with_queries else None
     want = encode_prompt(x, y, x_query)
     got = encode(x, y, x_query)
-    _tensor(got, "the tokens")
+    returned_tensor(got, "the tokens")
     k = x.shape[1]
     if got.shape[1] == k + (x_query.shape[1] if with_queries else 0) and got.shape[1] != want.shape[1]:
         raise AssertionError(f"the tokens have shape {tuple(got.shape)}: one token per (x, y) pair. Give x_i and y_i "
                              "a token each (2k tokens for k examples), so the prediction for x_i can be read "
                              "before y_i is seen")
-    got = _tensor(got, "the tokens", tuple(want.shape))
+    got = returned_tensor(got, "the tokens", tuple(want.shape))
     swapped = encode_prompt(x, y)[:, torch.arange(2 * k).view(-1, 2).flip(1).reshape(-1)]
     if k and _same(got[:, : 2 * k], swapped):
         raise AssertionError("the examples come as y₁, x₁, y₂, x₂, …: put each x BEFORE its y, so that a label "
@@ -117,11 +108,11 @@ def check_encode(encode: Callable, *, seed: int = 0, label: str = "lab10/encode"
 
 def _positions_value(positions: Callable, n_pairs: int, n_query: int) -> None:
     want = token_positions(n_pairs, n_query)
-    got = _tensor(positions(n_pairs, n_query), f"my_positions({n_pairs}, {n_query})")
+    got = returned_tensor(positions(n_pairs, n_query), f"my_positions({n_pairs}, {n_query})")
     if got.dim() == 1 and got.numel() == n_pairs + n_query and got.numel() != want.numel():
         raise AssertionError(f"my_positions({n_pairs}, {n_query}) has {got.numel()} entries, one per example: "
                              f"the prompt has 2k + m = {want.numel()} tokens, and each needs a position")
-    got = _tensor(got, f"my_positions({n_pairs}, {n_query})", tuple(want.shape))
+    got = returned_tensor(got, f"my_positions({n_pairs}, {n_query})", tuple(want.shape))
     if got.dtype in (torch.float16, torch.float32, torch.float64):
         raise AssertionError("positions index an embedding table: return integers (dtype=torch.long)")
     got = got.long()
@@ -151,7 +142,7 @@ def check_positions(positions: Callable, *, seed: int = 0, label: str = "lab10/p
 
 def _mask_value(mask_fn: Callable, n_pairs: int, n_query: int) -> None:
     want = prompt_mask(n_pairs, n_query)
-    got = _tensor(mask_fn(n_pairs, n_query), f"my_prompt_mask({n_pairs}, {n_query})", tuple(want.shape))
+    got = returned_tensor(mask_fn(n_pairs, n_query), f"my_prompt_mask({n_pairs}, {n_query})", tuple(want.shape))
     if got.dtype != torch.bool:
         raise AssertionError(f"the mask has dtype {got.dtype}: return booleans (True = may attend), e.g. "
                              "torch.ones(L, L, dtype=torch.bool).tril()")
@@ -226,31 +217,17 @@ def _diagnose(value: float, model: InContextTransformer, tasks: TaskBatch) -> No
              "the loss at the LAST point only: score every x of the sequence (every prompt length k at once)"),
             (mse_loss(outputs[:, 0::2], y).sum(), f"the SUM over the {len(tasks)} tasks; use the mean"),
         ]
-    for expected, message in mistakes:
-        if abs(value - expected.item()) <= _ATOL + _RTOL * abs(expected.item()):
-            raise AssertionError(f"my_icl_loss returned {value:.6g}, which is {message}")
+    name_the_mistake(value, mistakes, "my_icl_loss", atol=_ATOL, rtol=_RTOL)
 
 
 def _loss_value(loss_fn: Callable, model: InContextTransformer, tasks: TaskBatch) -> None:
-    value = _tensor(loss_fn(model, tasks), "my_icl_loss(model, tasks)", ())
-    want = _reference(model, tasks)
-    if abs(value.item() - want.item()) > _ATOL + _RTOL * abs(want.item()):
-        _diagnose(value.item(), model, tasks)
-    assert_close(value, want, atol=_ATOL, rtol=_RTOL, what="the in-context loss")
+    loss_value(loss_fn, _reference, _diagnose, model, tasks, call="my_icl_loss(model, tasks)",
+               what="the in-context loss", atol=_ATOL, rtol=_RTOL)
 
 
 def _loss_gradient(loss_fn: Callable, model: InContextTransformer, tasks: TaskBatch) -> None:
-    value = _tensor(loss_fn(model, tasks), "my_icl_loss(model, tasks)", ())
-    if not value.requires_grad:
-        raise AssertionError("the loss does not depend on the model's weights: compute it with the model, without "
-                             "torch.no_grad() or .detach()")
-    names, weights = list(params_of(model)), list(model.parameters())
-    got = dict(zip(names, torch.autograd.grad(value, weights, allow_unused=True)))
-    want = dict(zip(names, torch.autograd.grad(_reference(model, tasks), weights)))
-    missing = [name for name, g in got.items() if g is None]
-    if missing:
-        raise AssertionError(f"the loss does not depend on {missing}: run the tokens through model.run")
-    assert_close(got, want, atol=_ATOL, rtol=_RTOL, what="the gradient of the loss")
+    loss_gradient(loss_fn, _reference, model, tasks, call="my_icl_loss(model, tasks)", name="the loss",
+                  every_weight="run the tokens through model.run", atol=_ATOL, rtol=_RTOL)
 
 
 def check_loss(loss_fn: Callable, *, seed: int = 0, label: str = "lab10/loss") -> None:
@@ -283,7 +260,7 @@ def _least_squares_value(fit: Callable, seed: int, k: int, x_dim: int = 4) -> No
         if k < x_dim:
             raise AssertionError(f"{singular} ({error})") from None
         raise
-    got = _tensor(got, f"the predictions with k = {k}", tuple(want.shape))
+    got = returned_tensor(got, f"the predictions with k = {k}", tuple(want.shape))
     if 0 < k < x_dim and not torch.allclose(got, want, atol=1e-7, rtol=1e-6):
         raise AssertionError(singular)
     assert_close(got, want, atol=1e-7, rtol=1e-6, what=f"the least-squares predictions with k = {k}, d = {x_dim}")
@@ -310,18 +287,8 @@ def _learns(loss_fn: Callable, seed: int, meta_steps: int, ratio: float, x_dim: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = InContextTransformer(x_dim, 1, d_model=32, layers=2, heads=2, max_points=points)
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-
-        def step(tasks: TaskBatch) -> dict[str, float]:
-            optimizer.zero_grad()
-            loss = loss_fn(model, tasks)
-            loss.backward()
-            optimizer.step()
-            return {"meta_loss": loss.item()}
-
         sampler = partial(in_context.LinearTasks(x_dim).sample, k_shot=points - 1, n_query=1)
-        meta_train(step, sampler, TrainConfig(meta_steps=meta_steps, meta_batch_size=32, seed=seed, progress=False),
-                   state={})
+        meta_train_with(loss_fn, model, sampler, meta_steps=meta_steps, meta_batch_size=32, seed=seed)
     error = _error_at(model, 2 * x_dim, x_dim, seed)
     if not np.isfinite(error) or error > ratio:
         raise AssertionError(
