@@ -3,10 +3,9 @@ check with a message that names the mistake and the fix; the reference passes.""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
+from _catalogue import assert_named
 
 from metacourse.checks import lab03
 from metacourse.functional import mse_loss
@@ -84,25 +83,19 @@ def test_reference_functions_pass(capsys):
         "lab03/adapt: 4/4 checks passed", "lab03/predict: 3/3 checks passed", "lab03/meta_loss: 3/3 checks passed"]
 
 
-def _assert_named(check, mistake, pattern):
-    with pytest.raises(AssertionError) as failure:
-        check(mistake)
-    assert re.search(pattern, str(failure.value), re.DOTALL), str(failure.value)
-
-
 @pytest.mark.parametrize("name", ADAPT_MISTAKES)
 def test_adapt_mistake_is_named(name):
-    _assert_named(lab03.check_adapt, *ADAPT_MISTAKES[name])
+    assert_named(lab03.check_adapt, *ADAPT_MISTAKES[name], regex=True)
 
 
 @pytest.mark.parametrize("name", PREDICT_MISTAKES)
 def test_predict_mistake_is_named(name):
-    _assert_named(lab03.check_predict, *PREDICT_MISTAKES[name])
+    assert_named(lab03.check_predict, *PREDICT_MISTAKES[name], regex=True)
 
 
 @pytest.mark.parametrize("name", META_LOSS_MISTAKES)
 def test_meta_loss_mistake_is_named(name):
-    _assert_named(lab03.check_meta_loss, *META_LOSS_MISTAKES[name])
+    assert_named(lab03.check_meta_loss, *META_LOSS_MISTAKES[name], regex=True)
 
 
 def test_wrong_adapt_and_predict_do_not_cost_the_meta_loss(capsys):
