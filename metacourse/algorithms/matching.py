@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..functional import Params, accuracy, params_of
+from ..functional import Params, accuracy, outer_step, params_of
 from ..tasks.base import Task, TaskBatch, stack_tasks
 from .protonet import embed, n_classes
 
@@ -87,10 +87,7 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBat
               cfg: Config) -> dict[str, float]:
     """Eq. (5): one optimizer step on the meta-loss; also reports the query accuracy."""
     tasks = stack_tasks(tasks)
-    optimizer.zero_grad(set_to_none=True)
     probabilities = predict(model, params_of(model), tasks, cfg)
     picked = probabilities.gather(-1, tasks.y_query.unsqueeze(-1)).squeeze(-1)
     loss = -picked.clamp_min(1e-12).log().mean()
-    loss.backward()
-    optimizer.step()
-    return {"meta_loss": loss.item(), "accuracy": accuracy(probabilities, tasks.y_query).mean().item()}
+    return outer_step(model, optimizer, loss) | {"accuracy": accuracy(probabilities, tasks.y_query).mean().item()}

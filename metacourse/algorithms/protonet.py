@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..compiled import call_embedding
-from ..functional import Params, accuracy, cross_entropy_loss, params_of
+from ..functional import Params, accuracy, cross_entropy_loss, outer_step, params_of
 from ..tasks.base import Task, TaskBatch, stack_tasks
 
 __all__ = ["Config", "embed", "prototypes", "class_logits", "adapt", "task_loss", "meta_loss",
@@ -121,9 +121,6 @@ def meta_step(model: nn.Module, optimizer: torch.optim.Optimizer, tasks: TaskBat
               cfg: Config) -> dict[str, float]:
     """Eq. (5): one optimizer step on the meta-loss; also reports the query accuracy."""
     tasks = stack_tasks(tasks)
-    optimizer.zero_grad(set_to_none=True)
     logits = predict(model, params_of(model), tasks, cfg)
     loss = cross_entropy_loss(logits, tasks.y_query).mean()
-    loss.backward()
-    optimizer.step()
-    return {"meta_loss": loss.item(), "accuracy": accuracy(logits, tasks.y_query).mean().item()}
+    return outer_step(model, optimizer, loss) | {"accuracy": accuracy(logits, tasks.y_query).mean().item()}
