@@ -37,6 +37,7 @@ from ..models import MLP
 from ..tasks import SinusoidTasks, TaskBatch
 from ..train import TrainConfig, meta_train
 from . import assert_close, run_checks
+from .losses import name_the_mistake
 
 __all__ = [
     "check_adapt",
@@ -159,37 +160,31 @@ def _reference_gradient(model, params, task, inner_lr, inner_steps, first_order,
     return _grads(_query_loss(model, adapted, task, loss), params, "reference")
 
 
-def _second_order_gradient(adapt, model, params, task, inner_lr, inner_steps,
-                           loss: str = "mse") -> None:
+def _gradient_of_order(adapt, model, params, task, inner_lr, inner_steps, first_order: bool,
+                       loss: str = "mse") -> None:
+    """d(query loss)/dθ at the student's φ equals the reference's of the same order; the other order's
+    gradient is named when it is the one found."""
     theta = dict(params)  # the leaves, even if my_adapt edits the dict
-    want = _reference_gradient(model, params, task, inner_lr, inner_steps, False, loss)
-    first = _reference_gradient(model, params, task, inner_lr, inner_steps, True, loss)
-    got_phi = _call_adapt(adapt, model, params, task, inner_lr, inner_steps, False)
+    want = _reference_gradient(model, params, task, inner_lr, inner_steps, first_order, loss)
+    other = _reference_gradient(model, params, task, inner_lr, inner_steps, not first_order, loss)
+    got_phi = _call_adapt(adapt, model, params, task, inner_lr, inner_steps, first_order)
     got = _grads(_query_loss(model, got_phi, task, loss), theta, "the query loss at your φ")
-    if not _close(got, want) and _close(got, first):
-        raise AssertionError(
-            "with first_order=False your meta-gradient equals the FIRST-order one (FOMAML): the "
-            "Hessian terms (I − α∇²L) of eq. (5) are missing. The inner gradient was treated as a "
-            f"constant — {_CREATE_GRAPH_HINT}"
-        )
-    assert_close(got, want, atol=_ATOL, rtol=_RTOL,
-                 what=f"meta-gradient d(query loss)/dθ through {inner_steps} second-order step(s)")
+    if not _close(got, want) and _close(got, other):
+        raise AssertionError(_KEEPS_SECOND_ORDER if first_order else _MISSES_SECOND_ORDER)
+    what = (f"first-order gradient d(query loss)/dθ through {inner_steps} step(s)" if first_order
+            else f"meta-gradient d(query loss)/dθ through {inner_steps} second-order step(s)")
+    assert_close(got, want, atol=_ATOL, rtol=_RTOL, what=what)
 
 
-def _first_order_gradient(adapt, model, params, task, inner_lr, inner_steps,
-                          loss: str = "mse") -> None:
-    theta = dict(params)  # the leaves, even if my_adapt edits the dict
-    want = _reference_gradient(model, params, task, inner_lr, inner_steps, True, loss)
-    second = _reference_gradient(model, params, task, inner_lr, inner_steps, False, loss)
-    got_phi = _call_adapt(adapt, model, params, task, inner_lr, inner_steps, True)
-    got = _grads(_query_loss(model, got_phi, task, loss), theta, "the query loss at your φ")
-    if not _close(got, want) and _close(got, second):
-        raise AssertionError(
-            "with first_order=True your gradient still holds the second-order terms: use "
-            "create_graph=False (i.e. create_graph=not first_order), so that dφ/dθ = I (eq. 6)"
-        )
-    assert_close(got, want, atol=_ATOL, rtol=_RTOL,
-                 what=f"first-order gradient d(query loss)/dθ through {inner_steps} step(s)")
+_MISSES_SECOND_ORDER = (
+    "with first_order=False your meta-gradient equals the FIRST-order one (FOMAML): the "
+    "Hessian terms (I − α∇²L) of eq. (5) are missing. The inner gradient was treated as a "
+    f"constant — {_CREATE_GRAPH_HINT}"
+)
+_KEEPS_SECOND_ORDER = (
+    "with first_order=True your gradient still holds the second-order terms: use "
+    "create_graph=False (i.e. create_graph=not first_order), so that dφ/dθ = I (eq. 6)"
+)
 
 
 def _leaves_params_alone(adapt, model, params, task, inner_lr) -> None:
@@ -235,9 +230,9 @@ def adapt_checks(adapt: Callable, model: nn.Module, params: Params, tasks: TaskB
         (f"adapted values, {second} steps, second order",
          lambda: _adapted_values(adapt, model, fresh(), tasks[1], inner_lr, second, False, loss)),
         (f"second-order meta-gradient (create_graph=True), {meta} step(s)",
-         lambda: _second_order_gradient(adapt, model, fresh(), tasks[2], inner_lr, meta, loss)),
+         lambda: _gradient_of_order(adapt, model, fresh(), tasks[2], inner_lr, meta, False, loss)),
         (f"first-order gradient (create_graph=False), {first} steps",
-         lambda: _first_order_gradient(adapt, model, fresh(), tasks[0], inner_lr, first, loss)),
+         lambda: _gradient_of_order(adapt, model, fresh(), tasks[0], inner_lr, first, True, loss)),
         ("params left unchanged",
          lambda: _leaves_params_alone(adapt, model, fresh(), tasks[1], inner_lr)),
     ]
@@ -286,9 +281,7 @@ def _diagnose_value(value: Tensor, model, params, tasks, inner_lr, inner_steps) 
         (support.mean(), "the loss on the SUPPORT set after adaptation; score φ on the query "
                          "set (x_query, y_query)"),
     ]
-    for expected, message in mistakes:
-        if abs(got - expected.item()) <= _ATOL + _RTOL * abs(expected.item()):
-            raise AssertionError(f"my_meta_loss returned {got:.6g}, which is {message}")
+    name_the_mistake(got, mistakes, "my_meta_loss", atol=_ATOL, rtol=_RTOL)
 
 
 def _meta_loss_value(meta_loss, model, params, tasks, inner_lr, inner_steps, first_order) -> None:
