@@ -143,3 +143,15 @@ def test_mathjax_is_served_by_the_site_when_installed(repo, tmp_path, monkeypatc
     sphinx = yaml.safe_load((book.source / "_config.yml").read_text())["sphinx"]["config"]
     assert (book.source / site.MATHJAX_COPY / "MathJax.js").is_file() == installed
     assert sphinx.get("mathjax_path", "").startswith("mathjax/MathJax.js?config=") == installed
+
+
+def test_a_stored_widget_becomes_a_note_and_other_outputs_stay():
+    from nbformat.v4 import new_output
+
+    widget = new_output("execute_result", data={"text/plain": "interactive(children=(IntSlider(value=0),))"})
+    view = new_output("display_data", data={"text/plain": "HBox()", site.WIDGET_MIME: {"model_id": "1"}})
+    plot = new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure size 640x480>"})
+    text = new_output("execute_result", data={"text/plain": "interactive use of MAML"})
+    for output in (widget, view):
+        assert site._widget_note(output)["data"] == {"text/markdown": site.WIDGET_NOTE}
+    assert site._widget_note(plot) is plot and site._widget_note(text) is text

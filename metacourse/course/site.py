@@ -14,6 +14,8 @@
   beside the pages; a link to what the book does not hold (``solutions/``, a folder, a ``.py``
   file) is rewritten to the file on GitHub (``[tool.metacourse]`` in
   ``pyproject.toml``). A link to nothing is listed in :attr:`Book.problems`, with its page.
+- **Widgets**: a stored ``interact`` shows on a static page as its Python repr; the copy shows a
+  note instead (:data:`WIDGET_NOTE`). Plots a widget cell drew when it ran stay.
 - **Offline**: the "Open in Colab" badge image is replaced by a local copy, and MathJax is served
   by the site when ``jupyter-server-mathjax`` is installed (the ``site`` extra; otherwise the
   reader's browser fetches it from its CDN), so the site needs nothing from the web. Jupyter
@@ -65,6 +67,11 @@ BADGE_SVG = """\
 
 MATHJAX_COPY = "_mathjax/mathjax"
 """Where MathJax's files go in the book's source (Sphinx serves them as ``_static/mathjax/``)."""
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = "*An interactive widget: run this notebook in JupyterLab or Colab to use it.*"
+"""What the site shows in place of a stored widget (a static page cannot run its slider)."""
+_WIDGET_REPR = re.compile(r"^(interactive|HBox|VBox|Box|Output|Tab|Accordion|Button|Dropdown|\w*Slider)\(")
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _TARGET = r"(?P<target><[^>\n]*>|[^)\s]+)"
@@ -176,6 +183,17 @@ class LinkRewriter:
         return "".join(out)
 
 
+def _widget_note(output: dict) -> dict:
+    """A stored widget (``interact``) shows on a static page as its Python repr,
+    ``interactive(children=(IntSlider(...``: it becomes a note that says where it works."""
+    data = output.get("data", {})
+    if (output.get("output_type") in ("display_data", "execute_result")
+            and set(data) <= {"text/plain", WIDGET_MIME} and (WIDGET_MIME in data or _WIDGET_REPR.match(
+                "".join(data.get("text/plain", ""))))):
+        return nbformat.v4.new_output("display_data", data={"text/markdown": WIDGET_NOTE})
+    return output
+
+
 def _copy_page(rewriter: LinkRewriter, page: str, source: Path) -> None:
     destination = source / _page_name(page)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +202,8 @@ def _copy_page(rewriter: LinkRewriter, page: str, source: Path) -> None:
         for cell in nb.cells:
             if cell.cell_type == "markdown":
                 cell.source = rewriter.markdown(cell.source, page)
+            elif cell.cell_type == "code":
+                cell.outputs = [_widget_note(output) for output in cell.outputs]
         nbformat.write(nb, destination)
     else:
         destination.write_text(rewriter.markdown((rewriter.root / page).read_text(encoding="utf-8"), page),

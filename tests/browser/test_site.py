@@ -100,6 +100,7 @@ def context(chromium, site_url):
     """A fresh browser context that may only reach the site itself; refused requests are in
     ``context.refused``."""
     browser_context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    browser_context.set_default_timeout(120_000)  # two shared cores: a long page may take a while
     browser_context.refused = []
 
     def local_only(route) -> None:
