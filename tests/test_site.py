@@ -155,3 +155,12 @@ def test_a_stored_widget_becomes_a_note_and_other_outputs_stay():
     for output in (widget, view):
         assert site._widget_note(output)["data"] == {"text/markdown": site.WIDGET_NOTE}
     assert site._widget_note(plot) is plot and site._widget_note(text) is text
+
+
+def test_a_failed_build_is_one_error_with_the_end_of_its_log(monkeypatch, capsys):
+    def fail(**_):
+        raise RuntimeError("Jupyter Book failed (exit code 2); the end of build.log:\nExtension error")
+
+    monkeypatch.setattr(site, "build_site", fail)
+    assert site.main("unused") == 1
+    assert capsys.readouterr().err.startswith("metacourse: error: Jupyter Book failed (exit code 2)")

@@ -327,7 +327,11 @@ def build_site(root: str | os.PathLike[str] | None = None, out: str | os.PathLik
 
 def main(out: str | None = None) -> int:
     """``metacourse site [--out DIR]``: build the site and say where it is; 1 when a link leads nowhere."""
-    book = build_site(out=out, log=sys.stderr)
+    try:
+        book = build_site(out=out, log=sys.stderr)
+    except RuntimeError as error:  # Sphinx stopped: its log names the page
+        print(f"metacourse: error: {error}", file=sys.stderr)
+        return 1
     print(f"{len(book.pages)} pages, {len(book.copied)} linked files copied, {len(book.warnings)} Sphinx warning(s), "
           f"built in {book.seconds:.0f} s")
     print(f"site: {book.html / 'index.html'}")
