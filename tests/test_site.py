@@ -1,5 +1,5 @@
 """``metacourse site``: the book's pages, its configuration and how links are rewritten (no build here;
-tests/browser/test_site.py builds the site and reads it in Chromium)."""
+tests/browser/test_site_browser.py builds the site and reads it in Chromium)."""
 
 from __future__ import annotations
 
