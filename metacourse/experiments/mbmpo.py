@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,7 +39,7 @@ import torch
 from ..evaluate import Summary, summarize
 from ..functional import frozen_params, params_of
 from ..models import MLP
-from ..reproduce import Argument, Result, Row, RunOptions, register
+from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..rl import maml_rl, mbmpo, ppo
 from ..rl.envs.pendulum import LENGTH_RANGE, MASS_RANGE, MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
 from ..rl.returns import gae
@@ -49,21 +49,50 @@ from ..utils import Clock
 METHODS = ("MB-MPO", "PPO", "MAML-RL")
 
 
-def budget(options: RunOptions) -> dict:
+@dataclass(frozen=True)
+class PendulumBudget(Budget):
+    """The plan of an MB-MPO run and its two model-free baselines on the pendulums."""
+
+    mbmpo_iterations: int = 20
+    meta_steps_per_iteration: int = 30
+    imagined_episodes: int = 20
+    max_model_epochs: int = 50
+    pendulums: str = "family"
+    """``family`` (sampled mass and length), ``narrow`` or ``standard`` (mass = length = 1)."""
+    n_models: int = 5
+    model_hidden: tuple[int, ...] = (128, 128)
+    model_history: int = 0
+    """Previous transitions each dynamics model sees (0: the paper's models)."""
+    policy_hidden: tuple[int, ...] = (64, 64)
+    real_episodes_per_model: int = 1
+    inner_lr: float = 0.001
+    max_kl: float = 0.01
+    gamma: float = 0.99
+    gae_lambda: float = 0.97
+    ppo_steps: int = 300_000
+    ppo_envs: int = 20
+    ppo_epochs: int = 10
+    ppo_minibatch: int = 64
+    ppo_lr: float = 1e-3
+    ppo_gamma: float = 0.95
+    ppo_eval_every: int = 1
+    maml_rl_meta_steps: int = 20
+    maml_rl_tasks: int = 10
+    maml_rl_episodes: int = 10
+    maml_rl_inner_lr: float = 0.1
+    test_tasks: int = 20
+    test_episodes: int = 2
+
+
+def budget(options: RunOptions) -> PendulumBudget:
     """The run's budget (FAST: a smoke test). ``--meta-steps`` overrides MB-MPO's iterations."""
-    fast = options.fast
-    return {"pendulums": options.extra.get("pendulums", "family"),
-            "n_models": 5, "model_hidden": [128, 128], "model_history": options.extra.get("model_history", 0),
-            "policy_hidden": [64, 64],
-            "mbmpo_iterations": options.meta_steps or (2 if fast else 20),
-            "meta_steps_per_iteration": 2 if fast else 30, "imagined_episodes": 4 if fast else 20,
-            "real_episodes_per_model": 1, "max_model_epochs": 5 if fast else 50,
-            "inner_lr": 0.001, "max_kl": 0.01, "gamma": 0.99, "gae_lambda": 0.97,
-            "ppo_steps": 4_000 if fast else 300_000, "ppo_envs": 20, "ppo_epochs": 10,
-            "ppo_minibatch": 64, "ppo_lr": 1e-3, "ppo_gamma": 0.95, "ppo_eval_every": 1,
-            "maml_rl_meta_steps": 1 if fast else 20, "maml_rl_tasks": 2 if fast else 10,
-            "maml_rl_episodes": 2 if fast else 10, "maml_rl_inner_lr": 0.1,
-            "test_tasks": 4 if fast else 20, "test_episodes": 1 if fast else 2}
+    plan = PendulumBudget(pendulums=options.extra.get("pendulums", "family"),
+                          model_history=options.extra.get("model_history", 0))
+    if options.fast:
+        plan = plan.replace(mbmpo_iterations=2, meta_steps_per_iteration=2, imagined_episodes=4, max_model_epochs=5,
+                            ppo_steps=4_000, maml_rl_meta_steps=1, maml_rl_tasks=2, maml_rl_episodes=2,
+                            test_tasks=4, test_episodes=1)
+    return plan.replace(mbmpo_iterations=options.meta_steps) if options.meta_steps else plan
 
 
 # ---- the pendulums: the family, a narrower one, or the standard pendulum every time ----
@@ -74,32 +103,32 @@ RANGES = {"family": (MASS_RANGE, LENGTH_RANGE), "narrow": ((0.8, 1.2), (0.8, 1.2
 only to advance the rng alike, then sets mass = length = 1."""
 
 
-def draw_pendulums(plan: dict, rng: np.random.Generator, n: int, repeat: int = 1) -> BatchedPendulum:
+def draw_pendulums(plan: PendulumBudget, rng: np.random.Generator, n: int, repeat: int = 1) -> BatchedPendulum:
     """``n`` pendulums, each repeated ``repeat`` times: fresh draws from the family (mass, length
     ~ U[0.5, 1.5]; the agent is not told which) or the narrow family (U[0.8, 1.2]), or, with
-    ``plan["pendulums"] == "standard"``, the standard pendulum (mass = length = 1, Gymnasium's
+    ``plan.pendulums == "standard"``, the standard pendulum (mass = length = 1, Gymnasium's
     Pendulum-v1) every time: the single-environment setting of the MB-MPO paper's benchmarks.
     The rng advances alike in all three."""
-    masses, lengths = sample_pendulums(rng, n, *RANGES[plan["pendulums"]])
-    if plan["pendulums"] == "standard":
+    masses, lengths = sample_pendulums(rng, n, *RANGES[plan.pendulums])
+    if plan.pendulums == "standard":
         masses, lengths = np.ones(n), np.ones(n)
     return BatchedPendulum(np.tile(masses, repeat), np.tile(lengths, repeat))
 
 
-def test_pendulums(plan: dict, seed: int, repeat: int = 1) -> BatchedPendulum:
+def test_pendulums(plan: PendulumBudget, seed: int, repeat: int = 1) -> BatchedPendulum:
     """The held-out pendulums (a stream separate from training's), each repeated ``repeat`` times."""
-    return draw_pendulums(plan, np.random.default_rng([seed, 2018]), plan["test_tasks"], repeat)
+    return draw_pendulums(plan, np.random.default_rng([seed, 2018]), plan.test_tasks, repeat)
 
 
-def real_returns(policy, params: dict, plan: dict, seed: int, n_policies: int = 1) -> np.ndarray:
+def real_returns(policy, params: dict, plan: PendulumBudget, seed: int, n_policies: int = 1) -> np.ndarray:
     """Mean return on each held-out pendulum, shape (test_tasks,). ``params`` is one policy or
     ``n_policies`` batched ones (MB-MPO's adapted policies), each run on every pendulum."""
     env = test_pendulums(plan, seed, n_policies)
     if n_policies > 1:
-        params = {n: p.repeat_interleave(plan["test_tasks"], 0) for n, p in params.items()}
+        params = {n: p.repeat_interleave(plan.test_tasks, 0) for n, p in params.items()}
     generator = torch.Generator().manual_seed(seed + 99)
-    returns = maml_rl.rollout(policy, params, env, plan["test_episodes"], generator).episode_returns
-    return returns.mean(-1).reshape(n_policies, plan["test_tasks"]).mean(0).numpy()
+    returns = maml_rl.rollout(policy, params, env, plan.test_episodes, generator).episode_returns
+    return returns.mean(-1).reshape(n_policies, plan.test_tasks).mean(0).numpy()
 
 
 # ---- checkpoints: every method resumes where it stopped ----
@@ -108,7 +137,7 @@ LENGTHS = ("mbmpo_iterations", "ppo_steps", "maml_rl_meta_steps")
 """Budget entries that only say how long to train: a larger value continues a finished run."""
 
 
-def _checkpoint(options: RunOptions, method: str, plan: dict) -> Path:
+def _checkpoint(options: RunOptions, method: str, plan: PendulumBudget) -> Path:
     """One file per method, seed and setting (every budget entry but the lengths)."""
     ignored = LENGTHS if method == "mbmpo" else (*LENGTHS, "model_history")  # only MB-MPO has models
     setting = json.dumps({k: v for k, v in plan.items() if k not in ignored}, sort_keys=True)
@@ -169,21 +198,21 @@ class Resumable:
 
 # ---- MB-MPO ----
 
-def mbmpo_config(plan: dict) -> mbmpo.Config:
+def mbmpo_config(plan: PendulumBudget) -> mbmpo.Config:
     return mbmpo.Config(
-        n_models=plan["n_models"], model_hidden=tuple(plan["model_hidden"]),
-        model_history=plan["model_history"],
-        max_model_epochs=plan["max_model_epochs"], imagined_episodes=plan["imagined_episodes"],
-        real_episodes=plan["real_episodes_per_model"], meta_steps=plan["meta_steps_per_iteration"],
-        maml=maml_rl.Config(inner_lr=plan["inner_lr"], max_kl=plan["max_kl"], gamma=plan["gamma"],
-                            gae_lambda=plan["gae_lambda"], first_order=True))
+        n_models=plan.n_models, model_hidden=tuple(plan.model_hidden),
+        model_history=plan.model_history,
+        max_model_epochs=plan.max_model_epochs, imagined_episodes=plan.imagined_episodes,
+        real_episodes=plan.real_episodes_per_model, meta_steps=plan.meta_steps_per_iteration,
+        maml=maml_rl.Config(inner_lr=plan.inner_lr, max_kl=plan.max_kl, gamma=plan.gamma,
+                            gae_lambda=plan.gae_lambda, first_order=True))
 
 
-def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
+def train_mbmpo(options: RunOptions, plan: PendulumBudget, progress=None) -> dict:
     """Algorithm 1 for ``mbmpo_iterations`` iterations, evaluated after each; checkpointed."""
     cfg = mbmpo_config(plan)
     torch.manual_seed(options.seed)
-    policy = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"])
+    policy = maml_rl.GaussianPolicy(3, 1, plan.policy_hidden)
     ensemble = mbmpo.DynamicsEnsemble(3, 1, cfg.n_models, cfg.model_hidden, cfg.model_history)
     data, generator = mbmpo.RealData(cfg.model_history), torch.Generator().manual_seed(options.seed)
     run = Resumable(_checkpoint(options, "mbmpo", plan), {"policy": policy, "ensemble": ensemble, "data": data},
@@ -195,7 +224,7 @@ def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
         data.add(first, MAX_TORQUE)
         run.curve.append({"real_steps": data.n_steps,
                           "return": float(real_returns(policy, theta, plan, options.seed).mean())})
-    while len(run.curve) <= plan["mbmpo_iterations"]:
+    while len(run.curve) <= plan.mbmpo_iterations:
         real_env = draw_pendulums(plan, run.rng, cfg.n_models)
         metrics = mbmpo.iteration(policy, ensemble, data, real_env, pendulum_reward, cfg, generator,
                                   MAX_TORQUE)
@@ -211,32 +240,32 @@ def train_mbmpo(options: RunOptions, plan: dict, progress=None) -> dict:
 
 # ---- PPO (model-free baseline) ----
 
-def ppo_batch(policy, value, trajectories: maml_rl.Trajectories, plan: dict) -> dict:
+def ppo_batch(policy, value, trajectories: maml_rl.Trajectories, plan: PendulumBudget) -> dict:
     """One PPO batch from real episodes (T, 1, H): old log-probs, GAE advantages, value targets."""
     obs, actions = trajectories.obs.flatten(0, 1), trajectories.actions.flatten(0, 1)
     with torch.no_grad():
         values = value(obs).squeeze(-1)
         old = maml_rl.distribution(policy, params_of(policy), obs).log_prob(actions).sum(-1)
-    advantages, returns = gae(trajectories.rewards.flatten(0, 1), values, plan["ppo_gamma"], 0.95)
+    advantages, returns = gae(trajectories.rewards.flatten(0, 1), values, plan.ppo_gamma, 0.95)
     return {"obs": obs.flatten(0, 1), "actions": actions.flatten(0, 1),
             "old_log_probs": old.flatten(), "advantages": advantages.flatten(), "returns": returns.flatten()}
 
 
-def train_ppo(options: RunOptions, plan: dict, progress=None) -> dict:
+def train_ppo(options: RunOptions, plan: PendulumBudget, progress=None) -> dict:
     """PPO on real episodes (``ppo_envs`` fresh pendulums per update), evaluated every few updates."""
     torch.manual_seed(options.seed)
-    policy, value = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"]), MLP(3, tuple(plan["policy_hidden"]), 1)
-    optimizer = torch.optim.Adam([*policy.parameters(), *value.parameters()], lr=plan["ppo_lr"])
-    steps_per_update = plan["ppo_envs"] * 200
-    cfg = ppo.Config(epochs=plan["ppo_epochs"], minibatches=steps_per_update // plan["ppo_minibatch"],
-                     outer_lr=plan["ppo_lr"], entropy_coef=0.0)
+    policy, value = maml_rl.GaussianPolicy(3, 1, plan.policy_hidden), MLP(3, tuple(plan.policy_hidden), 1)
+    optimizer = torch.optim.Adam([*policy.parameters(), *value.parameters()], lr=plan.ppo_lr)
+    steps_per_update = plan.ppo_envs * 200
+    cfg = ppo.Config(epochs=plan.ppo_epochs, minibatches=steps_per_update // plan.ppo_minibatch,
+                     outer_lr=plan.ppo_lr, entropy_coef=0.0)
     generator = torch.Generator().manual_seed(options.seed)
     run = Resumable(_checkpoint(options, "ppo", plan), {"policy": policy, "value": value, "optimizer": optimizer},
                     generator, np.random.default_rng([options.seed, 2]))
-    n_updates = math.ceil(plan["ppo_steps"] / steps_per_update)
+    n_updates = math.ceil(plan.ppo_steps / steps_per_update)
     while run.steps < n_updates * steps_per_update:
-        for _ in range(plan["ppo_eval_every"]):
-            env = draw_pendulums(plan, run.rng, plan["ppo_envs"])
+        for _ in range(plan.ppo_eval_every):
+            env = draw_pendulums(plan, run.rng, plan.ppo_envs)
             trajectories = maml_rl.rollout(policy, params_of(policy), env, 1, generator)
             run.steps += int(trajectories.mask.sum())
             batch = ppo_batch(policy, value, trajectories, plan)
@@ -260,24 +289,24 @@ def _ppo_evaluate(policy, value, obs, actions, indices):
 
 # ---- MAML-RL (model-free meta-RL) ----
 
-def train_maml_rl(options: RunOptions, plan: dict, progress=None) -> dict:
+def train_maml_rl(options: RunOptions, plan: PendulumBudget, progress=None) -> dict:
     """MAML-RL on real pendulums (each meta-step: ``maml_rl_tasks`` fresh pendulums, K episodes
     before and K after adaptation); evaluated after one inner step on the held-out pendulums."""
-    cfg = maml_rl.Config(inner_lr=plan["maml_rl_inner_lr"], episodes_per_task=plan["maml_rl_episodes"],
-                         gamma=plan["gamma"], gae_lambda=plan["gae_lambda"], max_kl=plan["max_kl"])
+    cfg = maml_rl.Config(inner_lr=plan.maml_rl_inner_lr, episodes_per_task=plan.maml_rl_episodes,
+                         gamma=plan.gamma, gae_lambda=plan.gae_lambda, max_kl=plan.max_kl)
     torch.manual_seed(options.seed)
-    policy = maml_rl.GaussianPolicy(3, 1, plan["policy_hidden"])
+    policy = maml_rl.GaussianPolicy(3, 1, plan.policy_hidden)
     generator = torch.Generator().manual_seed(options.seed)
     run = Resumable(_checkpoint(options, "maml-rl", plan), {"policy": policy}, generator,
                     np.random.default_rng([options.seed, 3]))
-    while len(run.curve) < plan["maml_rl_meta_steps"]:
-        env = draw_pendulums(plan, run.rng, plan["maml_rl_tasks"])
+    while len(run.curve) < plan.maml_rl_meta_steps:
+        env = draw_pendulums(plan, run.rng, plan.maml_rl_tasks)
         pre = maml_rl.rollout(policy, frozen_params(policy), env, cfg.episodes_per_task, generator)
         maml_rl.meta_step(policy, pre, partial(_post_rollout, policy, env, cfg.episodes_per_task, generator), cfg)
         run.steps += 2 * int(pre.mask.sum())  # the post-adaptation episodes are as many as the pre ones
         test = test_pendulums(plan, options.seed)
-        final = maml_rl.evaluate(policy, test, replace(cfg, inner_lr=plan["maml_rl_inner_lr"]), steps=1,
-                                 n_episodes=plan["test_episodes"],
+        final = maml_rl.evaluate(policy, test, replace(cfg, inner_lr=plan.maml_rl_inner_lr), steps=1,
+                                 n_episodes=plan.test_episodes,
                                  generator=torch.Generator().manual_seed(options.seed + 99))[1]
         run.record({"real_steps": run.steps, "return": float(final.mean())}, final)
         if progress:
@@ -332,21 +361,21 @@ def run(options: RunOptions) -> Result:
     ratio = None if reached["MB-MPO"] is None or reached["PPO"] is None else reached["PPO"] / reached["MB-MPO"]
     rows.append(Row("PPO / MB-MPO", "step_ratio_to_target", None, _count(ratio)))
     rows.append(Row(labels["PPO"], "real_steps_to_mbmpo_final", None, _count(ppo_to_mbmpo)))
-    plan.update(target_return=round(target, 2), steps_to_target=reached,
-                step_ratio=None if ratio is None else round(ratio, 2),
-                mbmpo_final_return=round(mbmpo_final, 2), ppo_steps_to_mbmpo_final=ppo_to_mbmpo,
-                curves={name: o["curve"] for name, o in outcomes.items()},
-                method_wall_seconds={name: round(o["wall"], 1) for name, o in outcomes.items()},
-                method_cpu_seconds={name: round(o["cpu"], 1) for name, o in outcomes.items()})
-    notes = _notes(outcomes, target, reached, ratio, plan)
+    measured = {"target_return": round(target, 2), "steps_to_target": reached,
+                "step_ratio": None if ratio is None else round(ratio, 2),
+                "mbmpo_final_return": round(mbmpo_final, 2), "ppo_steps_to_mbmpo_final": ppo_to_mbmpo,
+                "curves": {name: o["curve"] for name, o in outcomes.items()},
+                "method_wall_seconds": {name: round(o["wall"], 1) for name, o in outcomes.items()},
+                "method_cpu_seconds": {name: round(o["cpu"], 1) for name, o in outcomes.items()}}
+    notes = _notes(outcomes, target, reached, ratio, plan, measured)
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    result = Result("mbmpo-pendulum", options.seed, "cpu", 0.0, plan, rows, notes)
-    setting = ("" if plan["pendulums"] == "family" else f"-{plan['pendulums']}") + (
-        f"-h{plan['model_history']}" if plan["model_history"] else "")
+    result = Result("mbmpo-pendulum", options.seed, "cpu", 0.0, plan, rows, notes, measured=measured)
+    setting = ("" if plan.pendulums == "family" else f"-{plan.pendulums}") + (
+        f"-h{plan.model_history}" if plan.model_history else "")
     plot = Path(options.out_dir) / f"mbmpo-pendulum{setting}-seed{options.seed}.png"
     result.artifacts["plot"] = save_plot(result.to_dict(), plot)
-    result.wall_seconds, plan["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
+    result.wall_seconds, result.measured["cpu_seconds"] = clock.wall(), round(clock.cpu(), 1)
     if any(o["resumed"] for o in outcomes.values()):
         notes.append("resumed from checkpoints: the command's wall and CPU time cover this session only; "
                      "each method's times above add up every session")
@@ -358,11 +387,11 @@ def _final_return(curve: list[dict]) -> float:
     return float(np.mean([point["return"] for point in curve[-3:]]))
 
 
-def _notes(outcomes: dict, target: float, reached: dict, ratio, plan: dict) -> list[str]:
+def _notes(outcomes: dict, target: float, reached: dict, ratio, plan: PendulumBudget, measured: dict) -> list[str]:
     notes = [f"target return = PPO's final return (mean of its last 3 evaluations): {target:.1f}; "
-             f"MB-MPO's final return, the same way: {plan['mbmpo_final_return']:.1f} ("
-             + ("PPO never reached it" if plan["ppo_steps_to_mbmpo_final"] is None
-                else f"PPO first reached it at {plan['ppo_steps_to_mbmpo_final']:,} real steps") + ")"]
+             f"MB-MPO's final return, the same way: {measured['mbmpo_final_return']:.1f} ("
+             + ("PPO never reached it" if measured["ppo_steps_to_mbmpo_final"] is None
+                else f"PPO first reached it at {measured['ppo_steps_to_mbmpo_final']:,} real steps") + ")"]
     for name, o in outcomes.items():
         steps = "never reached" if reached[name] is None else f"reached at {reached[name]:,} real steps"
         notes.append(f"{name}: target {steps}; {o['real_steps']:,} real steps in all; "
@@ -370,7 +399,7 @@ def _notes(outcomes: dict, target: float, reached: dict, ratio, plan: dict) -> l
                      "the time of its earlier parts)")
     if ratio is not None:
         notes.append(f"MB-MPO reached PPO's final return with {ratio:.1f}x fewer real steps")
-    notes.append(f"evaluation: {plan['test_tasks']} held-out pendulums x {plan['test_episodes']} episodes, "
+    notes.append(f"evaluation: {plan.test_tasks} held-out pendulums x {plan.test_episodes} episodes, "
                  "sampled actions; evaluation episodes are not counted as training steps")
     return notes
 
@@ -379,7 +408,7 @@ def save_plot(result: dict, path: Path) -> str:
     """Return vs real environment steps (log x) for every method, the target and the step counts."""
     from matplotlib import pyplot as plt  # imported here only: the library runs without it
 
-    budget = result["budget"]
+    budget = {**result["budget"], **result.get("measured", {})}
     colors = {"MB-MPO": "tab:blue", "PPO": "tab:orange", "MAML-RL": "tab:green"}
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, curve in budget["curves"].items():

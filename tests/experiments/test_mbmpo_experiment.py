@@ -10,11 +10,10 @@ from metacourse.reproduce import RunOptions
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_plan(iterations: int) -> dict:
-    plan = experiment.budget(RunOptions(fast=True))
-    plan.update(mbmpo_iterations=iterations, meta_steps_per_iteration=1, imagined_episodes=2,
-                max_model_epochs=2, test_tasks=2, policy_hidden=[8], model_hidden=[16])
-    return plan
+def tiny_plan(iterations: int) -> experiment.PendulumBudget:
+    return experiment.budget(RunOptions(fast=True)).replace(
+        mbmpo_iterations=iterations, meta_steps_per_iteration=1, imagined_episodes=2, max_model_epochs=2,
+        test_tasks=2, policy_hidden=(8,), model_hidden=(16,))
 
 
 def test_an_interrupted_mbmpo_run_resumes_to_the_same_curve(tmp_path):
@@ -46,10 +45,11 @@ def test_fast_run_returns_rows_for_every_method_and_a_plot(tmp_path, capsys):
     metrics = {(row["method"].split()[0], row["metric"]) for row in result["rows"]}
     for method in ("MB-MPO", "PPO", "MAML-RL"):
         assert {(method, "final_return"), (method, "real_steps_to_target"), (method, "real_steps_total")} <= metrics
-    budget = result["budget"]
-    assert budget["curves"]["MB-MPO"][-1]["real_steps"] == 5 * 200 * (1 + budget["mbmpo_iterations"])
-    assert budget["steps_to_target"]["PPO"] is not None  # PPO reaches its own final return
-    assert set(budget["method_cpu_seconds"]) == {"MB-MPO", "PPO", "MAML-RL"} and budget["cpu_seconds"] > 0
+    budget, measured = result["budget"], result["measured"]
+    assert measured["curves"]["MB-MPO"][-1]["real_steps"] == 5 * 200 * (1 + budget["mbmpo_iterations"])
+    assert measured["steps_to_target"]["PPO"] is not None  # PPO reaches its own final return
+    assert set(measured["method_cpu_seconds"]) == {"MB-MPO", "PPO", "MAML-RL"} and measured["cpu_seconds"] > 0
+    assert "curves" not in budget  # the plan holds settings only
     assert open(result["artifacts"]["plot"], "rb").read(4) == b"\x89PNG"
 
 
@@ -67,15 +67,16 @@ def test_model_history_trains_mbmpo_anew_but_reuses_the_baselines_checkpoint(tmp
     result = json.loads((tmp_path / "h2.json").read_text())
     assert result["budget"]["model_history"] == 2
     assert result["artifacts"]["plot"].endswith("mbmpo-pendulum-h2-seed0.png")
-    h0 = json.loads((tmp_path / "h0.json").read_text())["budget"]["curves"]
-    assert result["budget"]["curves"]["PPO"] == h0["PPO"] and result["budget"]["curves"]["MB-MPO"] != h0["MB-MPO"]
+    h0 = json.loads((tmp_path / "h0.json").read_text())["measured"]["curves"]
+    h2 = result["measured"]["curves"]
+    assert h2["PPO"] == h0["PPO"] and h2["MB-MPO"] != h0["MB-MPO"]
 
 
 @pytest.mark.parametrize("setting, low, high", [("family", 0.5, 1.5), ("narrow", 0.8, 1.2), ("standard", 1.0, 1.0)])
 def test_each_pendulum_setting_draws_from_its_range_and_advances_the_rng_alike(setting, low, high):
     """--pendulums picks the range of mass and length; every setting consumes the same random
     numbers, so the rest of a run (action noise, later draws) does not depend on the setting."""
-    plan = {**experiment.budget(RunOptions(fast=True)), "pendulums": setting}
+    plan = experiment.budget(RunOptions(fast=True)).replace(pendulums=setting)
     rng = np.random.default_rng(0)
     env = experiment.draw_pendulums(plan, rng, 200)
     for values in (env.masses, env.lengths):
