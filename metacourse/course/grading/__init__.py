@@ -58,6 +58,7 @@ from typing import Any
 from ..notebook import cell_source, code_cells, is_answer, nbgrader_meta, read_json_nofollow, split_hidden
 from . import report
 from .report import VISIBILITIES, GradeSummary, StudentResult, TestResult, fmt, shorten
+from .run_limits import NotebookLimits
 from .sandbox import Limits, SandboxUnavailable, run_sandboxed, sandbox_available
 
 __all__ = [
@@ -319,23 +320,14 @@ def _walk_notebooks(folder: Path) -> list[Path]:
 
 
 @dataclass(frozen=True)
-class _Options:
-    cell_timeout: float
-    total_timeout: float
-    check_timeout: float
-    max_cell_output: int
-    max_output: int
-    threads: int
+class _Options(NotebookLimits):
+    """The limits of a notebook's run (sent to the executor), then the sandbox's own settings."""
+
     sandbox: bool
     memory_bytes: int
     hidden_visibility: str
     hidden: tuple[Path, ...]
     """Host folders no sandbox may see, even inside a whitelisted folder."""
-
-    def executor_limits(self) -> dict:
-        return {"cell_timeout": self.cell_timeout, "total_timeout": self.total_timeout,
-                "check_timeout": self.check_timeout, "max_cell_output": self.max_cell_output,
-                "max_output": self.max_output, "threads": self.threads}
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -369,7 +361,7 @@ def _read_submission(sub: _Submission) -> tuple[Any, str]:
 
 def _executor_request(nb: Any, spec: LabSpec, legacy: list[CheckCell], options: _Options) -> dict:
     context = sorted({name for check in legacy for name in check.names} - set(spec.exercises))
-    return {"notebook": nb, "limits": options.executor_limits(), "exercises": spec.exercises, "context": context,
+    return {"notebook": nb, "limits": options.as_request(), "exercises": spec.exercises, "context": context,
             "prelude": list(spec.prelude), "checks": [[c.grade_id, c.public, c.hidden] for c in legacy],
             "sandboxed": options.sandbox}
 

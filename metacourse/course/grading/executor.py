@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ..notebook import cell_source
+from .run_limits import NotebookLimits
 
 KERNEL_NAME = "python3"
 """The kernel every submission runs in, whatever kernelspec the notebook names."""
@@ -84,16 +85,6 @@ class _Job:
     """The solution's top-level imports the legacy checks need."""
     checks: list[tuple[str, str, str]]
     """(grade_id, public source, hidden source) of each legacy check cell."""
-
-
-@dataclass(frozen=True)
-class _Limits:
-    cell_timeout: float
-    total_timeout: float
-    check_timeout: float
-    max_cell_output: int
-    max_output: int
-    threads: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +225,7 @@ get_ipython().ask_exit = lambda *args, **kwargs: None
 """
 
 
-def _kernel_env(limits: _Limits, private: Path) -> dict[str, str]:
+def _kernel_env(limits: NotebookLimits, private: Path) -> dict[str, str]:
     env = dict(os.environ, METACOURSE_FAST="1", PYTHONUNBUFFERED="1")
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(name, str(limits.threads))
@@ -245,7 +236,7 @@ def _kernel_env(limits: _Limits, private: Path) -> dict[str, str]:
     return env
 
 
-async def _execute(nb: Any, job: _Job, limits: _Limits, workdir: Path, export_path: Path) -> _Execution:
+async def _execute(nb: Any, job: _Job, limits: NotebookLimits, workdir: Path, export_path: Path) -> _Execution:
     """Run the notebook's code cells; then write the exercise functions to ``export_path``."""
     notes: dict[int, str] = {}
     dropped: set[int] = set()
@@ -281,7 +272,7 @@ async def _execute(nb: Any, job: _Job, limits: _Limits, workdir: Path, export_pa
 
 
 async def _run_cells(client: Any, nb: Any, code: list[int], state: tuple[set[int], set[int], dict[int, str]],
-                     notes: dict[int, str], limits: _Limits, deadline: float) -> bool:
+                     notes: dict[int, str], limits: NotebookLimits, deadline: float) -> bool:
     """Run the code cells not dropped; return True when the kernel must be restarted.
 
     ``state`` is (dropped, ran): cells left out for good, and cells that finished in an earlier
@@ -510,7 +501,7 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 
 
 async def _run_worker(job: _Job, todo: list[tuple[str, str, str]], export_path: Path, workdir: Path,
-                      limits: _Limits, attempt: int) -> tuple[dict[str, dict], str | None]:
+                      limits: NotebookLimits, attempt: int) -> tuple[dict[str, dict], str | None]:
     """Start one grading process for ``todo``; return the finished checks and, if it stopped
     early, the grade_id it stopped in (or "" before the first check) with the reason."""
     progress, spec_path = workdir / f"progress-{attempt}.jsonl", workdir / f"checks-{attempt}.pkl"
@@ -563,7 +554,7 @@ def _tail(path: Path, limit: int = 600) -> str:
     return text[-limit:]
 
 
-async def _run_checks(job: _Job, export_path: Path, workdir: Path, limits: _Limits) -> dict[str, dict]:
+async def _run_checks(job: _Job, export_path: Path, workdir: Path, limits: NotebookLimits) -> dict[str, dict]:
     """Run every legacy check of ``job``; a check that hangs or ends the process fails alone."""
     results: dict[str, dict] = {}
     for attempt in range(len(job.checks) + 1):
@@ -626,7 +617,7 @@ def _fresh(path: Path) -> None:
 async def _main_async(request: dict, outdir: Path) -> dict:
     import nbformat
 
-    limits = _Limits(**request["limits"])
+    limits = NotebookLimits(**request["limits"])
     job = _Job(dict(request["exercises"]), list(request["context"]), list(request["prelude"]),
                [tuple(check) for check in request["checks"]])
     workdir = Path.cwd()
