@@ -18,6 +18,7 @@ import html.parser
 import importlib.util
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +57,13 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A page left before all its files arrived (the next page was asked for) is no error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Ids(html.parser.HTMLParser):
     """The ``id`` and ``name`` attributes of a page: the anchors a link may point at."""
 
@@ -85,7 +93,7 @@ def book(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def site_url(book):
     """The built site served on 127.0.0.1 (a free port), for as long as the module runs."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(book.html)))
+    server = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(book.html)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
