@@ -10,15 +10,17 @@ function of no argument that raises on failure) and hands it to :func:`run_check
         run_checks("lab04/adapt", [("matches the reference on random tasks", matches_reference)])
 
 :func:`run_checks` prints exactly one stable verdict line (``lab04/adapt: 3/3 checks passed``),
-which the notebooks mark ``# NBVAL_CHECK_OUTPUT``, and raises ``AssertionError`` listing the
-failed checks. Submodules (``metacourse.checks.lab04``) are imported on first attribute access.
-This package imports only numpy; torch is never imported here (tensors are recognised when the
+which the notebooks mark ``# NBVAL_CHECK_OUTPUT``, and raises :class:`CheckFailed` (an
+``AssertionError`` that IPython shows as its message only; ``METACOURSE_DEBUG=1`` shows the full
+traceback) listing the failed checks. Submodules (``metacourse.checks.lab04``) are imported on
+first attribute access. This package imports only numpy; torch is never imported here (tensors are recognised when the
 caller has already imported torch).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -27,12 +29,41 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Check", "assert_close", "run_checks"]
+__all__ = ["Check", "CheckFailed", "assert_close", "run_checks"]
 
 Check = tuple[str, Callable[[], None]]
 """A named check: it passes when calling it returns without raising."""
 
 _MAX_MESSAGE_CHARS = 400
+DEBUG_ENV = "METACOURSE_DEBUG"
+"""Set to ``1`` to see the full traceback of a failed check in a notebook."""
+
+
+class CheckFailed(AssertionError):
+    """Some checks of an exercise failed: the message names the exercise and each failed check.
+
+    An ``AssertionError``, so ``pytest.raises(AssertionError)`` and graders catch it as before. In
+    IPython/Jupyter it renders as its message alone: the frames inside ``metacourse.checks`` tell a
+    student nothing the message does not. With ``METACOURSE_DEBUG=1`` (read when the error is shown,
+    so ``%env METACOURSE_DEBUG=1`` in the notebook is enough) IPython shows the full traceback.
+    """
+
+    def __init__(self, label: str, message: str):
+        super().__init__(message)
+        self.label = label
+        """The exercise, e.g. ``"lab04/adapt"``."""
+
+    @property
+    def _render_traceback_(self) -> Callable[[], list[str]]:
+        # IPython calls ``_render_traceback_()`` when ``hasattr`` finds it; in debug mode the
+        # attribute is absent, so IPython prints its usual traceback.
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise AttributeError("_render_traceback_")
+        return self._short_traceback
+
+    def _short_traceback(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}",
+                f"(the full traceback: %env {DEBUG_ENV}=1, then run the check cell again)"]
 
 
 def _short(message: str) -> str:
@@ -58,8 +89,8 @@ def run_checks(label: str, checks: Sequence[Check]) -> None:
     A check passes when it returns without raising; any ``Exception`` (``AssertionError``,
     ``NotImplementedError`` from a student's stub, a crash in the student's code) is a failure.
     Prints ``"{label}: {passed}/{total} checks passed"``; when some failed, then raises
-    ``AssertionError`` whose message names each failed check with its error message (no
-    traceback). ``KeyboardInterrupt`` and other ``BaseException`` pass through.
+    :class:`CheckFailed` (an ``AssertionError``) whose message names each failed check with its
+    error message (no traceback). ``KeyboardInterrupt`` and other ``BaseException`` pass through.
     """
     __tracebackhide__ = True  # pytest and IPython hide this frame
     if not checks:
@@ -75,7 +106,7 @@ def run_checks(label: str, checks: Sequence[Check]) -> None:
     if failures:
         lines = [f"{label}: {len(failures)} of {total} checks failed:"]
         lines += [f"  - {name}: {_short(message)}" for name, message in failures]
-        raise AssertionError("\n".join(lines)) from None
+        raise CheckFailed(label, "\n".join(lines)) from None
 
 
 # ---------------------------------------------------------------------------------------------
