@@ -3,7 +3,8 @@
 :func:`normalise` makes an executed notebook's file stable and clean, so that re-running it
 changes only what the code shows, and opening it in JupyterLab does not mark it modified:
 
-- the notebook metadata is the course's canonical kernel (no widget state, no run times);
+- the notebook metadata is the course's canonical kernel, as JupyterLab writes it (no widget state,
+  no run times);
 - cells keep their tags but lose nbclient's execution timings;
 - progress bars and warnings (the standard-error stream) are dropped from stored outputs;
 - widget views are stored by their text fallback only (their state is not saved);
@@ -15,6 +16,7 @@ changes only what the code shows, and opening it in JupyterLab does not mark it 
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import nbformat
@@ -25,10 +27,21 @@ from .labs import _VOLATILE_CELL_METADATA, _write
 __all__ = ["CANONICAL_METADATA", "normalise", "normalised", "problems"]
 
 CANONICAL_METADATA = {
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python", "pygments_lexer": "ipython3"},
+    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+    "language_info": {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+    },
 }
-"""The notebook metadata every course notebook carries (what JupyterLab leaves unchanged)."""
+"""The notebook metadata every course notebook carries: what JupyterLab writes into a notebook when
+its kernel connects (the kernelspec of ipykernel, the ``language_info`` of its info reply), so that
+opening a lecture does not mark it modified. ``language_info.version`` is added by :func:`normalised`
+(the Python the lecture was executed with): a reader on another Python version sees the notebook
+marked modified once the kernel reports its own."""
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -52,7 +65,9 @@ def _clean_outputs(outputs: list) -> list:
 
 def normalised(nb: NotebookNode) -> NotebookNode:
     """``nb`` with canonical metadata, clean outputs and renumbered execution counts (in place)."""
+    version = nb.metadata.get("language_info", {}).get("version") or platform.python_version()
     nb.metadata = nbformat.from_dict(CANONICAL_METADATA)
+    nb.metadata.language_info.version = version  # the executing kernel's, kept when stored
     count = 0
     for cell in nb.cells:
         for key in _VOLATILE_CELL_METADATA:

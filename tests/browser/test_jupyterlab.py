@@ -10,6 +10,7 @@ always is, so the harness itself is tested. Screenshots: see ``conftest.py``. Ma
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -69,6 +70,12 @@ _ALL_RAN_JS = """() => {
   const code = cells.filter(c => (c.querySelector('.cm-content')?.textContent || '').trim() !== '');
   return code.length > 0 && code.every(c => /\\[\\d+\\]/.test(c.querySelector('.jp-InputPrompt')?.textContent || ''));
 }"""
+
+
+# JupyterLab marks a modified document with ``jp-mod-dirty``: on its tab (the dot) and on the widget.
+_DIRTY_JS = """() => !!document.querySelector(
+  '.jp-NotebookPanel:not(.lm-mod-hidden).jp-mod-dirty, '
+  + '.lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current.jp-mod-dirty')"""
 
 
 def _fixture_notebook() -> nbformat.NotebookNode:
@@ -252,3 +259,55 @@ def test_lecture_04_runs_in_jupyterlab(jupyterlab, chromium, artifacts: Path) ->
         _check_no_errors(student)
     finally:
         student.page.close()
+
+
+def _saved_differences(stored: dict, saved: dict) -> list[str]:
+    """What JupyterLab's save changed: notebook metadata keys, format numbers, cells."""
+    found = [f"metadata.{key}: stored {stored['metadata'].get(key)!r}, saved {saved['metadata'].get(key)!r}"
+             for key in sorted(set(stored["metadata"]) | set(saved["metadata"]))
+             if stored["metadata"].get(key) != saved["metadata"].get(key)]
+    found += [f"{key}: stored {stored.get(key)!r}, saved {saved.get(key)!r}"
+              for key in ("nbformat", "nbformat_minor") if stored.get(key) != saved.get(key)]
+    changed = [index for index, (a, b) in enumerate(zip(stored["cells"], saved["cells"], strict=False)) if a != b]
+    if changed or len(stored["cells"]) != len(saved["cells"]):
+        found.append(f"cells {changed[:8]} (of {len(stored['cells'])} stored, {len(saved['cells'])} saved)")
+    return found
+
+
+@pytest.mark.skipif(not LECTURE.is_file(), reason="lectures/04_maml.ipynb is not written yet")
+@pytest.mark.parametrize("as_stored", [True, False], ids=["stored", "normalised-now"])
+def test_opening_a_lecture_does_not_mark_it_modified(jupyterlab, chromium, artifacts: Path, as_stored: bool) -> None:
+    """A student who opens a lecture and reads it sees no "unsaved changes" dot, once the kernel
+    has started and JupyterLab has written the kernel's ``kernelspec`` and ``language_info`` into
+    the notebook. ``stored``: the committed file; ``normalised-now``: the file as
+    ``metacourse.course.executed.normalised`` writes it today (tells a stale lecture from a wrong
+    ``CANONICAL_METADATA``). When it is marked, the notebook is saved and what JupyterLab rewrote is
+    named."""
+    from metacourse.course.executed import normalised
+
+    url, served = jupyterlab
+    relative = _serve(served, LECTURE, "lectures/04_maml.ipynb")
+    if not as_stored:
+        relative = "lectures/04_maml_normalised.ipynb"
+        nbformat.write(normalised(nbformat.read(LECTURE, as_version=4)), served / relative)
+    stored = json.loads((served / relative).read_text())
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    student = Student(page, f"lecture04-open-{'stored' if as_stored else 'normalised'}", artifacts)
+    try:
+        student.open(f"{url}/lab/tree/{relative}")
+        page.wait_for_timeout(2_000)  # the kernel's info reply has arrived; give its handlers time to run
+        student.shot("opened")
+        if not page.evaluate(_DIRTY_JS):
+            return
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").click()
+        page.keyboard.press("Control+s")
+        page.wait_for_function(f"() => !({_DIRTY_JS})()", timeout=30_000, polling=250)
+        saved = json.loads((served / relative).read_text())
+        changes = _saved_differences(stored, saved) or ["nothing in the file (a change kept in memory only)"]
+        fix = ("normalise the lectures again (python -m metacourse.course.notebook normalise lectures/*.ipynb)"
+               if as_stored else "store what JupyterLab writes: CANONICAL_METADATA in metacourse/course/executed.py")
+        pytest.fail(f"opening {relative} marks it modified; saving it rewrote:\n  " + "\n  ".join(changes)
+                    + f"\n{fix}", pytrace=False)
+    finally:
+        page.close()
