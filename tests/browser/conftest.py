@@ -16,6 +16,7 @@ tests see all outputs), news and update checks off (no network) and autosave off
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -138,12 +139,21 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Ite
         sys.executable, "-m", "jupyterlab", f"--ServerApp.port={port}", f"--ServerApp.root_dir={served}",
         f"--LabApp.app_settings_dir={settings}",
     ]
+    with running_server(command, env, served, port, log, artifacts / "jupyterlab.log") as url:
+        yield url, served
+
+
+@contextlib.contextmanager
+def running_server(command: list[str], env: dict[str, str], served: Path, port: int, log: Path,
+                   kept_log: Path) -> Iterator[str]:
+    """Run a Jupyter server ``command`` in ``served``, yield its URL once it answers, stop it at the
+    end and keep its log as ``kept_log``."""
     with open(log, "w") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=served)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, proc, log)
-        yield url, served
+        yield url
     finally:
         proc.terminate()
         try:
@@ -151,7 +161,7 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Ite
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.copy(log, artifacts / "jupyterlab.log")
+        shutil.copy(log, kept_log)
 
 
 @pytest.fixture(scope="session")
