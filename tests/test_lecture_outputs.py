@@ -25,8 +25,6 @@ TAG = "nbval-check-output"
 LECTURES = sorted((ROOT / "lectures").glob("[0-9][0-9]_*.ipynb"))
 APPENDICES = sorted((ROOT / "lectures" / "appendix").glob("*.ipynb"))
 NOTEBOOKS = [*LECTURES, *APPENDICES]
-NOT_YET_TAGGED = {"01_what_is_meta_learning", "02_few_shot_classification", "02_few_shot_classification_appendix"}
-"""Notebooks whose stored-result cells are not tagged yet: skipped while none is tagged."""
 FIGURE_REPRS = ("<Figure size", "<IPython.core.display.Image object>")
 REPRODUCE = ("Re-execute it (cd lectures && METACOURSE_FAST=1 jupyter nbconvert --to notebook --execute --inplace "
              "NOTEBOOK), then python -m metacourse.course.notebook normalise NOTEBOOK")
@@ -54,8 +52,6 @@ def _compared_text(cell: nbformat.NotebookNode) -> list[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_lecture_checks_the_outputs_of_its_stored_results(path: Path):
     tagged = _tagged(path)
-    if not tagged and path.stem in NOT_YET_TAGGED:
-        pytest.skip(f"{path.name}: no cell tagged {TAG} yet, so nbval does not compare its stored outputs")
     assert tagged, (f"{path.name}: no cell is tagged {TAG}; tag (cell metadata tags) the cells that show stored "
                     "results, so nbval compares their outputs with what the code prints now")
     for index, cell in tagged:
@@ -65,11 +61,6 @@ def test_a_lecture_checks_the_outputs_of_its_stored_results(path: Path):
             f"{path.name}, cell {index}: the stored output is an error. {REPRODUCE}"
         assert "NBVAL_IGNORE_OUTPUT" not in cell.source, \
             f"{path.name}, cell {index}: tagged {TAG} and marked # NBVAL_IGNORE_OUTPUT; keep one"
-
-
-def test_the_cells_not_yet_tagged_are_named_by_notebooks_that_exist():
-    stems = {path.stem for path in NOTEBOOKS}
-    assert NOT_YET_TAGGED <= stems, f"no such notebook: {sorted(NOT_YET_TAGGED - stems)}"
 
 
 def _notebook(path: Path, printed: list[str]) -> None:
