@@ -7,7 +7,8 @@ changes only what the code shows, and opening it in JupyterLab does not mark it 
   no run times);
 - cells keep their tags but lose nbclient's execution timings;
 - progress bars and warnings (the standard-error stream) are dropped from stored outputs;
-- widget views are stored by their text fallback only (their state is not saved);
+- widget views (sliders, progress bars) are not stored: their state is not saved, and their text
+  fallback ("0%|...", "interactive(children=...)") shows a reader nothing;
 - execution counts run 1, 2, 3, ... over the cells that ran.
 
 ``python -m metacourse.course.notebook normalise lectures/04_maml.ipynb [...]``
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from pathlib import Path
 
 import nbformat
@@ -43,6 +45,13 @@ opening a lecture does not mark it modified. ``language_info.version`` is added 
 (the Python the lecture was executed with): a reader on another Python version sees the notebook
 marked modified once the kernel reports its own."""
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_TEXT = re.compile(r"(interactive|HBox|VBox|IntProgress|FloatProgress|IntSlider|FloatSlider|FloatLogSlider|"
+                         r"Button|Output)\(|\s*\d+%\|")
+"""The text fallback of a widget or of a progress bar, stored when a notebook runs headless."""
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else value
 
 
 def _clean_outputs(outputs: list) -> list:
@@ -54,10 +63,8 @@ def _clean_outputs(outputs: list) -> list:
             # a carriage return rewrites the line: keep what a terminal would finally show
             output["text"] = "\n".join(line.rsplit("\r", 1)[-1] for line in output["text"].split("\n"))
         data = output.get("data")
-        if data is not None:
-            data.pop(WIDGET_VIEW, None)
-            if not data:
-                continue
+        if data is not None and (WIDGET_VIEW in data or WIDGET_TEXT.match(_text(data.get("text/plain", "")))):
+            continue  # a live widget (a slider, a progress bar): its text fallback shows a reader nothing
         output.get("metadata", {}).pop("execution", None)
         kept.append(output)
     return kept
