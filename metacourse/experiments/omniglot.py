@@ -603,7 +603,8 @@ def backend_benchmark_markdown(stored) -> str:
                      f"| {speed} | {cell(second, 'max_rel_grad_diff_vs_loop_float64', '.0e')} |")
     config = data["config"]
     lines.append(f"\nConfig {config['name']}: {config['n_way']}-way {config['k_shot']}-shot, {config['n_query']} "
-                 f"query per class, {config['inner_steps']} inner step{'' if config['inner_steps'] == 1 else 's'} with α = {config['inner_lr']}, meta-batch "
+                 f"query per class, {config['inner_steps']} inner step{'' if config['inner_steps'] == 1 else 's'} "
+                 f"with α = {config['inner_lr']}, meta-batch "
                  f"{config['meta_batch']}, {config['input']} images; {data['threads']} CPU threads, torch "
                  f"{data['torch']}, SGEMM peak {data['sgemm_peak_gflop_per_s']:.0f} GFLOP/s "
                  f"(`results/{stored.name}.json`).")
