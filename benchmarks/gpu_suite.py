@@ -80,7 +80,8 @@ def part_maml(out: Path, seconds: float, device: str, dry_run: bool) -> dict:
     start = time.perf_counter()
     _cli(common + ["--meta-steps", str(probe_steps), "--test-tasks", str(probe_tasks),
                    "--json", str(probe), "--out-dir", str(out / "runs" / "probe")])
-    budget = _read(probe)["budget"]
+    stored = _read(probe)
+    budget = {**stored["budget"], **stored.get("measured", {})}  # times are measured, not planned
     per_step = budget["train_seconds"] / probe_steps
     test_tasks = 10 if dry_run else 600
     eval_seconds = budget["eval_seconds"] * test_tasks / probe_tasks
@@ -115,7 +116,7 @@ def part_rl2(out: Path, seconds: float, kind: str, dry_run: bool) -> dict:
     start = time.perf_counter()
     probe_updates = 3
     probe = run(probe_updates, out / f"{name}.probe.json", out / "runs" / "probe")
-    train = probe["budget"]["rl2"].get("train_wall_seconds_all_sessions", probe["wall_seconds"])
+    train = probe.get("measured", {}).get("rl2", {}).get("train_wall_seconds_all_sessions", probe["wall_seconds"])
     per_update = train / probe_updates
     fixed = probe["wall_seconds"] - train  # baselines' validation, test instances, start-up
     left = seconds - (time.perf_counter() - start)
