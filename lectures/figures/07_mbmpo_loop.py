@@ -1,31 +1,12 @@
 """Draws 07_mbmpo_loop.svg, the MB-MPO loop of Lecture 7:
 python lectures/figures/07_mbmpo_loop.py [preview.png]"""
 
-import sys
-from pathlib import Path
+from functools import partial
 
-import matplotlib
+from _diagram import arrow, box, plt, save
 
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-plt.rcParams["svg.fonttype"] = "none"  # text stays text: a small, searchable SVG
-plt.rcParams["svg.hashsalt"] = "metacourse"  # the same element ids on every run
-
-
-def box(axis, x, y, text, color, width=2.3, height=0.9):
-    axis.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.05",
-                                  facecolor=color, edgecolor="0.3", lw=1))
-    axis.text(x, y, text, ha="center", va="center", fontsize=9)
-
-
-def arrow(axis, start, end, text="", offset=(0, 0.15), **style):
-    axis.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color="0.25", lw=1.2,
-                                   **style))
-    if text:
-        axis.text((start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1], text,
-                  ha="center", va="bottom", fontsize=8, color="0.2")
+box = partial(box, width=2.3, height=0.9)
+arrow = partial(arrow, offset=(0, 0.15), text_color="0.2")
 
 
 figure, axis = plt.subplots(figsize=(10, 4.6))
@@ -50,7 +31,4 @@ arrow(axis, (1.4, 4.5), (1.4, 3.1), "add", offset=(0.3, -0.1))
 arrow(axis, (2.6, 2.5), (3.2, 2.5))
 axis.text(7.5, 0.05, "inner loop: one policy-gradient step per model      outer loop: meta-steps on θ",
           ha="center", fontsize=8, style="italic", color="0.3")
-figure.tight_layout()
-figure.savefig(Path(__file__).with_suffix(".svg"), metadata={"Date": None})  # the same file on every run
-if len(sys.argv) > 1:
-    figure.savefig(sys.argv[1], dpi=80)
+save(figure, __file__)

@@ -1,30 +1,12 @@
 """Draws 08_meta_critic.svg, the two networks of Meta-Critic Networks (Lecture 8):
 python lectures/figures/08_meta_critic.py [preview.png]"""
 
-import sys
-from pathlib import Path
+from functools import partial
 
-import matplotlib
+from _diagram import arrow, box, plt, save
 
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-plt.rcParams["svg.fonttype"] = "none"  # text stays text: a small, searchable SVG
-plt.rcParams["svg.hashsalt"] = "metacourse"  # the same element ids on every run
-
-
-def box(axis, x, y, text, color, width=2.4, height=1.0):
-    axis.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.05",
-                                  facecolor=color, edgecolor="0.3", lw=1))
-    axis.text(x, y, text, ha="center", va="center", fontsize=9)
-
-
-def arrow(axis, start, end, text="", offset=(0, 0.1), color="0.25", **style):
-    axis.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color=color, lw=1.2, **style))
-    if text:
-        axis.text((start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1], text,
-                  ha="center", va="bottom", fontsize=8, color=color)
+box = partial(box, width=2.4, height=1.0)
+arrow = partial(arrow, offset=(0, 0.1))
 
 
 figure, axis = plt.subplots(figsize=(10, 4.2))
@@ -48,7 +30,4 @@ arrow(axis, (9.45, 4.1), (10.3, 3.35), color="tab:blue")
 axis.text(6.2, 0.35, "meta-training (Algorithm 1): many tasks, both steps    ·    "
           "meta-test (Algorithm 2): critic frozen, only the actor step", ha="center", fontsize=8,
           style="italic", color="0.3")
-figure.tight_layout()
-figure.savefig(Path(__file__).with_suffix(".svg"), metadata={"Date": None})  # the same file on every run
-if len(sys.argv) > 1:
-    figure.savefig(sys.argv[1], dpi=80)
+save(figure, __file__)

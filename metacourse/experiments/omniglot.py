@@ -523,8 +523,8 @@ def _evaluation_time(budget: dict) -> str:
     return f"{budget['eval_seconds']:.0f} s" + ("" if cpu is None else f" ({cpu:.0f} s)")
 
 
-def _minutes(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds / 60:.0f} min"
+def _minutes(seconds: float | None, missing: str = "—") -> str:
+    return missing if seconds is None else f"{seconds / 60:.0f} min"
 
 
 # --- Showing stored results ---
@@ -546,8 +546,7 @@ def gradient_methods_markdown(stored_runs) -> str:
         settings = {**stored.plan, **stored.measured}
         row = stored.rows[0]
         cpu, wall, parts = (settings.get(key) for key in ("train_cpu_seconds", "train_seconds", "train_segments"))
-        times = (f"{'not recorded' if cpu is None else f'{cpu / 60:.0f} min'} "
-                 f"({'—' if wall is None else f'{wall / 60:.0f} min'} wall"
+        times = (f"{_minutes(cpu, 'not recorded')} ({_minutes(wall)} wall"
                  + (f", {parts} parts" if parts and parts > 1 else "") + ")")
         source = next((note.removeprefix("paper: ") for note in stored.notes if note.startswith("paper: ")), "—")
         fast = " **FAST: a smoke test**" if any("FAST" in note for note in stored.notes) else ""
@@ -660,8 +659,7 @@ def protocol_results_markdown(stored_runs, methods=("M",)) -> str:
     for stored in stored_runs:
         settings, row = {**stored.plan, **stored.measured}, stored.rows[0]
         cpu, wall = settings.get("train_cpu_seconds"), settings.get("train_seconds")
-        times = (f"{'not recorded' if cpu is None else f'{cpu / 60:.0f} min'} "
-                 f"({'—' if wall is None else f'{wall / 60:.0f} min'})")
+        times = f"{_minutes(cpu, 'not recorded')} ({_minutes(wall)})"
         paper = ("—" if row.paper is None
                  else f"{row.paper:g} ({PAPER_PROTOCOL.get(settings['method'], 'not stated')})")
         fast = " **FAST: a smoke test**" if any("FAST" in note for note in stored.notes) else ""
