@@ -29,7 +29,7 @@ import torch
 from ..evaluate import adaptation_curve, summarize
 from ..models import MLP
 from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
-from ..rl import meta_critic
+from ..rl import meta_critic, task_env
 from ..rl.envs import BatchedCartPole, sample_pole_lengths
 from ..tasks import SinusoidTasks
 from ..tasks.base import TaskBatch
@@ -299,25 +299,25 @@ class CartPoleStage:
         self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
         self.count, self.lengths, self.recent_return = 0, None, 0.0
 
-    def _start(self, lengths: np.ndarray, env_rng: np.random.Generator) -> None:
-        self.lengths = lengths
-        self.env = BatchedCartPole(np.repeat(lengths, self.plan.carts_per_task), env_rng)
-        self.states, self.running, self.trace = self.env.reset(), np.zeros(self.env.n_envs), None
+    def _start(self, lengths: np.ndarray, env_seed: int) -> None:
+        self.lengths, self.env = lengths, BatchedCartPole(lengths)
+        self.env_generator = torch.Generator().manual_seed(env_seed)  # the carts' starts and restarts
+        self.obs, self.trace = self.env.reset(self.plan.carts_per_task, self.env_generator), None
+        self.running = torch.zeros(len(lengths), self.plan.carts_per_task)
         self.actors = meta_critic.init_actors(self.actor_model, len(lengths))
         self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=self.cfg.actor_lr)
 
-    def sample(self, n_tasks: int, rng: np.random.Generator) -> meta_critic.Transitions:
+    def sample(self, n_tasks: int, rng: np.random.Generator) -> task_env.Rollout:
         if self.count % self.plan.actor_lifetime == 0:
-            self._start(sample_pole_lengths(rng, n_tasks), np.random.default_rng(rng.integers(2**32)))
-        self.returns = [[] for _ in range(self.env.n_envs)]
-        batch, self.states = meta_critic.collect(self.env, self.actor_model, self.actors, self.states,
-                                                 self.plan.steps_per_update, self.returns, self.running,
-                                                 self.generator)
+            self._start(sample_pole_lengths(rng, n_tasks), int(rng.integers(2**32)))
+        batch = meta_critic.collect(self.env, self.actor_model, self.actors, self.obs, self.plan.steps_per_update,
+                                    self.generator)
+        self.obs = batch.final_obs
+        self.returns, self.running = meta_critic.finished_returns(batch, self.running)
         return batch
 
-    def step(self, batch: meta_critic.Transitions) -> dict[str, float]:
-        self.trace = meta_critic.update_trace(self.trace, batch, len(self.lengths), self.cfg.trace_length,
-                                              self.env.n_actions)
+    def step(self, batch: task_env.Rollout) -> dict[str, float]:
+        self.trace = meta_critic.update_trace(self.trace, batch, self.cfg.trace_length, self.env.n_actions)
         metrics = meta_critic.meta_step(self.critic, self.critic_optimizer, self.actor_model, self.actors,
                                         self.actor_optimizer, batch, self.trace, self.cfg)
         finished = [r for returns in self.returns for r in returns]
@@ -329,7 +329,7 @@ class CartPoleStage:
         if self.lengths is None:
             return {"count": 0, "critic_optimizer": self.critic_optimizer.state_dict(),
                     "generator": self.generator.get_state()}
-        return {"count": self.count, "lengths": self.lengths, "env_rng": self.env.rng.bit_generator.state,
+        return {"count": self.count, "lengths": self.lengths, "env_generator": self.env_generator.get_state(),
                 "env_states": self.env.states, "env_steps": self.env.steps, "running": self.running,
                 "trace": self.trace, "actors": self.actors.state_dict(), "recent_return": self.recent_return,
                 "actor_optimizer": self.actor_optimizer.state_dict(),
@@ -341,10 +341,10 @@ class CartPoleStage:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         if "lengths" not in state:
             return
-        self._start(state["lengths"], np.random.default_rng())
-        self.env.rng.bit_generator.state = state["env_rng"]
+        self._start(state["lengths"], 0)
+        self.env_generator.set_state(state["env_generator"])
         self.env.states, self.env.steps = state["env_states"], state["env_steps"]
-        self.states, self.running, self.trace = self.env.states.astype(np.float32), state["running"], state["trace"]
+        self.obs, self.running, self.trace = self.env.states.float(), state["running"], state["trace"]
         self.recent_return = state["recent_return"]
         self.actors.load_state_dict(state["actors"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
@@ -380,21 +380,20 @@ def learn_held_out(method: str, critic, actor_model, lengths, plan: CartPoleCrit
     """Algorithm 2 on every pole of ``lengths`` at once (fresh actors, n carts each): following the
     frozen meta-critic, or with a standard actor-critic learned from scratch."""
     torch.manual_seed(seed)
-    env = BatchedCartPole(np.repeat(lengths, plan.carts_per_task), np.random.default_rng([seed, 195]))
     actors = meta_critic.init_actors(actor_model, len(lengths))
     if method == "meta-critic":
         optimizer = torch.optim.Adam(actors.parameters(), lr=lr)
         update = lambda batch, trace: meta_critic.actor_loss(  # noqa: E731
-            critic, actor_model, actors, batch.per_task("states", len(lengths)), critic.encoder(trace),
+            critic, actor_model, actors, meta_critic.per_task(batch.obs), critic.encoder(trace),
             cartpole_config().entropy_coef)
     else:
         value_model = MLP(4, (64,), 1)
         values = meta_critic.init_actors(value_model, len(lengths))
         optimizer = torch.optim.Adam([*actors.parameters(), *values.parameters()], lr=lr)
         update = partial(_actor_critic_update, actor_model, actors, value_model, values)
-    return meta_critic.learn_task(env, actor_model, actors, update, optimizer, plan.steps_per_update,
-                                  plan.max_interactions, TARGET_RETURN,
-                                  generator=torch.Generator().manual_seed(seed))
+    return meta_critic.learn_task(BatchedCartPole(lengths), actor_model, actors, update, optimizer,
+                                  plan.carts_per_task, plan.steps_per_update, plan.max_interactions,
+                                  TARGET_RETURN, generator=torch.Generator().manual_seed(seed))
 
 
 def _actor_critic_update(actor_model, actors, value_model, values, batch, trace):

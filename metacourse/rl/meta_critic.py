@@ -21,6 +21,8 @@ actor's last k (s, a, r) triplets into z, and a Meta-Value Network (MVN) Q_ω(s,
 | ω, ψ, β | ``MetaCritic.value``, ``MetaCritic.encoder``, ``cfg.critic_lr`` |
 | z, k | ``z``, ``cfg.trace_length`` |
 | γ, c_H | ``cfg.gamma``, ``cfg.entropy_coef`` |
+| s, a, r, s', d | ``batch.obs``, ``.actions``, ``.rewards``, ``.next_obs``, ``.terminated`` of a ``task_env.Rollout`` |
+|  | (index [task, cart, step]; ``per_task`` pools a task's carts and steps for the sums over states) |
 
 Lecture: lectures/08_meta_critic.ipynb.
 Differs from actor-critic (``actor_critic_loss``) by sharing the critic across tasks and
@@ -41,14 +43,14 @@ from ..functional import forward
 from ..models import MLP
 from ..tasks.base import TaskBatch
 from ..utils import check_nonnegative, check_positive_int
-from .ppo import masked_mean, normalize
+from .ppo import normalize
 from .returns import gae
-from .rollout import sample_actions
+from .task_env import Rollout, TaskEnv, play
 
 __all__ = ["Config", "TaskActorEncoder", "MetaCritic", "init_actors", "actor_params", "act",
            "supervised_trace", "supervised_actor_loss", "supervised_critic_loss",
-           "supervised_meta_step", "train_supervised_actors", "Transitions", "collect",
-           "update_trace", "critic_loss", "actor_loss", "actor_critic_loss", "meta_step",
+           "supervised_meta_step", "train_supervised_actors", "per_task", "sample_actions", "collect",
+           "finished_returns", "update_trace", "critic_loss", "actor_loss", "actor_critic_loss", "meta_step",
            "learn_task"]
 
 
@@ -216,58 +218,48 @@ def train_supervised_actors(model: nn.Module, tasks: TaskBatch, steps: int, acto
     return actors
 
 
-# ---- reinforcement learning: discrete actions, TD-learned Q (1)–(4) ----
+# ---- reinforcement learning: discrete actions, TD-learned Q (1)–(4); any env of rl.task_env with
+# ``n_actions`` discrete actions, E carts (the episode axis) per task, each a stream of episodes ----
 
-@dataclass
-class Transitions:
-    """T steps of B = M·n carts, M tasks with n carts each, task-major; index [env, step]."""
-
-    states: Tensor
-    actions: Tensor
-    rewards: Tensor
-    next_states: Tensor
-    terminated: Tensor
-    truncated: Tensor
-
-    def per_task(self, name: str, n_tasks: int) -> Tensor:
-        """Field ``name`` regrouped as (M, n·T, ...): every step of a task's carts together."""
-        value = getattr(self, name)
-        return value.reshape(n_tasks, -1, *value.shape[2:])
+def per_task(value: Tensor) -> Tensor:
+    """A ``Rollout`` field (T, E, steps, ...) as (T, E·steps, ...): every step of a task's carts together."""
+    return value.reshape(value.shape[0], -1, *value.shape[3:])
 
 
-def collect(env, model: nn.Module, actors: nn.ParameterDict, states: np.ndarray, n_steps: int,
-            returns: list[list[float]], running: np.ndarray, generator: torch.Generator | None = None
-            ) -> tuple[Transitions, np.ndarray]:
-    """Run the actors (actor i drives carts i·n … i·n + n − 1) for ``n_steps`` in a
-    ``BatchedCartPole``-like ``env`` (true next states, then ``restart``), actions drawn with
-    ``generator`` (torch's global generator if None); finished episodes' returns are appended to
-    ``returns[env]``. Returns the transitions and the states to go on from."""
-    n_tasks = len(next(iter(actors.values())))
-    record: dict[str, list] = {name: [] for name in ("states", "actions", "rewards", "next_states",
-                                                     "terminated", "truncated")}
-    for _ in range(n_steps):
-        with torch.no_grad():
-            logits = act(model, actors, torch.as_tensor(states).reshape(n_tasks, -1, states.shape[-1]))
-            actions = sample_actions(torch.softmax(logits, -1), generator).reshape(-1).numpy()
-        next_states, rewards, terminated, truncated = env.step(actions)
-        running += rewards
-        for name, value in zip(record, (states, actions, rewards, next_states, terminated, truncated)):
-            record[name].append(torch.as_tensor(np.array(value)))
-        for index in np.flatnonzero(terminated | truncated):
-            returns[index].append(float(running[index]))
-        running[terminated | truncated] = 0.0
-        states = env.restart(terminated | truncated)
-    stacked = {name: torch.stack(values, dim=1) for name, values in record.items()}
-    stacked["rewards"] = stacked["rewards"].to(torch.get_default_dtype())
-    return Transitions(**stacked), states
+def sample_actions(model: nn.Module, actors: nn.ParameterDict, obs: Tensor, generator: torch.Generator) -> Tensor:
+    """Actor i's action in every cart of task i, a ~ π_φi(·|s) drawn with ``generator``: obs (T, E, S)
+    → actions (T, E)."""
+    probs = torch.softmax(act(model, actors, obs), dim=-1)
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(obs.shape[:2])
 
 
-def update_trace(trace: Tensor | None, batch: Transitions, n_tasks: int, trace_length: int,
-                 n_actions: int) -> Tensor:
-    """The last k (s, onehot a, r) triplets of each task's first cart, (M, k, S + A + 1)."""
-    first = slice(None, None, len(batch.states) // n_tasks)  # cart 0 of each task
-    new = torch.cat([batch.states[first], nn.functional.one_hot(batch.actions[first], n_actions),
-                     batch.rewards[first].unsqueeze(-1)], dim=-1).to(torch.get_default_dtype())
+def collect(env: TaskEnv, model: nn.Module, actors: nn.ParameterDict, obs: Tensor, n_steps: int,
+            generator: torch.Generator) -> Rollout:
+    """``n_steps`` of actor i in the E carts of task i, going on from ``obs`` (T, E, S) (a reset's, or
+    the last rollout's ``final_obs``); ended episodes restart at once (the env's generator draws the
+    starts), actions are drawn with ``generator``. One row of the episode axis is one cart's stream."""
+    return play(env, lambda states, last: sample_actions(model, actors, states, generator), n_steps,
+                obs=obs, restart=True)
+
+
+def finished_returns(batch: Rollout, running: Tensor) -> tuple[list[list[float]], Tensor]:
+    """The returns of the episodes that ended in ``batch`` (a stream rollout), per task, cart by cart
+    in the order they ended; ``running`` (T, E) holds each cart's reward so far in its unfinished
+    episode and is returned updated, for the next rollout."""
+    returns: list[list[list[float]]] = [[[] for _ in range(running.shape[1])] for _ in range(running.shape[0])]
+    running = running.clone()
+    for t in range(batch.n_steps):
+        running += batch.rewards[..., t]
+        for task, cart in batch.ended[..., t].nonzero().tolist():
+            returns[task][cart].append(float(running[task, cart]))
+        running[batch.ended[..., t]] = 0.0
+    return [[r for cart in task for r in cart] for task in returns], running
+
+
+def update_trace(trace: Tensor | None, batch: Rollout, trace_length: int, n_actions: int) -> Tensor:
+    """The last k (s, onehot a, r) triplets of each task's first cart, (T, k, S + A + 1)."""
+    new = torch.cat([batch.obs[:, 0], nn.functional.one_hot(batch.actions[:, 0], n_actions),
+                     batch.rewards[:, 0].unsqueeze(-1)], dim=-1).to(torch.get_default_dtype())
     joined = new if trace is None else torch.cat([trace, new], dim=1)
     return joined[:, -trace_length:]
 
@@ -279,18 +271,17 @@ def _all_actions(critic: MetaCritic, states: Tensor, z: Tensor) -> Tensor:
                         for a in range(critic.action_size)], dim=-1)
 
 
-def critic_loss(critic: MetaCritic, model: nn.Module, actors: nn.ParameterDict, batch: Transitions,
+def critic_loss(critic: MetaCritic, model: nn.Module, actors: nn.ParameterDict, batch: Rollout,
                 z: Tensor, gamma: float) -> Tensor:
     """(3)–(4) Expected-SARSA TD error of Q under each task's own actor, mean over tasks and steps.
     Truncated episodes (the time limit) bootstrap; terminated ones do not."""
-    n_tasks = z.shape[0]
-    states, next_states = batch.per_task("states", n_tasks), batch.per_task("next_states", n_tasks)
-    actions = nn.functional.one_hot(batch.per_task("actions", n_tasks), critic.action_size)
+    states, next_states = per_task(batch.obs), per_task(batch.next_obs)
+    actions = nn.functional.one_hot(per_task(batch.actions), critic.action_size)
     with torch.no_grad():
         policy = torch.softmax(act(model, actors, next_states), dim=-1)
         next_value = (policy * _all_actions(critic, next_states, z)).sum(-1)
-        alive = 1.0 - batch.per_task("terminated", n_tasks).to(next_value.dtype)
-        target = batch.per_task("rewards", n_tasks) + gamma * alive * next_value
+        alive = 1.0 - per_task(batch.terminated).to(next_value.dtype)
+        target = per_task(batch.rewards) + gamma * alive * next_value
     return ((critic(states, actions.to(states.dtype), z) - target) ** 2).mean()
 
 
@@ -306,80 +297,71 @@ def actor_loss(critic: MetaCritic, model: nn.Module, actors: nn.ParameterDict, s
 
 
 def actor_critic_loss(model: nn.Module, actors: nn.ParameterDict, value_model: nn.Module,
-                      values: nn.ParameterDict, batch: Transitions, gamma: float,
+                      values: nn.ParameterDict, batch: Rollout, gamma: float,
                       gae_lambda: float, entropy_coef: float) -> Tensor:
     """The baseline the meta-critic replaces: a standard actor-critic whose own critic V(s) is
     learned from scratch on the task. GAE advantages (``returns.gae``, time-limit ends
     bootstrapped by adding γV(s') to their reward), policy gradient, value regression."""
-    n_tasks = len(next(iter(actors.values())))
-    grouped = lambda tensor: tensor.reshape(n_tasks, -1, *tensor.shape[2:])  # noqa: E731
-    state_values = act(value_model, values, grouped(batch.states)).squeeze(-1).reshape(batch.rewards.shape)
+    shape = batch.rewards.shape  # (T, E, steps)
+    state_values = act(value_model, values, per_task(batch.obs)).reshape(shape)
     with torch.no_grad():
-        next_values = act(value_model, values, grouped(batch.next_states)).squeeze(-1)
-        next_values = next_values.reshape(batch.rewards.shape)
+        next_values = act(value_model, values, per_task(batch.next_obs)).reshape(shape)
     rewards = batch.rewards + gamma * batch.truncated * next_values
-    done = batch.terminated | batch.truncated
-    advantages, targets = gae(rewards, state_values, gamma, gae_lambda, dones=done,
-                              last_value=next_values[:, -1] * ~done[:, -1])
-    logits = act(model, actors, grouped(batch.states))
-    log_policy = torch.log_softmax(logits, -1).reshape(*batch.rewards.shape, -1)
+    advantages, targets = gae(rewards, state_values, gamma, gae_lambda, dones=batch.ended,
+                              last_value=next_values[..., -1] * ~batch.ended[..., -1])
+    log_policy = torch.log_softmax(act(model, actors, per_task(batch.obs)), -1).reshape(*shape, -1)
     chosen = log_policy.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
     entropy = -(log_policy.exp() * log_policy).sum(-1)
-    per_task = lambda tensor: tensor.reshape(n_tasks, -1).mean(dim=1).sum()  # noqa: E731
-    advantages = torch.stack([normalize(a) for a in advantages.reshape(n_tasks, -1)])
-    return (per_task(-chosen * advantages.reshape(chosen.shape) - entropy_coef * entropy)
-            + 0.5 * per_task((state_values - targets) ** 2))
+    advantages = normalize(advantages, dim=(1, 2))  # per task
+    task_sum = lambda tensor: tensor.mean(dim=(1, 2)).sum()  # noqa: E731
+    return task_sum(-chosen * advantages - entropy_coef * entropy) + 0.5 * task_sum((state_values - targets) ** 2)
 
 
 def meta_step(critic: MetaCritic, critic_optimizer: torch.optim.Optimizer, model: nn.Module,
-              actors: nn.ParameterDict, actor_optimizer: torch.optim.Optimizer, batch: Transitions,
+              actors: nn.ParameterDict, actor_optimizer: torch.optim.Optimizer, batch: Rollout,
               trace: Tensor, cfg: Config) -> dict[str, float]:
-    """One step of Algorithm 1 on a batch of transitions: each actor follows the critic (2),
-    then the critic and TAEN take a TD step (4)."""
-    n_tasks = trace.shape[0]
+    """One step of Algorithm 1 on a rollout: each actor follows the critic (2), then the critic
+    and TAEN take a TD step (4)."""
     z = critic.encoder(trace)
     actor_optimizer.zero_grad(set_to_none=True)
-    actor_loss(critic, model, actors, batch.per_task("states", n_tasks), z.detach(),
-               cfg.entropy_coef).backward()
+    actor_loss(critic, model, actors, per_task(batch.obs), z.detach(), cfg.entropy_coef).backward()
     actor_optimizer.step()
     loss = critic_loss(critic, model, actors, batch, z, cfg.gamma)
     critic_optimizer.zero_grad(set_to_none=True)
     loss.backward()
     critic_optimizer.step()
-    return {"critic_loss": loss.item(), "mean_reward": float(masked_mean(batch.rewards))}
+    return {"critic_loss": loss.item(), "mean_reward": float(batch.rewards.mean())}
 
 
-def learn_task(env, model: nn.Module, actors: nn.ParameterDict, update: Callable[..., Tensor],
-               optimizer: torch.optim.Optimizer, n_steps: int, max_interactions: int,
-               target_return: float, window: int = 10, trace_length: int = 20,
-               generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+def learn_task(env: TaskEnv, model: nn.Module, actors: nn.ParameterDict, update: Callable[..., Tensor],
+               optimizer: torch.optim.Optimizer, carts_per_task: int, n_steps: int, max_interactions: int,
+               target_return: float, generator: torch.Generator, window: int = 10,
+               trace_length: int = 20) -> dict[str, np.ndarray]:
     """Algorithm 2 (and the from-scratch baseline with another ``update``): each task's actor
-    learns online; ``update(batch, trace) -> loss`` is minimised after every ``n_steps`` steps.
-    Returns, per task, the interactions (all its carts' steps) at which the mean return of its last
-    ``window`` episodes first reached ``target_return`` (NaN if never; the task family's own
-    threshold, e.g. 195 for CartPole-v0), every episode's return as (interactions, return) pairs,
-    and the trace after every update (for the TAEN's codes). ``generator`` draws the actions."""
+    learns online in ``carts_per_task`` carts; ``update(batch, trace) -> loss`` is minimised after
+    every ``n_steps`` steps. ``generator`` draws the carts' starts and the actions. Returns, per
+    task, the interactions (all its carts' steps) at which the mean return of its last ``window``
+    episodes first reached ``target_return`` (NaN if never; the task family's own threshold, e.g.
+    195 for CartPole-v0), every episode's return as (interactions, return) pairs, and the trace
+    after every update (for the TAEN's codes)."""
     if not isinstance(target_return, int | float) or isinstance(target_return, bool) or not np.isfinite(target_return):
         raise TypeError(f"target_return must be a finite number (the return that counts as solved, e.g. 195.0 "
                         f"for CartPole-v0), got {target_return!r}")
-    n_tasks = len(next(iter(actors.values())))
-    per_task_carts = env.n_envs // n_tasks
-    returns: list[list[float]] = [[] for _ in range(env.n_envs)]
-    running, states, trace = np.zeros(env.n_envs), env.reset(), None
-    reached = np.full(n_tasks, np.nan)
-    history: list[list[tuple[int, float]]] = [[] for _ in range(n_tasks)]
+    obs, trace = env.reset(carts_per_task, generator), None
+    running = torch.zeros(env.n_tasks, carts_per_task)
+    reached = np.full(env.n_tasks, np.nan)
+    history: list[list[tuple[int, float]]] = [[] for _ in range(env.n_tasks)]
     traces: list[Tensor] = []
-    for interactions in range(n_steps * per_task_carts, max_interactions + 1, n_steps * per_task_carts):
-        batch, states = collect(env, model, actors, states, n_steps, returns, running, generator)
-        trace = update_trace(trace, batch, n_tasks, trace_length, env.n_actions)
+    for interactions in range(n_steps * carts_per_task, max_interactions + 1, n_steps * carts_per_task):
+        batch = collect(env, model, actors, obs, n_steps, generator)
+        obs, trace = batch.final_obs, update_trace(trace, batch, trace_length, env.n_actions)
         traces.append(trace)
         optimizer.zero_grad(set_to_none=True)
         update(batch, trace).backward()
         optimizer.step()
-        for cart in range(env.n_envs):
-            history[cart // per_task_carts] += [(interactions, r) for r in returns[cart]]
-            returns[cart].clear()
-        for task in range(n_tasks):
+        finished, running = finished_returns(batch, running)
+        for task, returns in enumerate(finished):
+            history[task] += [(interactions, r) for r in returns]
             recent = [r for _, r in history[task][-window:]]
             if np.isnan(reached[task]) and len(recent) == window and np.mean(recent) >= target_return:
                 reached[task] = interactions

@@ -4,8 +4,10 @@ import torch
 
 from metacourse.models import MLP
 from metacourse.rl import meta_critic as mc
+from metacourse.rl import task_env
 from metacourse.rl.envs import BatchedCartPole
 from metacourse.rl.returns import gae
+from metacourse.rl.task_env import Rollout
 from metacourse.tasks.base import TaskBatch
 from metacourse.tasks.sinusoid import SinusoidTasks
 
@@ -118,37 +120,45 @@ def test_only_a_labelled_trace_teaches_labels_on_both_sides_of_the_actor(labels)
         assert mse > 0.6 * predict_zero
 
 
-def _transitions(n_envs=4, steps=3, seed=0):
+def _rollout(n_tasks=2, carts=2, steps=3, seed=0):
     rng = np.random.default_rng(seed)
-    return mc.Transitions(
-        states=torch.as_tensor(rng.normal(size=(n_envs, steps, 4)), dtype=torch.float32),
-        actions=torch.as_tensor(rng.integers(2, size=(n_envs, steps))),
-        rewards=torch.ones(n_envs, steps),
-        next_states=torch.as_tensor(rng.normal(size=(n_envs, steps, 4)), dtype=torch.float32),
-        terminated=torch.as_tensor(rng.random((n_envs, steps)) < 0.3),
-        truncated=torch.zeros(n_envs, steps, dtype=torch.bool))
+    shape = (n_tasks, carts, steps)
+    return Rollout(
+        obs=torch.as_tensor(rng.normal(size=(*shape, 4)), dtype=torch.float32),
+        actions=torch.as_tensor(rng.integers(2, size=shape)),
+        rewards=torch.ones(shape),
+        terminated=torch.as_tensor(rng.random(shape) < 0.3),
+        truncated=torch.zeros(shape, dtype=torch.bool),
+        next_obs=torch.as_tensor(rng.normal(size=(*shape, 4)), dtype=torch.float32))
 
 
 def test_critic_loss_is_the_expected_sarsa_td_error():
     torch.manual_seed(1)
     critic, model = mc.MetaCritic(4, 2, mc.Config()), MLP(4, (8,), 2)
-    actors, batch, gamma = mc.init_actors(model, 2), _transitions(), 0.9
+    actors, batch, gamma = mc.init_actors(model, 2), _rollout(), 0.9
     z = torch.randn(2, critic.encoder.head.out_features)
     loss = mc.critic_loss(critic, model, actors, batch, z, gamma)
     def q(state, action, task):
         return critic(state.view(1, 1, 4), torch.eye(2)[action].view(1, 1, 2), z[task:task + 1]).item()
 
     errors = []
-    for env in range(4):  # carts 0, 1 belong to task 0; carts 2, 3 to task 1
-        task = env // 2
+    for task in range(2):  # two carts per task, each judged under its own task's actor and code
         params = {n: p[task] for n, p in mc.actor_params(actors).items()}
-        for t in range(3):
-            logits = torch.func.functional_call(model, params, (batch.next_states[env, t],))
-            policy = torch.softmax(logits, -1).reshape(-1)
-            expected = sum(policy[a].item() * q(batch.next_states[env, t], a, task) for a in range(2))
-            target = 1.0 + gamma * (1.0 - float(batch.terminated[env, t])) * expected
-            errors.append((q(batch.states[env, t], int(batch.actions[env, t]), task) - target) ** 2)
+        for cart in range(2):
+            for t in range(3):
+                next_state = batch.next_obs[task, cart, t]
+                policy = torch.softmax(torch.func.functional_call(model, params, (next_state,)), -1).reshape(-1)
+                expected = sum(policy[a].item() * q(next_state, a, task) for a in range(2))
+                target = 1.0 + gamma * (1.0 - float(batch.terminated[task, cart, t])) * expected
+                errors.append((q(batch.obs[task, cart, t], int(batch.actions[task, cart, t]), task) - target) ** 2)
     assert loss.item() == pytest.approx(np.mean(errors), rel=1e-4)
+
+
+def test_per_task_pools_every_step_of_a_tasks_carts():
+    batch = _rollout(n_tasks=3, carts=2, steps=5)
+    pooled = mc.per_task(batch.obs)
+    assert pooled.shape == (3, 10, 4) and torch.equal(pooled[1, 5:], batch.obs[1, 1])
+    assert mc.per_task(batch.rewards).shape == (3, 10)
 
 
 def test_actor_gradient_is_the_all_action_policy_gradient():
@@ -172,18 +182,18 @@ def test_actor_critic_targets_are_gae_with_time_limits_bootstrapped():
     torch.manual_seed(3)
     model, value_model = MLP(4, (8,), 2), MLP(4, (8,), 1)
     actors, values = mc.init_actors(model, 1), mc.init_actors(value_model, 1)
-    batch = _transitions(n_envs=2, steps=5)
-    batch.truncated[0, 2], batch.terminated[0, 2] = True, False
+    batch = _rollout(n_tasks=1, carts=2, steps=5)
+    batch.truncated[0, 0, 2], batch.terminated[0, 0, 2] = True, False
     loss = mc.actor_critic_loss(model, actors, value_model, values, batch, 0.9, 1.0, 0.0)
     assert torch.isfinite(loss)
     loss.backward()
     assert values["0/weight"].grad.abs().sum() > 0 and actors["0/weight"].grad.abs().sum() > 0
     # the bootstrapped reward at the truncated step uses V(s'), as GAE's last_value would
     with torch.no_grad():
-        v_next = mc.act(value_model, values, batch.next_states.reshape(1, -1, 4)).reshape(2, 5)
-        v = mc.act(value_model, values, batch.states.reshape(1, -1, 4)).reshape(2, 5)
-    done = batch.terminated | batch.truncated
-    _, targets = gae(batch.rewards + 0.9 * batch.truncated * v_next, v, 0.9, 1.0, dones=done,
+        v_next = mc.act(value_model, values, mc.per_task(batch.next_obs)).reshape(2, 5)
+        v = mc.act(value_model, values, mc.per_task(batch.obs)).reshape(2, 5)
+    done = (batch.terminated | batch.truncated)[0]
+    _, targets = gae(batch.rewards[0] + 0.9 * batch.truncated[0] * v_next, v, 0.9, 1.0, dones=done,
                      last_value=v_next[:, -1] * ~done[:, -1])
     assert targets[0, 2].item() == pytest.approx(1.0 + 0.9 * v_next[0, 2].item(), rel=1e-5)
 
@@ -217,23 +227,40 @@ def test_meta_critic_learns_a_task_family_and_teaches_fresh_actors():
     assert mse(taught) < 0.75 * mse(untrained)
 
 
+def _follow_the_critic(critic, model, actors):
+    return lambda batch, trace: mc.actor_loss(critic, model, actors, mc.per_task(batch.obs),
+                                              critic.encoder(trace), 0.01)
+
+
 def test_learn_task_counts_interactions_and_reports_unreached_targets():
     torch.manual_seed(0)
     critic, model = mc.MetaCritic(4, 2, mc.Config(trace_length=5)), MLP(4, (8,), 2)
-    env = BatchedCartPole(np.repeat([0.5, 1.0], 3), np.random.default_rng(0))
+    env = BatchedCartPole([0.5, 1.0])
     actors = mc.init_actors(model, 2)
     optimizer = torch.optim.Adam(actors.parameters(), lr=1e-3)
-    update = lambda batch, trace: mc.actor_loss(  # noqa: E731
-        critic, model, actors, batch.per_task("states", 2), critic.encoder(trace), 0.01)
-    out = mc.learn_task(env, model, actors, update, optimizer, n_steps=4, max_interactions=120,
-                        target_return=195.0, trace_length=5)
+    update = _follow_the_critic(critic, model, actors)
+    out = mc.learn_task(env, model, actors, update, optimizer, carts_per_task=3, n_steps=4, max_interactions=120,
+                        target_return=195.0, generator=torch.Generator().manual_seed(0), trace_length=5)
     assert np.isnan(out["interactions_to_target"]).all()  # nobody balances 195 steps in 120
     assert len(out["traces"]) == 120 // 12 and out["traces"][-1].shape == (2, 5, 7)
     steps = [i for task in out["episodes"] for i, _ in task]
     assert all(i % 12 == 0 and 12 <= i <= 120 for i in steps)
-    out = mc.learn_task(env, model, actors, update, optimizer, n_steps=4, max_interactions=120,
-                        target_return=1.0, window=2, trace_length=5)
+    out = mc.learn_task(env, model, actors, update, optimizer, carts_per_task=3, n_steps=4, max_interactions=120,
+                        target_return=1.0, generator=torch.Generator().manual_seed(0), window=2, trace_length=5)
     assert np.all(out["interactions_to_target"] <= 120)
+
+
+def test_finished_returns_follow_each_cart_across_rollouts():
+    env = BatchedCartPole([0.5], horizon=3)
+    obs = env.reset(2, torch.Generator().manual_seed(0))
+    running, returns = torch.zeros(1, 2), []
+    for _ in range(2):  # 2 × 4 steps: every cart finishes two 3-step episodes, carrying 2 steps over
+        batch = task_env.play(env, lambda states, last: torch.zeros(1, 2, dtype=torch.long), 4, obs=obs,
+                              restart=True)
+        finished, running = mc.finished_returns(batch, running)
+        returns.append(finished[0])
+        obs = batch.final_obs
+    assert returns == [[3.0, 3.0], [3.0, 3.0]] and running.tolist() == [[2.0, 2.0]]
 
 
 def test_rl_meta_step_reduces_the_td_error_on_a_fixed_batch():
@@ -243,32 +270,31 @@ def test_rl_meta_step_reduces_the_td_error_on_a_fixed_batch():
     actors = mc.init_actors(model, 2)
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     actor_optimizer = torch.optim.Adam(actors.parameters(), lr=0.0)  # hold the actors still
-    batch = _transitions()
-    trace = mc.update_trace(None, batch, 2, cfg.trace_length, 2)
-    assert trace.shape == (2, 3, 7)
+    batch = _rollout()
+    trace = mc.update_trace(None, batch, cfg.trace_length, 2)
+    assert trace.shape == (2, 3, 7) and torch.equal(trace[1, :, :4], batch.obs[1, 0])  # cart 0 of each task
     first = mc.meta_step(critic, critic_optimizer, model, actors, actor_optimizer, batch, trace, cfg)
     for _ in range(60):
         last = mc.meta_step(critic, critic_optimizer, model, actors, actor_optimizer, batch, trace, cfg)
     assert last["critic_loss"] < 0.2 * first["critic_loss"]
 
 
-def test_learn_task_needs_an_explicit_target_and_draws_actions_from_its_generator():
+def test_learn_task_needs_an_explicit_target_and_draws_starts_and_actions_from_its_generator():
     critic, model = mc.MetaCritic(4, 2, mc.Config(trace_length=5)), MLP(4, (8,), 2)
-    update = lambda batch, trace: mc.actor_loss(  # noqa: E731
-        critic, model, actors, batch.per_task("states", 2), critic.encoder(trace), 0.01)
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
         actors = mc.init_actors(model, 2)
+        update = _follow_the_critic(critic, model, actors)
         optimizer = torch.optim.Adam(actors.parameters(), lr=1e-3)
-        env = BatchedCartPole(np.repeat([0.5, 1.0], 3), np.random.default_rng(0))
+        env = BatchedCartPole([0.5, 1.0])
         with pytest.raises(TypeError, match="target_return"):
-            mc.learn_task(env, model, actors, update, optimizer, 4, 48)
+            mc.learn_task(env, model, actors, update, optimizer, 3, 4, 48)
         with pytest.raises(TypeError, match="195.0 for CartPole"):
-            mc.learn_task(env, model, actors, update, optimizer, 4, 48, target_return=None)
+            mc.learn_task(env, model, actors, update, optimizer, 3, 4, 48, None, torch.Generator())
         torch.manual_seed(123 + len(runs))  # the global generator is not used
-        out = mc.learn_task(env, model, actors, update, optimizer, 4, 48, target_return=10.0,
-                            trace_length=5, generator=torch.Generator().manual_seed(5))
+        out = mc.learn_task(env, model, actors, update, optimizer, 3, 4, 48, target_return=10.0,
+                            generator=torch.Generator().manual_seed(5), trace_length=5)
         runs.append(out["traces"])
     assert len(runs[0]) == len(runs[1]) and all(torch.equal(a, b) for a, b in zip(*runs))
 

@@ -13,15 +13,19 @@ Two implementations of the same task family:
   ``metacourse/CartPolePoleLength-v0``, 200-step limit) with the meta-RL task API
   ``sample_tasks(n)``, ``set_task(task)``, ``get_task()``; a task is ``{"length": float}`` and
   stays set across ``reset()`` calls. Seeding goes through ``reset(seed=...)``.
-- ``BatchedCartPole``: many carts at once in NumPy (each with its own pole length), for training.
+- ``BatchedCartPole``: T poles × E carts stepped together in torch, for training; it speaks the
+  task-env contract of ``metacourse.rl.task_env`` (``reset(E, generator)``, ``step``, ``restart``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from torch import Tensor
 
 from ...utils import check_positive, check_positive_int
+from ..task_env import Step
 
 __all__ = ["PoleLengthCartPoleEnv", "BatchedCartPole", "sample_pole_lengths", "LENGTH_RANGE",
            "MAX_EPISODE_STEPS"]
@@ -94,51 +98,75 @@ class PoleLengthCartPoleEnv(CartPoleEnv):
 
 
 class BatchedCartPole:
-    """``n_envs`` carts stepped together in NumPy, cart i with pole half-length ``lengths[i]``.
+    """T poles × E carts each, stepped together in torch: the task env of ``rl.task_env``.
 
-    Gymnasium's equations, vectorised. ``reset()`` starts every cart afresh; ``step(actions)``
-    returns ``(next_states, rewards, terminated, truncated)`` with the *true* next states (no
-    automatic reset, so a learner can bootstrap from them); then ``restart(done)`` starts new
-    episodes where ``done`` and returns the states to act on.
+    Pole i has half-length ``lengths[i]``; ``reset(E, generator)`` puts E carts under every pole
+    (observations (T, E, 4), states ~ U[−0.05, 0.05]⁴ drawn with ``generator``, which also draws
+    every later ``restart``). ``step(actions)`` takes (T, E) pushes (0 left, 1 right) and returns
+    ``Step(obs, rewards, terminated, truncated)`` with the *true* next states (no automatic
+    restart, so a learner can bootstrap from them): terminated when the pole passes 12° or the
+    cart leaves ±2.4, truncated at ``horizon`` steps. ``restart(ended)`` starts new episodes where
+    ``ended``; an episode that ended and was not restarted earns 0 and stands still (padding).
+    The dynamics run in float64 (Gymnasium's precision); observations are float32.
     """
 
     n_actions = 2
     state_size = 4
 
-    def __init__(self, lengths, rng: np.random.Generator, max_steps: int = MAX_EPISODE_STEPS) -> None:
-        lengths = np.asarray(lengths, dtype=np.float64)
-        if lengths.ndim != 1 or lengths.size == 0 or not np.all(lengths > 0):
-            raise ValueError(f"lengths must be a 1-D array of positive half-lengths, got {lengths!r}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy Generator, got {rng!r}")
-        self.lengths, self.rng = lengths, rng
-        self.max_steps = check_positive_int("max_steps", max_steps)
-        self.n_envs = lengths.size
-        self.states = np.zeros((self.n_envs, 4))
-        self.steps = np.zeros(self.n_envs, dtype=np.int64)
+    def __init__(self, lengths, horizon: int = MAX_EPISODE_STEPS) -> None:
+        lengths = torch.as_tensor(lengths, dtype=torch.float64)
+        if lengths.ndim != 1 or lengths.numel() == 0 or not bool((lengths > 0).all()):
+            raise ValueError(f"lengths must be a 1-D array of positive half-lengths, one per task, got {lengths!r}")
+        self.lengths = lengths
+        self.n_tasks = lengths.numel()
+        self.horizon = check_positive_int("horizon", horizon)
+        self.generator: torch.Generator | None = None
 
-    def reset(self) -> np.ndarray:
-        return self.restart(np.ones(self.n_envs, dtype=bool))
+    def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
+        """(1) E fresh carts under every pole; ``generator`` draws their starts and every restart's."""
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"reset needs a torch.Generator (torch.Generator().manual_seed(seed)), got {generator!r}")
+        shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
+        self.generator = generator
+        self.states = torch.zeros(*shape, 4, dtype=torch.float64)
+        self.steps = torch.zeros(shape, dtype=torch.long)
+        self.over = torch.zeros(shape, dtype=torch.bool)  # ended and not restarted: padding
+        return self.restart(torch.ones(shape, dtype=torch.bool))
 
-    def restart(self, done: np.ndarray) -> np.ndarray:
-        """New episodes (states ~ U[−0.05, 0.05]⁴) in the carts where ``done``; all current states."""
-        done = np.asarray(done, dtype=bool)
-        self.states[done] = self.rng.uniform(-0.05, 0.05, size=(int(done.sum()), 4))
-        self.steps[done] = 0
-        return self.states.astype(np.float32)
+    def restart(self, ended: Tensor) -> Tensor:
+        """(3) New episodes (states ~ U[−0.05, 0.05]⁴) in the carts where ``ended``; every cart's obs."""
+        if self.generator is None:
+            raise RuntimeError("no carts yet: call env.reset(n_episodes, generator) first")
+        ended = self._check(ended, torch.bool, "ended")
+        starts = torch.rand((int(ended.sum()), 4), generator=self.generator, dtype=torch.float64)
+        self.states[ended] = 0.1 * starts - 0.05
+        self.steps[ended], self.over[ended] = 0, False
+        return self.states.float()
 
-    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        x, x_dot, theta, theta_dot = self.states.T
-        force = np.where(np.asarray(actions) == 1, _FORCE, -_FORCE)
-        cos, sin = np.cos(theta), np.sin(theta)
-        total, polemass_length = _MASS_CART + _MASS_POLE, _MASS_POLE * self.lengths
-        temp = (force + polemass_length * theta_dot ** 2 * sin) / total
-        theta_acc = (_GRAVITY * sin - cos * temp) / (
-            self.lengths * (4.0 / 3.0 - _MASS_POLE * cos ** 2 / total))
-        x_acc = temp - polemass_length * theta_acc * cos / total
-        self.states = np.stack([x + _TAU * x_dot, x_dot + _TAU * x_acc,
-                                theta + _TAU * theta_dot, theta_dot + _TAU * theta_acc], axis=1)
-        self.steps += 1
-        terminated = (np.abs(self.states[:, 0]) > _X_LIMIT) | (np.abs(self.states[:, 2]) > _THETA_LIMIT)
-        truncated = (self.steps >= self.max_steps) & ~terminated
-        return self.states.astype(np.float32), np.ones(self.n_envs), terminated, truncated
+    def step(self, actions: Tensor) -> Step:
+        """(2) Gymnasium's Euler step of every cart that is still running."""
+        if self.generator is None:
+            raise RuntimeError("no carts yet: call env.reset(n_episodes, generator) first")
+        running = ~self.over
+        x, x_dot, theta, theta_dot = self.states.unbind(-1)
+        force = torch.where(self._check(actions, torch.long, "actions") == 1, _FORCE, -_FORCE)
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        lengths, total = self.lengths.unsqueeze(1), _MASS_CART + _MASS_POLE
+        temp = (force + _MASS_POLE * lengths * theta_dot ** 2 * sin) / total
+        theta_acc = (_GRAVITY * sin - cos * temp) / (lengths * (4.0 / 3.0 - _MASS_POLE * cos ** 2 / total))
+        x_acc = temp - _MASS_POLE * lengths * theta_acc * cos / total
+        moved = torch.stack([x + _TAU * x_dot, x_dot + _TAU * x_acc, theta + _TAU * theta_dot,
+                             theta_dot + _TAU * theta_acc], dim=-1)
+        self.states = torch.where(running.unsqueeze(-1), moved, self.states)
+        self.steps += running.long()
+        terminated = running & ((self.states[..., 0].abs() > _X_LIMIT) | (self.states[..., 2].abs() > _THETA_LIMIT))
+        truncated = running & (self.steps >= self.horizon) & ~terminated
+        self.over |= terminated | truncated
+        return Step(self.states.float(), running.to(torch.get_default_dtype()), terminated, truncated)
+
+    def _check(self, value, dtype: torch.dtype, name: str) -> Tensor:
+        value = torch.as_tensor(value)
+        if tuple(value.shape) != tuple(self.steps.shape):
+            raise ValueError(f"{name} must have shape (tasks, carts) = {tuple(self.steps.shape)}, "
+                             f"got {tuple(value.shape)}")
+        return value.to(dtype)
