@@ -1,4 +1,4 @@
-"""Environment steps per second: batched NumPy envs vs Gymnasium vector envs (RL² task families).
+"""Environment steps per second: batched torch envs vs Gymnasium vector envs (RL² task families).
 
     .venv/bin/python benchmarks/rl_envs.py [--seconds 2] [--envs 1 16 256 1024] [--json FILE]
 
@@ -20,6 +20,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 
 import metacourse.rl.envs  # noqa: F401  (registers the ids)
@@ -41,11 +42,17 @@ def _rate(step, n_envs: int, seconds: float) -> float:
 
 
 def batched(kind: str, n_envs: int, seconds: float) -> float:
-    rng = np.random.default_rng(0)
+    """One task per env, one episode each; every step restarts the episodes that ended (as RL² does)."""
+    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
     env = BatchedBernoulliBandit.sample(n_envs, 5, rng) if kind == "bandit" else \
         BatchedTabularMDP.sample(n_envs, rng)
-    env.reset()
-    return _rate(lambda: env.step(rng.integers(5, size=n_envs)), n_envs, seconds)
+    env.reset(1, generator)
+
+    def step():
+        result = env.step(torch.randint(5, (n_envs, 1), generator=generator))
+        env.restart(result.terminated | result.truncated)
+
+    return _rate(step, n_envs, seconds)
 
 
 def gymnasium_vector(kind: str, n_envs: int, seconds: float) -> float:
@@ -66,7 +73,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args()
     rows = []
-    print(f"{'task':<7} {'envs':>6} {'batched NumPy':>15} {'Gymnasium sync':>15} {'ratio':>7}")
+    print(f"{'task':<7} {'envs':>6} {'batched torch':>15} {'Gymnasium sync':>15} {'ratio':>7}")
     for kind in ("bandit", "mdp"):
         for n_envs in args.envs:
             fast, slow = batched(kind, n_envs, args.seconds), gymnasium_vector(kind, n_envs, args.seconds)

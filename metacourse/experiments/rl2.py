@@ -147,13 +147,14 @@ class Problem:
             return classical.play_bandits(agent, tasks, self.episodes, seed)
         return classical.play_mdps(agent, *tasks, self.episodes, 10, seed)
 
-    def env(self, tasks, rng: np.random.Generator):
+    def env(self, tasks):
+        """The torch task env of RL² on ``tasks`` (the arrays the baselines play)."""
         if self.kind == "bandit":
-            return BatchedBernoulliBandit(tasks, rng)
-        return BatchedTabularMDP(*tasks, rng)
+            return BatchedBernoulliBandit(tasks)
+        return BatchedTabularMDP(*tasks)
 
     def sampler(self, n_tasks: int, rng: np.random.Generator):
-        return self.env(self.sample(n_tasks, rng), rng)
+        return self.env(self.sample(n_tasks, rng))
 
 
 def _selected(method: str, columns: tuple[str, ...]) -> list[str]:
@@ -204,7 +205,7 @@ def train_rl2(problem: Problem, options: RunOptions, plan: RL2Settings, validati
         eval_every=plan.eval_every, checkpoint_path=str(out / "checkpoints" / f"{name}.pt"),
         checkpoint_every=max(1, min(100, updates)), progress=options.progress,
         description=f"RL² {problem.slug}", plan=typed)
-    generator = torch.Generator().manual_seed(options.seed)  # actions and PPO's minibatches
+    generator = torch.Generator().manual_seed(options.seed)  # rewards, transitions, actions, PPO's minibatches
     step = partial(_scheduled_step, partial(rl2.meta_step, policy, optimizer, cfg=cfg, generator=generator),
                    scheduler)
     history = meta_train(step, problem.sampler, train_cfg,
@@ -224,8 +225,7 @@ def _scheduled_step(step: Callable, scheduler, tasks) -> dict[str, float]:
 def _validation_point(policy, problem: Problem, cfg, validation, curve_path: Path,
                       clock: Clock) -> dict[str, float]:
     """Mean trial reward on the validation tasks; appended to a JSON-lines learning curve."""
-    env = problem.env(validation, np.random.default_rng(12345))
-    value = float(rl2.evaluate(policy, env, cfg, generator=torch.Generator().manual_seed(12345)).mean())
+    value = float(rl2.evaluate(policy, problem.env(validation), cfg, torch.Generator().manual_seed(12345)).mean())
     point = {"validation_total_reward": value,
              "wall_seconds": round(clock.wall(), 1), "cpu_seconds": round(clock.cpu(), 1)}
     curve_path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,9 +382,8 @@ def _rl2_row(problem: Problem, options: RunOptions, plan: RL2Settings, validatio
               "origin": history.origin(plan.updates),  # from scratch, or resumed from step N
               "learning_curve": [{"update": step, **{key: values[i] for key, values in history.eval_metrics.items()}}
                                  for i, step in enumerate(history.eval_steps)], "curve": curve}
-    totals = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg,
-                          generator=torch.Generator().manual_seed(options.seed + 1))
-    greedy = rl2.evaluate(policy, problem.env(test, np.random.default_rng([options.seed, 1003])), cfg,
+    totals = rl2.evaluate(policy, problem.env(test), cfg, torch.Generator().manual_seed(options.seed + 1))
+    greedy = rl2.evaluate(policy, problem.env(test), cfg, torch.Generator().manual_seed(options.seed + 1),
                           greedy=True)
     wall, cpu = training_time(record["learning_curve"], (seconds, cpu_seconds))
     record["train_wall_seconds_all_sessions"] = round(wall, 1)

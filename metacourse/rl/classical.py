@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .envs.tabular_mdp import BatchedTabularMDP, solve_finite_horizon
+from .envs.tabular_mdp import solve_finite_horizon
 
 __all__ = ["argmax_random", "RandomBandit", "EpsilonGreedy", "UCB1", "ThompsonSampling",
            "OptimisticThompsonSampling", "Gittins", "gittins_index_table", "play_bandits",
@@ -380,21 +380,25 @@ def play_mdps(agent, transitions: np.ndarray, reward_means: np.ndarray, n_episod
 
     The agent plans at the start of each episode from the statistics of the trial so far
     (``agent.plan(stats, horizon, steps_so_far, rng) -> Q`` of shape (H, n_envs, S, A)), then acts
-    greedily on Q (random among ties), or uniformly with probability ``agent.epsilon``.
+    greedily on Q (random among ties), or uniformly with probability ``agent.epsilon``. The MDPs
+    are simulated here in NumPy (rewards and next states from their own generator).
     """
-    env = BatchedTabularMDP(transitions, reward_means, np.random.default_rng([seed, 17]), horizon)
-    rng = np.random.default_rng([seed, 29])
-    stats = TabularStats.empty(env.n_envs, env.n_states, env.n_actions)
-    totals, rows = np.zeros(env.n_envs), np.arange(env.n_envs)
+    env_rng, rng = np.random.default_rng([seed, 17]), np.random.default_rng([seed, 29])
+    n_envs, n_states, n_actions = reward_means.shape
+    cumulative = np.cumsum(transitions, axis=-1)
+    stats = TabularStats.empty(n_envs, n_states, n_actions)
+    totals, rows = np.zeros(n_envs), np.arange(n_envs)
     for episode in range(n_episodes):
         q = agent.plan(stats, horizon, episode * horizon, rng)
-        states = env.reset()
+        states = np.zeros(n_envs, dtype=np.int64)  # every episode starts in state 0
         for h in range(horizon):
             actions = argmax_random(q[h][rows, states], rng)
-            explore = rng.random(env.n_envs) < agent.epsilon
-            actions = np.where(explore, rng.integers(env.n_actions, size=env.n_envs), actions)
-            next_states, rewards, _ = env.step(actions)
-            stats.update(states, actions, rewards, env.successor_states)
+            explore = rng.random(n_envs) < agent.epsilon
+            actions = np.where(explore, rng.integers(n_actions, size=n_envs), actions)
+            rewards = reward_means[rows, states, actions] + env_rng.standard_normal(n_envs)
+            u = env_rng.random(n_envs)[:, None]
+            next_states = np.minimum((cumulative[rows, states, actions] < u).sum(axis=1), n_states - 1)
+            stats.update(states, actions, rewards, next_states)
             totals += rewards
             states = next_states
     return totals

@@ -134,16 +134,19 @@ Evaluate = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
 
 
 def update(evaluate: Evaluate, optimizer: torch.optim.Optimizer, batch: Mapping[str, Tensor],
-           cfg: Config, parameter_groups: Iterable[Iterable[Tensor]] | None = None,
-           generator: torch.Generator | None = None) -> dict[str, float]:
+           cfg: Config, parameter_groups: Iterable[Iterable[Tensor]] | None = None, *,
+           generator: torch.Generator) -> dict[str, float]:
     """(5) PPO epochs over a batch whose tensors share a leading item axis (steps or trials).
 
     ``evaluate(indices) -> (log_probs, entropy, values)`` recomputes the current policy on those
     items (shaped like ``batch["old_log_probs"][indices]``). Each group of
     ``parameter_groups`` (default: the optimizer's groups) has its gradient norm clipped alone,
-    so a value network's large gradients do not shrink the policy's. ``generator`` shuffles the
-    minibatches (torch's global generator if None). Returns mean statistics.
+    so a value network's large gradients do not shrink the policy's. ``generator`` (a
+    ``torch.Generator``, required) shuffles the minibatches. Returns mean statistics.
     """
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"ppo.update shuffles its minibatches with an explicit generator: pass "
+                        f"generator=torch.Generator().manual_seed(seed), got {generator!r}")
     batch = dict(batch)
     if cfg.normalize_advantages:
         batch["advantages"] = normalize(batch["advantages"], batch.get("mask"))

@@ -23,7 +23,8 @@ hidden state h_t, produced by the fixed meta-parameters θ from the experience s
 | h_t (≈ φ, the adapted state) | the ``state`` returned by ``RL2Policy.step`` |
 | n, H, T | ``cfg.episodes_per_trial``, ``env.horizon``, ``n · H`` |
 | γ, λ | ``cfg.gamma``, ``cfg.gae_lambda`` |
-| B (trials per update) | ``env.n_envs`` (``TrainConfig.meta_batch_size``) |
+| B (trials per update) | ``env.n_tasks`` (``TrainConfig.meta_batch_size``), one trial per task |
+| the trials | a ``task_env.Rollout`` (index [task, trial, step]), from ``rollout.collect_trials`` |
 | μ_G, σ_G | ``RL2Policy.return_mean``, ``RL2Policy.return_std`` (``cfg.return_stats_momentum``) |
 
 Lecture: lectures/05_rl2.ipynb.
@@ -46,7 +47,8 @@ from torch import Tensor, nn
 from ..utils import check_nonnegative, check_positive_int
 from . import ppo
 from .returns import gae
-from .rollout import BatchedEnv, Encoder, Trials, collect_trials
+from .rollout import Encoder, collect_trials
+from .task_env import Rollout, TaskEnv
 
 __all__ = ["Config", "RL2Policy", "encode_inputs", "adapt", "meta_step", "evaluate"]
 
@@ -168,14 +170,14 @@ class RL2Policy(nn.Module):
                 [*self.value_rnn.parameters(), *self.value_head.parameters()]]
 
 
-def adapt(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False,
-          encode: Encoder | None = None, generator: torch.Generator | None = None) -> Trials:
+def adapt(policy: RL2Policy, env: TaskEnv, cfg: Config, generator: torch.Generator, greedy: bool = False,
+          encode: Encoder | None = None) -> Rollout:
     """(4) One trial of n episodes of ``env.horizon`` steps in every task of ``env``; the hidden
     state does the adapting.
 
     ``encode(states, prev_actions, prev_rewards, prev_dones)`` builds the inputs (1); by default
-    ``encode_inputs`` with the policy's sizes (Lab 5 passes its own encoding here). Actions are
-    drawn with ``generator`` (torch's global generator if None).
+    ``encode_inputs`` with the policy's sizes (Lab 5 passes its own encoding here). ``generator``
+    drives the env's draws and the sampled actions. Returns a ``Rollout`` of shape (T, 1, n · H).
     """
     if encode is None:
         encode = partial(encode_inputs, n_states=policy.n_states, n_actions=policy.n_actions)
@@ -185,10 +187,10 @@ def adapt(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False,
                         "episode as a positive int attribute env.horizon (1 for a bandit, e.g. "
                         "BatchedBernoulliBandit; H for a tabular MDP)")
     n_steps = cfg.episodes_per_trial * int(horizon)
-    return collect_trials(policy, env, n_steps, encode, greedy=greedy, generator=generator)
+    return collect_trials(policy, env, n_steps, encode, generator, greedy=greedy)
 
 
-def _reevaluate(policy: RL2Policy, trials: Trials, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _reevaluate(policy: RL2Policy, trials: Rollout, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Log-probabilities, entropies and values of the current networks on some whole trials."""
     logits, values, _ = policy(trials.inputs[indices])
     distribution = torch.distributions.Categorical(logits=logits)
@@ -196,14 +198,14 @@ def _reevaluate(policy: RL2Policy, trials: Trials, indices: Tensor) -> tuple[Ten
             policy.standardize(values))
 
 
-def meta_step(policy: RL2Policy, optimizer: torch.optim.Optimizer, env: BatchedEnv, cfg: Config,
-              encode: Encoder | None = None, generator: torch.Generator | None = None) -> dict[str, float]:
+def meta_step(policy: RL2Policy, optimizer: torch.optim.Optimizer, env: TaskEnv, cfg: Config,
+              generator: torch.Generator, encode: Encoder | None = None) -> dict[str, float]:
     """(5)–(7) Collect one trial per task of ``env``, then one PPO update; returns metrics.
 
-    ``encode``: as in :func:`adapt`. ``generator`` draws the actions and shuffles PPO's
-    minibatches (torch's global generator if None).
+    ``encode``: as in :func:`adapt`. ``generator`` drives the env, draws the actions and shuffles
+    PPO's minibatches of whole trials.
     """
-    trials = adapt(policy, env, cfg, encode=encode, generator=generator)
+    trials = adapt(policy, env, cfg, generator, encode=encode)[:, 0]  # one trial per task: [task, step]
     advantages, returns = gae(trials.rewards, trials.values, cfg.gamma, cfg.gae_lambda)
     returns = returns.to(trials.values.dtype)
     policy.update_return_stats(returns, cfg.return_stats_momentum)
@@ -211,16 +213,17 @@ def meta_step(policy: RL2Policy, optimizer: torch.optim.Optimizer, env: BatchedE
              "returns": policy.standardize(returns)}
     stats = ppo.update(lambda indices: _reevaluate(policy, trials, indices), optimizer, batch,
                        cfg.ppo, parameter_groups=policy.parameter_groups(), generator=generator)
-    return {"total_reward": float(trials.total_reward.mean()), **stats}
+    return {"total_reward": float(trials.episode_returns.mean()), **stats}
 
 
-def evaluate(policy: RL2Policy, env: BatchedEnv, cfg: Config, greedy: bool = False,
-             generator: torch.Generator | None = None) -> np.ndarray:
-    """Total reward of one trial in each task of ``env`` (actions sampled with ``generator`` unless
-    ``greedy``)."""
+def evaluate(policy: RL2Policy, env: TaskEnv, cfg: Config, generator: torch.Generator,
+             greedy: bool = False) -> np.ndarray:
+    """Total reward of one trial in each task of ``env``, shape (T,) (actions sampled with
+    ``generator`` unless ``greedy``; the env's draws always come from it)."""
     was_training = policy.training
     policy.eval()
     try:
-        return adapt(policy, env, cfg, greedy=greedy, generator=generator).total_reward.cpu().numpy().astype(np.float64)
+        trials = adapt(policy, env, cfg, generator, greedy=greedy)
+        return trials.episode_returns[:, 0].cpu().numpy().astype(np.float64)
     finally:
         policy.train(was_training)

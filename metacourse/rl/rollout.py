@@ -1,25 +1,27 @@
-"""Batched rollouts of recurrent policies: one trial per environment, all environments at once.
+"""RL²'s trials: a recurrent policy played through n episodes of every task, on ``task_env.play``.
 
-A *trial* is T = n · H steps in one task (n episodes of horizon H). At each step t the policy
-sees an input x_t built by ``encode(states, previous_actions, previous_rewards, previous_dones)``
-and its recurrent state h_{t−1}, and returns action logits, a value estimate and h_t:
+A *trial* is n · H steps in one task (n episodes of horizon H). At each step t the policy sees an
+input x_t built by ``encode(states, previous_actions, previous_rewards, previous_dones)`` and its
+recurrent state h_{t−1}, and returns action logits, a value estimate and h_t:
 
-    (1) x_t = encode(s_t, a_{t−1}, r_{t−1}, d_{t−1})           (a, r, d of the step before; 0 at t = 0)
-    (2) logits_t, V_t, h_t = policy.step(x_t, h_{t−1}),        h_{−1} = policy.initial_state(B)
-    (3) a_t ~ Categorical(softmax(logits_t))                    (argmax when ``greedy``)
-    (4) s_{t+1}, r_t, d_t = env.step(a_t)                       (the env starts new episodes itself)
+    (1) x_t = encode(s_t, a_{t−1}, r_{t−1}, d_{t−1})      (a_{−1} = −1: none yet; r_{−1} = 0, d_{−1} = false)
+    (2) logits_t, V_t, h_t = policy.step(x_t, h_{t−1}),   h_{−1} = policy.initial_state(T · E)
+    (3) a_t ~ Categorical(softmax(logits_t))               (drawn with the generator; argmax when ``greedy``)
+    (4) s_{t+1}, r_t, terminated_t, truncated_t = env.step(a_t),   d_t = terminated_t or truncated_t
 
-The recurrent state is carried across episode boundaries inside the trial and starts afresh for
-every trial; that is the only memory the policy has of the task.
+``play(..., restart=True)`` starts a new episode wherever one ended, while the recurrent state
+goes on: it is carried across episode boundaries inside the trial and starts afresh for every
+trial; that is the only memory the policy has of the task.
 
 | symbol | identifier |
 |---|---|
-| s_t, a_t, r_t, d_t | ``Trials.states``, ``.actions``, ``.rewards``, ``.dones`` (shape (B, T)) |
-| x_t | ``Trials.inputs`` (B, T, input size) |
-| log π(a_t), V_t | ``Trials.log_probs``, ``Trials.values`` |
+| s_t, a_t, r_t, d_t | ``Rollout.obs``, ``.actions``, ``.rewards``, ``.ended`` (index [task, trial, step]) |
+| x_t | ``Rollout.inputs`` (T, E, n · H, input size) |
+| log π(a_t), V_t | ``Rollout.log_probs``, ``Rollout.values`` |
+| T, E | ``env.n_tasks``, trials per task (``n_trials``) |
 
-Environments follow the batched tabular interface of ``metacourse.rl.envs`` (``reset() ->
-states``, ``step(actions) -> (states, rewards, dones)``, ``n_envs``, ``n_actions``).
+Environments speak the contract of ``metacourse.rl.task_env`` (``BatchedBernoulliBandit``,
+``BatchedTabularMDP``).
 
 Lecture: lectures/05_rl2.ipynb.
 Differs from a feed-forward rollout by threading the policy's hidden state through every step.
@@ -28,23 +30,14 @@ Differs from a feed-forward rollout by threading the policy's hidden state throu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from typing import Protocol
 
-import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Trials", "RecurrentPolicy", "BatchedEnv", "sample_actions", "collect_trials"]
+from .task_env import Rollout, Step, TaskEnv, play
 
-
-class BatchedEnv(Protocol):
-    n_envs: int
-    n_actions: int
-
-    def reset(self) -> np.ndarray: ...
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+__all__ = ["RecurrentPolicy", "Encoder", "sample_actions", "collect_trials"]
 
 
 class RecurrentPolicy(Protocol):
@@ -53,28 +46,7 @@ class RecurrentPolicy(Protocol):
     def step(self, inputs: Tensor, state) -> tuple[Tensor, Tensor, object]: ...
 
 
-Encoder = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Tensor]
-
-
-@dataclass
-class Trials:
-    """B trials of T steps, batch first (index [trial, step])."""
-
-    inputs: Tensor
-    states: Tensor
-    actions: Tensor
-    rewards: Tensor
-    dones: Tensor
-    log_probs: Tensor
-    values: Tensor
-
-    @property
-    def total_reward(self) -> Tensor:
-        """Undiscounted reward of each trial, shape (B,): the number RL²'s tables report."""
-        return self.rewards.sum(dim=1)
-
-    def __getitem__(self, index) -> Trials:
-        return Trials(*(getattr(self, f.name)[index] for f in fields(self)))
+Encoder = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 def sample_actions(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -84,32 +56,37 @@ def sample_actions(probs: Tensor, generator: torch.Generator | None = None) -> T
     return torch.multinomial(flat, 1, True, generator=generator).reshape(probs.shape[:-1])
 
 
-def collect_trials(policy: RecurrentPolicy, env: BatchedEnv, n_steps: int, encode: Encoder,
-                   greedy: bool = False, generator: torch.Generator | None = None) -> Trials:
-    """Run one trial of ``n_steps`` in every env of ``env`` without gradients (eqs. 1–4); actions
-    are drawn from π(·|h_t) with ``generator`` (torch's global generator if None)."""
-    n_envs = env.n_envs
-    states = env.reset()
-    prev_actions = np.zeros(n_envs, dtype=np.int64)
-    prev_rewards, prev_dones = np.zeros(n_envs), np.zeros(n_envs, dtype=bool)
-    hidden = policy.initial_state(n_envs)
-    record: dict[str, list] = {name: [] for name in
-                               ("inputs", "states", "actions", "rewards", "dones", "log_probs", "values")}
-    first = np.ones(n_envs, dtype=bool)  # no previous step yet: encode() gets zeros
-    with torch.no_grad():
-        for _ in range(n_steps):
-            inputs = encode(states, np.where(first, -1, prev_actions), prev_rewards, prev_dones)
-            logits, values, hidden = policy.step(inputs, hidden)
-            distribution = torch.distributions.Categorical(logits=logits)
-            actions = logits.argmax(-1) if greedy else sample_actions(distribution.probs, generator)
-            next_states, rewards, dones = env.step(actions.cpu().numpy())
-            for name, value in (("inputs", inputs), ("states", torch.as_tensor(states)),
-                                ("actions", actions), ("rewards", torch.as_tensor(rewards)),
-                                ("dones", torch.as_tensor(dones)),
-                                ("log_probs", distribution.log_prob(actions)), ("values", values)):
-                record[name].append(value)
-            states, prev_actions, prev_rewards, prev_dones = next_states, actions.cpu().numpy(), rewards, dones
-            first[:] = False
-    stacked = {name: torch.stack(values, dim=1) for name, values in record.items()}
-    stacked["rewards"] = stacked["rewards"].to(torch.get_default_dtype())
-    return Trials(**stacked)
+class _RecurrentActor:
+    """``act(obs, last)`` for ``play``: (1)–(3), keeping h_t and a_{t−1} between calls."""
+
+    def __init__(self, policy: RecurrentPolicy, encode: Encoder, generator: torch.Generator, greedy: bool) -> None:
+        self.policy, self.encode, self.generator, self.greedy = policy, encode, generator, greedy
+        self.hidden, self.previous_actions = None, None
+
+    def __call__(self, obs: Tensor, last: Step | None) -> tuple[Tensor, dict[str, Tensor]]:
+        lead, states = obs.shape[:2], obs.reshape(-1)
+        if last is None:  # the first step of the trial: a fresh state, no previous step
+            self.hidden = self.policy.initial_state(states.shape[0])
+            previous = (torch.full_like(states, -1), torch.zeros(states.shape),
+                        torch.zeros(states.shape, dtype=torch.bool))
+        else:
+            previous = (self.previous_actions, last.rewards.reshape(-1), (last.terminated | last.truncated).reshape(-1))
+        inputs = self.encode(states, *previous)
+        logits, values, self.hidden = self.policy.step(inputs, self.hidden)
+        distribution = torch.distributions.Categorical(logits=logits)
+        actions = logits.argmax(-1) if self.greedy else sample_actions(distribution.probs, self.generator)
+        self.previous_actions = actions
+        return actions.reshape(lead), {"inputs": inputs.reshape(*lead, -1),
+                                       "log_probs": distribution.log_prob(actions).reshape(lead),
+                                       "values": values.reshape(lead)}
+
+
+def collect_trials(policy: RecurrentPolicy, env: TaskEnv, n_steps: int, encode: Encoder,
+                   generator: torch.Generator, greedy: bool = False, n_trials: int = 1) -> Rollout:
+    """``n_trials`` trials of ``n_steps`` in every task of ``env`` without gradients (eqs. 1–4).
+
+    ``generator`` starts the episodes and drives the env's draws and the sampled actions.
+    Returns a ``Rollout`` with ``inputs``, ``log_probs`` and ``values``, shape (T, n_trials, n_steps).
+    """
+    actor = _RecurrentActor(policy, encode, generator, greedy)
+    return play(env, actor, n_steps, n_trials, generator, restart=True)

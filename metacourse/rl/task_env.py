@@ -40,7 +40,7 @@ from torch import Tensor
 
 from ..utils import check_positive_int
 
-__all__ = ["Step", "TaskEnv", "Rollout", "Actor", "play", "check_task_env"]
+__all__ = ["Step", "TaskEnv", "Rollout", "Actor", "play", "check_task_env", "check_generator"]
 
 
 class Step(NamedTuple):
@@ -153,6 +153,14 @@ def play(env: TaskEnv, act: Actor, n_steps: int, n_episodes: int = 1, generator:
             obs = env.restart(last.terminated | last.truncated) if restart else last.obs
     stacked = {name: torch.stack(values, dim=2) for name, values in record.items()}
     return Rollout(**stacked, final_obs=obs)
+
+
+def check_generator(generator: object) -> torch.Generator:
+    """``generator`` if it is a ``torch.Generator`` (what ``env.reset`` needs); else an error with the fix."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"an env draws its random numbers from a torch.Generator: pass "
+                        f"torch.Generator().manual_seed(seed), got {generator!r}")
+    return generator
 
 
 def check_task_env(env: TaskEnv, actions: Callable[[Tensor], Tensor], n_episodes: int = 3, n_steps: int = 5,

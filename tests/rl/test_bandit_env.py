@@ -3,10 +3,12 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import metacourse.rl.envs  # noqa: F401  (registers the ids)
 from metacourse.rl.envs import BatchedBernoulliBandit, BernoulliBanditEnv, sample_arm_means
+from metacourse.rl.task_env import check_task_env, play
 
 
 def test_passes_gymnasium_check_env():
@@ -87,18 +89,63 @@ def test_vector_env_broadcasts_a_task_with_call():
     vec.close()
 
 
+def test_batched_bandit_keeps_the_task_env_contract():
+    env = BatchedBernoulliBandit.sample(4, 3, np.random.default_rng(0))
+    check_task_env(env, lambda obs: (torch.arange(obs.numel()) % 3).reshape(obs.shape))
+    assert env.n_tasks == 4 and env.horizon == 1 and env.n_actions == 3
+
+
 def test_batched_bandit_matches_its_means():
-    rng = np.random.default_rng(0)
-    means = np.array([[0.1, 0.9], [0.6, 0.3]])
-    env = BatchedBernoulliBandit(means, rng)
-    assert env.reset().tolist() == [0, 0]
-    totals = np.zeros(2)
-    for _ in range(5000):
-        states, rewards, done = env.step(np.array([1, 0]))
-        totals += rewards
-        assert done.all() and (states == 0).all()
-    assert np.allclose(totals / 5000, [0.9, 0.6], atol=0.02)
-    assert env.expected_rewards(np.array([0, 1])).tolist() == [0.1, 0.3]
+    env = BatchedBernoulliBandit(np.array([[0.1, 0.9], [0.6, 0.3]]))
+    arms = torch.tensor([[1] * 500, [0] * 500])
+    rollout = play(env, lambda obs, last: arms, 10, 500, torch.Generator().manual_seed(0), restart=True)
+    assert (rollout.obs == 0).all() and rollout.terminated.all() and not rollout.truncated.any()
+    assert np.allclose(rollout.rewards.mean((1, 2)).numpy(), [0.9, 0.6], atol=0.02)
+    assert env.expected_rewards(torch.tensor([[0], [1]])).flatten().tolist() == [0.1, 0.3]
+
+
+def test_a_pulled_episode_that_is_not_restarted_is_padding():
+    env = BatchedBernoulliBandit(np.ones((2, 3)))  # every pull pays 1
+    env.reset(2, torch.Generator().manual_seed(0))
+    first = env.step(torch.zeros(2, 2, dtype=torch.long))
+    assert first.rewards.tolist() == [[1.0, 1.0]] * 2 and first.terminated.all()
+    env.restart(torch.tensor([[True, False], [False, False]]))
+    second = env.step(torch.zeros(2, 2, dtype=torch.long))
+    assert second.rewards.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert second.terminated.tolist() == [[True, False], [False, False]] and not second.truncated.any()
+
+
+def test_batched_bandit_steps_like_the_gymnasium_env():
+    """Step for step on tasks whose means are 0 or 1 (no luck involved): the same rewards and flags."""
+    means = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    batched, singles = BatchedBernoulliBandit(means), [BernoulliBanditEnv(n_arms=3) for _ in means]
+    obs = batched.reset(1, torch.Generator().manual_seed(0))
+    for single, task in zip(singles, means):
+        single.reset(seed=0, options={"task": {"means": task}})
+    for arms in ([0, 0], [1, 2], [2, 1]):
+        step = batched.step(torch.tensor(arms)[:, None])
+        for i, single in enumerate(singles):
+            single_obs, reward, terminated, truncated, _ = single.step(arms[i])
+            assert (step.obs[i, 0], step.rewards[i, 0], step.terminated[i, 0], step.truncated[i, 0]) == \
+                (single_obs, reward, terminated, truncated)
+            single.reset()
+        obs = batched.restart(step.terminated | step.truncated)
+    assert (obs == 0).all()
+
+
+def test_bad_batched_calls_say_what_to_do():
+    env = BatchedBernoulliBandit(np.full((2, 3), 0.5))
+    with pytest.raises(ValueError, match="call reset"):
+        env.step(torch.zeros(2, 1, dtype=torch.long))
+    with pytest.raises(TypeError, match="torch.Generator"):
+        env.reset(1, np.random.default_rng(0))
+    env.reset(1, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"shape \(n_tasks, n_episodes\) = \(2, 1\)"):
+        env.step(torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="arms 0..2"):
+        env.step(torch.full((2, 1), 3))
+    with pytest.raises(ValueError, match=r"\(n_tasks, n_arms\)"):
+        BatchedBernoulliBandit(np.full(3, 0.5))
 
 
 def test_sampled_means_are_uniform():

@@ -51,7 +51,7 @@ def test_update_moves_a_softmax_policy_towards_the_better_action():
 
     optimizer = torch.optim.Adam([logits, value], lr=0.05)
     stats = ppo.update(evaluate, optimizer, batch, ppo.Config(epochs=3, minibatches=4),
-                       parameter_groups=[[logits], [value]])
+                       parameter_groups=[[logits], [value]], generator=torch.Generator().manual_seed(0))
     probabilities = torch.softmax(logits, -1)
     assert probabilities[2] > 0.4 > probabilities[0]
     assert 0.0 < value.item() and {"policy_loss", "value_loss", "entropy", "approx_kl"} <= set(stats)
@@ -78,7 +78,8 @@ def test_target_kl_stops_the_epochs_early():
 
     optimizer = torch.optim.SGD([logits], lr=5.0)
     ppo.update(evaluate, optimizer, batch, ppo.Config(epochs=10, minibatches=2, target_kl=1e-4,
-                                                      normalize_advantages=False))
+                                                      normalize_advantages=False),
+               generator=torch.Generator().manual_seed(0))
     assert len(calls) < 20  # fewer than 10 epochs x 2 minibatches
 
 
@@ -111,3 +112,10 @@ def test_minibatches_are_shuffled_with_the_given_generator():
     first = _shuffled_orders(torch.Generator().manual_seed(4), global_seed=1)
     assert first == _shuffled_orders(torch.Generator().manual_seed(4), global_seed=2)
     assert first != _shuffled_orders(torch.Generator().manual_seed(5), global_seed=1)
+
+
+def test_update_without_a_generator_says_how_to_make_one():
+    batch = {"old_log_probs": torch.zeros(4), "advantages": torch.ones(4), "returns": torch.zeros(4)}
+    with pytest.raises(TypeError, match=r"generator=torch.Generator\(\).manual_seed\(seed\)"):
+        ppo.update(lambda indices: None, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0), batch,
+                   ppo.Config(), generator=None)

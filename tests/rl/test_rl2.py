@@ -41,10 +41,11 @@ def test_a_trial_spans_n_episodes_and_keeps_the_hidden_state_across_them():
     cfg = rl2.Config(episodes_per_trial=3, hidden_size=8)
     policy = rl2.RL2Policy(10, 5, 8)
     env = BatchedTabularMDP.sample(5, np.random.default_rng(0), horizon=4)
-    trials = rl2.adapt(policy, env, cfg)
-    assert trials.actions.shape == (5, 12) and trials.inputs.shape == (5, 12, 17)
-    assert trials.dones[0].tolist() == [False, False, False, True] * 3
-    assert (trials.states[:, [0, 4, 8]] == 0).all()           # every episode starts in state 0
+    rollout = rl2.adapt(policy, env, cfg, torch.Generator().manual_seed(0))
+    assert rollout.actions.shape == (5, 1, 12) and rollout.inputs.shape == (5, 1, 12, 17)
+    trials = rollout[:, 0]                                     # one trial per task: [task, step]
+    assert trials.terminated[0].tolist() == [False, False, False, True] * 3 and not trials.truncated.any()
+    assert (trials.obs[:, [0, 4, 8]] == 0).all()              # every episode starts in state 0
     # the input after an episode end carries d = 1, and the previous reward
     assert (trials.inputs[:, 4, -1] == 1).all() and (trials.inputs[:, 5, -1] == 0).all()
     assert torch.allclose(trials.inputs[:, 4, -2], trials.rewards[:, 3])
@@ -60,8 +61,8 @@ def test_hidden_state_is_reset_between_trials():
     policy = rl2.RL2Policy(1, 3, 8)
     cfg = rl2.Config(episodes_per_trial=5, hidden_size=8)
     means = np.random.default_rng(0).uniform(size=(4, 3))
-    first = rl2.adapt(policy, BatchedBernoulliBandit(means, np.random.default_rng(1)), cfg, greedy=True)
-    second = rl2.adapt(policy, BatchedBernoulliBandit(means, np.random.default_rng(1)), cfg, greedy=True)
+    first = rl2.adapt(policy, BatchedBernoulliBandit(means), cfg, torch.Generator().manual_seed(1), greedy=True)
+    second = rl2.adapt(policy, BatchedBernoulliBandit(means), cfg, torch.Generator().manual_seed(1), greedy=True)
     assert torch.equal(first.actions, second.actions)  # nothing carried over from trial one
 
 
@@ -78,12 +79,12 @@ def test_rl2_learns_to_beat_random_on_two_armed_bandits():
                      ppo=ppo.Config(outer_lr=3e-3, entropy_coef=0.01))
     policy = rl2.RL2Policy(1, 2, cfg.hidden_size)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.outer_lr)
-    rng = np.random.default_rng(0)
-    test = np.random.default_rng(1).uniform(size=(1000, 2))
-    before = rl2.evaluate(policy, BatchedBernoulliBandit(test, np.random.default_rng(2)), cfg)
+    rng, generator = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    test = BatchedBernoulliBandit(np.random.default_rng(1).uniform(size=(1000, 2)))
+    before = rl2.evaluate(policy, test, cfg, torch.Generator().manual_seed(2))
     for _ in range(20):
-        metrics = rl2.meta_step(policy, optimizer, BatchedBernoulliBandit.sample(128, 2, rng), cfg)
-    after = rl2.evaluate(policy, BatchedBernoulliBandit(test, np.random.default_rng(2)), cfg)
+        metrics = rl2.meta_step(policy, optimizer, BatchedBernoulliBandit.sample(128, 2, rng), cfg, generator)
+    after = rl2.evaluate(policy, test, cfg, torch.Generator().manual_seed(2))
     # random play earns 5 on average; knowing the best arm earns 10 · E[max(μ1, μ2)] = 6.67
     assert abs(before.mean() - 5.0) < 0.25
     assert after.mean() > before.mean() + 0.4, (before.mean(), after.mean())
@@ -139,7 +140,7 @@ def test_actions_and_ppo_minibatches_come_from_the_given_generator():
         env = BatchedBernoulliBandit.sample(16, 3, np.random.default_rng(0))
         torch.manual_seed(global_seed)  # the global generator plays no part
         metrics = rl2.meta_step(policy, optimizer, env, cfg, generator=torch.Generator().manual_seed(9))
-        trials = rl2.adapt(policy, env, cfg, generator=torch.Generator().manual_seed(10))
+        trials = rl2.adapt(policy, env, cfg, torch.Generator().manual_seed(10))
         runs.append((metrics, trials.actions))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
 
@@ -154,10 +155,7 @@ def test_sampling_with_a_generator_draws_as_categorical_does():
 
 
 class _NoHorizon:
-    n_envs = 2
-
-    def reset(self):
-        return np.zeros(2, dtype=np.int64)
+    n_tasks = 2
 
 
 @pytest.mark.parametrize("horizon", [None, 0, 2.5, "3"])
@@ -166,4 +164,23 @@ def test_an_env_without_a_horizon_is_refused_with_the_fix(horizon):
     if horizon is not None:
         env.horizon = horizon
     with pytest.raises(TypeError, match="env.horizon"):
-        rl2.adapt(rl2.RL2Policy(1, 2, 8), env, rl2.Config(episodes_per_trial=2, hidden_size=8))
+        rl2.adapt(rl2.RL2Policy(1, 2, 8), env, rl2.Config(episodes_per_trial=2, hidden_size=8),
+                  torch.Generator().manual_seed(0))
+
+
+def test_the_trial_rollout_records_what_play_records_and_the_inputs_of_the_step_before():
+    torch.manual_seed(0)
+    policy = rl2.RL2Policy(1, 3, 8)
+    env = BatchedBernoulliBandit(np.random.default_rng(0).uniform(size=(6, 3)))
+    rollout = rl2.adapt(policy, env, rl2.Config(episodes_per_trial=4, hidden_size=8), torch.Generator().manual_seed(1))
+    assert rollout.terminated.all() and rollout.final_obs.shape == (6, 1)
+    previous = rollout.inputs[:, 0, 1:]                   # x_t carries a_{t−1}, r_{t−1}, d_{t−1} = 1
+    assert torch.equal(previous[..., 1:4].argmax(-1), rollout.actions[:, 0, :-1])
+    assert torch.equal(previous[..., 4], rollout.rewards[:, 0, :-1]) and (previous[..., 5] == 1).all()
+    assert (rollout.inputs[:, 0, 0, 1:] == 0).all()        # nothing before the first step
+
+
+def test_adapt_needs_a_generator():
+    env = BatchedBernoulliBandit(np.full((2, 2), 0.5))
+    with pytest.raises(TypeError, match="torch.Generator"):
+        rl2.adapt(rl2.RL2Policy(1, 2, 8), env, rl2.Config(episodes_per_trial=2, hidden_size=8), None)

@@ -3,10 +3,12 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import metacourse.rl.envs  # noqa: F401  (registers the ids)
 from metacourse.rl.envs import BatchedTabularMDP, TabularMDPEnv, sample_mdps, solve_finite_horizon
+from metacourse.rl.task_env import check_task_env, play
 
 
 def test_passes_gymnasium_check_env():
@@ -95,13 +97,69 @@ def test_value_iteration_on_a_two_state_chain():
 
 
 def test_value_iteration_matches_policy_evaluation_by_simulation():
-    rng = np.random.default_rng(3)
-    env = BatchedTabularMDP.sample(4000, rng, horizon=10)
-    q = solve_finite_horizon(env.transitions, env.reward_means, 10)
-    states, total, rows = env.reset(), np.zeros(4000), np.arange(4000)
-    for h in range(10):
-        states, rewards, done = env.step(q[h][rows, states].argmax(-1))
-        total += rewards
-    assert done.all() and (states == 0).all()  # a new episode starts by itself
-    expected = env.optimal_episode_return()
+    env = BatchedTabularMDP.sample(4000, np.random.default_rng(3), horizon=10)
+    q = torch.as_tensor(solve_finite_horizon(env.transitions.numpy(), env.reward_means.numpy(), 10))
+    tasks, steps = torch.arange(4000)[:, None], []
+
+    def optimal(obs, last):  # the action of Q_h at step h
+        steps.append(obs)
+        return q[len(steps) - 1][tasks, obs].argmax(-1)
+
+    rollout = play(env, optimal, 10, 1, torch.Generator().manual_seed(0))
+    assert rollout.terminated[:, 0, -1].all() and not rollout.terminated[:, 0, :-1].any()
+    total, expected = rollout.episode_returns[:, 0].double(), env.optimal_episode_return()
     assert abs(total.mean() - expected.mean()) < 3 * total.std() / np.sqrt(4000)
+
+
+def test_batched_mdp_keeps_the_task_env_contract():
+    env = BatchedTabularMDP.sample(3, np.random.default_rng(0), horizon=2)  # episodes end within 5 steps
+    check_task_env(env, lambda obs: obs % 5)
+    assert env.n_tasks == 3 and env.horizon == 2
+
+
+def test_episodes_terminate_after_the_horizon_and_restart_in_state_zero():
+    env = BatchedTabularMDP.sample(2, np.random.default_rng(1), horizon=3)
+    rollout = play(env, lambda obs, last: torch.ones_like(obs), 7, 2, torch.Generator().manual_seed(0), restart=True)
+    assert rollout.terminated[0, 0].tolist() == [False, False, True] * 2 + [False]
+    assert not rollout.truncated.any() and (rollout.obs[..., [0, 3, 6]] == 0).all()
+    padded = play(env, lambda obs, last: torch.ones_like(obs), 5, 2, torch.Generator().manual_seed(0))
+    assert (padded.rewards[..., 3:] == 0).all() and (padded.mask[..., 3:] == 0).all()
+    assert torch.equal(padded.rewards[..., :3], rollout.rewards[..., :3])  # the same draws until the end
+
+
+def test_batched_mdp_steps_like_the_gymnasium_env():
+    """Step for step on an MDP with deterministic transitions: the same states and flags, and
+    rewards whose noise around μ(s, a) is standard normal in both."""
+    transitions = np.zeros((1, 3, 2, 3))
+    transitions[0, :, 0, :] = np.eye(3)[[1, 2, 0]]   # action 0: s -> s + 1 (mod 3)
+    transitions[0, :, 1, 0] = 1.0                     # action 1: back to 0
+    means = np.arange(6.0).reshape(1, 3, 2)
+    batched = BatchedTabularMDP(transitions, means, horizon=4)
+    single = TabularMDPEnv(n_states=3, n_actions=2, horizon=4)
+    obs = batched.reset(1, torch.Generator().manual_seed(0))
+    state, _ = single.reset(seed=0, options={"task": {"transitions": transitions[0], "reward_means": means[0]}})
+    noise = []
+    for action in [0, 0, 1, 0, 0, 0, 0, 1]:
+        mean = means[0, state, action]
+        step = batched.step(torch.tensor([[action]]))
+        state, reward, terminated, truncated, _ = single.step(action)
+        assert (int(step.obs), bool(step.terminated), bool(step.truncated)) == (state, terminated, truncated)
+        noise += [float(step.rewards) - mean, reward - mean]
+        obs = batched.restart(step.terminated)
+        if terminated:
+            state, _ = single.reset()
+        assert int(obs) == state
+    assert max(abs(n) for n in noise) < 5
+
+
+def test_bad_batched_calls_say_what_to_do():
+    env = BatchedTabularMDP.sample(2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="call reset"):
+        env.step(torch.zeros(2, 1, dtype=torch.long))
+    with pytest.raises(TypeError, match="torch.Generator"):
+        env.reset(1, 0)
+    env.reset(1, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="values in 0..4"):
+        env.step(torch.full((2, 1), 5))
+    with pytest.raises(ValueError, match="do not match"):
+        BatchedTabularMDP(np.ones((2, 3, 5, 3)) / 3, np.zeros((2, 3, 4)))

@@ -1,4 +1,4 @@
-"""Meta-RL task families as Gymnasium 1.x environments (and batched NumPy twins).
+"""Meta-RL task families as Gymnasium 1.x environments (and batched torch twins, ``rl.task_env``).
 
 Importing this package registers the environments under the ``metacourse/`` namespace::
 

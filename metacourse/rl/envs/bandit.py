@@ -11,17 +11,22 @@ Two implementations of the same task family:
   ``metacourse/BernoulliBandit-v0``) with the meta-RL task API ``sample_tasks(n)``,
   ``set_task(task)``, ``get_task()``; a task stays set across ``reset()`` calls, so one trial is
   ``set_task`` followed by n resets. Seeding goes through ``reset(seed=...)``.
-- ``BatchedBernoulliBandit``: many bandits at once in NumPy, for training and baselines
-  (thousands of times faster than stepping Gymnasium environments one by one).
+- ``BatchedBernoulliBandit``: many bandits at once in torch, for training RL² (the task-env
+  contract of ``metacourse.rl.task_env``; thousands of times faster than stepping Gymnasium
+  environments one by one). The classical baselines play their own NumPy bandits
+  (``rl.classical.play_bandits``) on the same arm means.
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
+from torch import Tensor
 
 from ...utils import check_positive_int
+from ..task_env import Step, check_generator
 
 __all__ = ["BernoulliBanditEnv", "BatchedBernoulliBandit", "sample_arm_means"]
 
@@ -110,39 +115,67 @@ class BernoulliBanditEnv(gym.Env):
 
 
 class BatchedBernoulliBandit:
-    """``n_envs`` Bernoulli bandits stepped together in NumPy: the training and baseline engine.
+    """T Bernoulli bandits × E episodes stepped together in torch: the training engine of RL².
 
-    Shares the batched tabular interface of ``BatchedTabularMDP`` (``n_states = 1``,
-    ``horizon = 1``): ``reset()`` returns the states, ``step(actions)`` returns
-    ``(next_states, rewards, episode_done)``; a new episode begins by itself after each pull.
+    Speaks the task-env contract of ``metacourse.rl.task_env``: ``reset(E, generator)`` returns
+    the observations (T, E), always state 0 (``n_states = 1``); ``step(arms)`` with arms (T, E)
+    returns ``Step(obs, rewards, terminated, truncated)``: reward 1 with probability μ_arm drawn
+    with the generator, and every pull *terminates* its episode (``horizon = 1``); ``restart``
+    starts new episodes (RL²'s trial is n of them in a row). An episode pulled and not restarted
+    earns 0 afterwards (padding).
     """
 
     n_states = 1
     horizon = 1
 
-    def __init__(self, means: np.ndarray, rng: np.random.Generator) -> None:
-        means = np.asarray(means, dtype=np.float64)
+    def __init__(self, means: np.ndarray | Tensor) -> None:
+        means = torch.as_tensor(means, dtype=torch.float64)
         if means.ndim != 2 or means.shape[1] < 1:
-            raise ValueError(f"means must have shape (n_envs, n_arms), got {means.shape}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy Generator, got {rng!r}")
-        self.means, self.rng = means, rng
-        self.n_envs, self.n_actions = means.shape
+            raise ValueError(f"means must have shape (n_tasks, n_arms), got {tuple(means.shape)}")
+        self.means = means
+        self.n_tasks, self.n_actions = means.shape
+        self._generator: torch.Generator | None = None
+        self._ended = torch.zeros(self.n_tasks, 0, dtype=torch.bool)
 
     @classmethod
-    def sample(cls, n_envs: int, n_arms: int, rng: np.random.Generator) -> BatchedBernoulliBandit:
-        """Draw ``n_envs`` tasks from p(T); rewards are then sampled from the same ``rng``."""
-        return cls(sample_arm_means(rng, n_envs, n_arms), rng)
+    def sample(cls, n_tasks: int, n_arms: int, rng: np.random.Generator) -> BatchedBernoulliBandit:
+        """Draw ``n_tasks`` tasks from p(T) with NumPy's ``rng`` (the baselines draw the same way)."""
+        return cls(sample_arm_means(rng, n_tasks, n_arms))
 
-    def reset(self) -> np.ndarray:
-        return np.zeros(self.n_envs, dtype=np.int64)
+    def _obs(self) -> Tensor:
+        return torch.zeros(self._ended.shape, dtype=torch.long)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        actions = np.asarray(actions)
-        chosen = np.take_along_axis(self.means, actions[:, None], axis=1)[:, 0]
-        rewards = (self.rng.random(self.n_envs) < chosen).astype(np.float64)
-        return self.reset(), rewards, np.ones(self.n_envs, dtype=bool)
+    def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
+        check_positive_int("n_episodes", n_episodes)
+        self._generator = check_generator(generator)
+        self._ended = torch.zeros(self.n_tasks, n_episodes, dtype=torch.bool)
+        return self._obs()
 
-    def expected_rewards(self, actions: np.ndarray) -> np.ndarray:
-        """μ of each env's chosen arm (for regret: ``means.max(1) - expected_rewards``)."""
-        return np.take_along_axis(self.means, np.asarray(actions)[:, None], axis=1)[:, 0]
+    def step(self, actions: Tensor) -> Step:
+        if self._generator is None:
+            raise ValueError("call reset(n_episodes, generator) before step()")
+        actions = _check_arms(actions, self._ended.shape, self.n_actions)
+        chosen = self.means.gather(1, actions)
+        pays = torch.rand(chosen.shape, generator=self._generator, dtype=torch.float64) < chosen
+        running = ~self._ended
+        rewards = (pays & running).to(torch.get_default_dtype())
+        self._ended = self._ended | running
+        return Step(self._obs(), rewards, running, torch.zeros_like(running))
+
+    def restart(self, ended: Tensor) -> Tensor:
+        self._ended = self._ended & ~torch.as_tensor(ended, dtype=torch.bool)
+        return self._obs()
+
+    def expected_rewards(self, actions: Tensor) -> Tensor:
+        """μ of each chosen arm, shape (T, E) (regret: ``means.max(1).values[:, None] − this``)."""
+        return self.means.gather(1, torch.as_tensor(actions, dtype=torch.long))
+
+
+def _check_arms(actions: Tensor, shape: torch.Size, n_arms: int) -> Tensor:
+    actions = torch.as_tensor(actions, dtype=torch.long)
+    if actions.shape != shape:
+        raise ValueError(f"actions must have shape (n_tasks, n_episodes) = {tuple(shape)}, got {tuple(actions.shape)}")
+    if actions.numel() and (actions.min() < 0 or actions.max() >= n_arms):
+        raise ValueError(f"actions must be arms 0..{n_arms - 1}, got values in [{int(actions.min())}, "
+                         f"{int(actions.max())}]")
+    return actions

@@ -9,8 +9,9 @@ it). A trial is n episodes of the same MDP.
 - ``TabularMDPEnv``: Gymnasium 1.x environment (``metacourse/TabularMDP-v0``) with
   ``sample_tasks(n)``, ``set_task(task)``, ``get_task()``; a task is
   ``{"transitions": (S, A, S) array, "reward_means": (S, A) array}`` and stays set across resets.
-- ``BatchedTabularMDP``: many MDPs stepped together in NumPy; a new episode starts by itself
-  after H steps.
+- ``BatchedTabularMDP``: many MDPs stepped together in torch (the task-env contract of
+  ``metacourse.rl.task_env``): an episode terminates after H steps and ``restart`` starts the
+  next one. The classical baselines simulate the same MDPs in NumPy (``rl.classical.play_mdps``).
 - ``solve_finite_horizon``: backward induction (finite-horizon value iteration) for batches of
   MDPs, used by the model-based baselines and to compute the optimal return of a task.
 """
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
+from torch import Tensor
 
 from ...utils import check_positive_int
+from ..task_env import Step, check_generator
 
 __all__ = ["TabularMDPEnv", "BatchedTabularMDP", "sample_mdps", "solve_finite_horizon"]
 
@@ -137,58 +141,76 @@ class TabularMDPEnv(gym.Env):
 
 
 class BatchedTabularMDP:
-    """``n_envs`` tabular MDPs stepped together in NumPy.
+    """T tabular MDPs × E episodes stepped together in torch (the contract of
+    ``metacourse.rl.task_env``).
 
-    ``reset()`` puts every env in state 0 at step 0 and returns the states; ``step(actions)``
-    returns ``(next_states, rewards, episode_done)``. When an episode ends (after ``horizon``
-    steps) the returned state is already the first state of the next episode (state 0); the
-    state the last action actually led to is in ``successor_states``.
+    ``reset(E, generator)`` puts every episode in state 0; ``step(actions)`` draws each reward
+    r ~ Normal(μ(s, a), 1) and each next state s' ~ P(·|s, a) with the generator and returns
+    ``Step(next states, rewards, terminated, truncated)``: an episode *terminates* after
+    ``horizon`` steps (the finite horizon is part of the task; ``truncated`` stays false), and
+    ``restart(ended)`` starts it again in state 0. Observations are state indices (T, E).
     """
 
-    def __init__(self, transitions: np.ndarray, reward_means: np.ndarray,
-                 rng: np.random.Generator, horizon: int = 10) -> None:
-        transitions = np.asarray(transitions, dtype=np.float64)
-        reward_means = np.asarray(reward_means, dtype=np.float64)
+    def __init__(self, transitions: np.ndarray | Tensor, reward_means: np.ndarray | Tensor,
+                 horizon: int = 10) -> None:
+        transitions = torch.as_tensor(transitions, dtype=torch.float64)
+        reward_means = torch.as_tensor(reward_means, dtype=torch.float64)
         if transitions.ndim != 4 or transitions.shape[:3] != reward_means.shape:
-            raise ValueError(f"transitions (n, S, A, S) {transitions.shape} and reward_means "
-                             f"(n, S, A) {reward_means.shape} do not match")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy Generator, got {rng!r}")
-        self.transitions, self.reward_means, self.rng = transitions, reward_means, rng
+            raise ValueError(f"transitions (n, S, A, S) {tuple(transitions.shape)} and reward_means "
+                             f"(n, S, A) {tuple(reward_means.shape)} do not match")
+        self.transitions, self.reward_means = transitions, reward_means
         self.horizon = check_positive_int("horizon", horizon)
-        self.n_envs, self.n_states, self.n_actions = reward_means.shape
-        self._cumulative = np.cumsum(transitions, axis=-1)
-        self._index = np.arange(self.n_envs)
-        self.states = np.zeros(self.n_envs, dtype=np.int64)
-        self.successor_states = self.states.copy()
-        self.t = 0
+        self.n_tasks, self.n_states, self.n_actions = reward_means.shape
+        self._cumulative = transitions.cumsum(-1)
+        self._generator: torch.Generator | None = None
+        self.states = torch.zeros(self.n_tasks, 0, dtype=torch.long)
+        self._t = torch.zeros_like(self.states)
+        self._ended = torch.zeros(self.states.shape, dtype=torch.bool)
 
     @classmethod
-    def sample(cls, n_envs: int, rng: np.random.Generator, n_states: int = 10, n_actions: int = 5,
+    def sample(cls, n_tasks: int, rng: np.random.Generator, n_states: int = 10, n_actions: int = 5,
                horizon: int = 10) -> BatchedTabularMDP:
-        """Draw ``n_envs`` MDPs from p(T); rewards and transitions then use the same ``rng``."""
-        return cls(*sample_mdps(rng, n_envs, n_states, n_actions), rng, horizon)
+        """Draw ``n_tasks`` MDPs from p(T) with NumPy's ``rng`` (the baselines draw the same way)."""
+        return cls(*sample_mdps(rng, n_tasks, n_states, n_actions), horizon)
 
-    def reset(self) -> np.ndarray:
-        self.states = np.zeros(self.n_envs, dtype=np.int64)
-        self.t = 0
-        return self.states.copy()
+    def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
+        check_positive_int("n_episodes", n_episodes)
+        self._generator = check_generator(generator)
+        self.states = torch.zeros(self.n_tasks, n_episodes, dtype=torch.long)
+        self._t = torch.zeros_like(self.states)
+        self._ended = torch.zeros(self.states.shape, dtype=torch.bool)
+        return self.states.clone()
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        actions = np.asarray(actions)
-        means = self.reward_means[self._index, self.states, actions]
-        rewards = means + self.rng.standard_normal(self.n_envs)
-        cumulative = self._cumulative[self._index, self.states, actions]
-        u = self.rng.random(self.n_envs)[:, None]
-        next_states = np.minimum((cumulative < u).sum(axis=1), self.n_states - 1)
-        self.t += 1
-        done = self.t >= self.horizon
-        self.successor_states = next_states  # before the automatic reset: what models learn from
-        self.states = np.zeros_like(next_states) if done else next_states
-        self.t = 0 if done else self.t
-        return self.states.copy(), rewards, np.full(self.n_envs, done)
+    def step(self, actions: Tensor) -> Step:
+        if self._generator is None:
+            raise ValueError("call reset(n_episodes, generator) before step()")
+        actions = torch.as_tensor(actions, dtype=torch.long)
+        if actions.shape != self.states.shape or (actions.numel() and not 0 <= actions.min() <= actions.max()
+                                                  < self.n_actions):
+            raise ValueError(f"actions must have shape (n_tasks, n_episodes) = {tuple(self.states.shape)} with "
+                             f"values in 0..{self.n_actions - 1}, got shape {tuple(actions.shape)}")
+        task = torch.arange(self.n_tasks)[:, None]
+        means = self.reward_means[task, self.states, actions]
+        noise = torch.randn(means.shape, generator=self._generator, dtype=torch.float64)
+        u = torch.rand(means.shape, generator=self._generator, dtype=torch.float64)
+        cumulative = self._cumulative[task, self.states, actions]
+        next_states = (cumulative < u[..., None]).sum(-1).clamp(max=self.n_states - 1)
+        running = ~self._ended
+        self._t = self._t + running.long()
+        terminated = running & (self._t >= self.horizon)
+        self.states = torch.where(running, next_states, self.states)
+        self._ended = self._ended | terminated
+        rewards = torch.where(running, means + noise, 0.0).to(torch.get_default_dtype())
+        return Step(self.states.clone(), rewards, terminated, torch.zeros_like(terminated))
 
-    def optimal_episode_return(self) -> np.ndarray:
-        """Expected return of an optimal H-step episode from state 0, per env."""
-        q = solve_finite_horizon(self.transitions, self.reward_means, self.horizon)
-        return q[0][:, 0].max(axis=-1)
+    def restart(self, ended: Tensor) -> Tensor:
+        ended = torch.as_tensor(ended, dtype=torch.bool)
+        self.states = torch.where(ended, 0, self.states)
+        self._t = torch.where(ended, 0, self._t)
+        self._ended = self._ended & ~ended
+        return self.states.clone()
+
+    def optimal_episode_return(self) -> Tensor:
+        """Expected return of an optimal H-step episode from state 0, per task (T,)."""
+        q = solve_finite_horizon(self.transitions.numpy(), self.reward_means.numpy(), self.horizon)
+        return torch.as_tensor(q[0][:, 0].max(axis=-1))
