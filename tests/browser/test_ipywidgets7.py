@@ -1,36 +1,33 @@
-"""The course's sliders and progress bars with ipywidgets 7.7 (Colab's version) in the classic notebook.
+"""Lecture 1's sliders with ipywidgets 7.7 (Colab's version) in the classic notebook, in headless Chromium.
 
-Colab ships ipywidgets 7.7; JupyterLab 4 needs 8.x. The widgets the course uses (``interact`` with a
-``FloatSlider(continuous_update=False)`` over a matplotlib plot, ``tqdm.auto`` bars) must work with
-both. This test runs the browser suite's fixture notebook in the classic notebook (``notebook<7``,
-``ipywidgets==7.7.1``, ``widgetsnbextension==3.6.1``) from a separate virtual environment, in headless
-Chromium: the slider renders, dragging it redraws the plot, the bar renders, no widget error and no
-traceback.
+Colab ships ipywidgets 7.7.1 with widgetsnbextension 3.6.1 and the classic notebook 6.5; JupyterLab 4
+needs ipywidgets 8. The course's widgets must work with both. This test runs
+``lectures/01_what_is_meta_learning.ipynb`` top to bottom in FAST mode in the classic notebook and
+checks what a student on Colab would see: the ``interact`` sliders (K and the task) render, dragging
+each one redraws the plot (a new image), the kernel really runs ipywidgets 7.7.1, and no widget error
+and no traceback appear. Two cells are added at the end: one prints the kernel's ipywidgets version,
+one draws a ``tqdm.auto`` bar as ``metacourse.train`` does (FAST mode turns the lecture's own bars off).
 
-The environment is not built here (about two minutes of pip on two cores): the test is skipped
-unless it exists. Build it once with::
-
-    python3.11 -m venv /tmp/metacourse-ipywidgets7
-    /tmp/metacourse-ipywidgets7/bin/pip install "notebook<7" "ipywidgets==7.7.1" "widgetsnbextension==3.6.1" \\
-        ipykernel matplotlib numpy tqdm
-
-(7.7.1 is Colab's ipywidgets. Unpinned, pip took ipywidgets 7.7.5 with widgetsnbextension 3.6.10, whose
-front end fails in the browser, "_deserialize_state is not a function", and shows no slider.)
-
-``METACOURSE_IPYWIDGETS7_VENV`` points elsewhere.
+The packages of Colab's front end are installed by the test itself, in about ten seconds:
+``pip install --target <tmp> --no-deps`` of the pins below, put first on ``PYTHONPATH`` of the
+notebook server and its kernel, so they shadow ipywidgets 8 and Notebook 7 while torch and the rest
+come from the current environment. pip needs its index (PyPI). ``METACOURSE_IPYWIDGETS7_PACKAGES``
+names a folder where they are already installed (pip is then not run).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 
 def _sibling(name: str) -> ModuleType:
@@ -42,93 +39,155 @@ def _sibling(name: str) -> ModuleType:
 
 
 _server, _lab = _sibling("conftest"), _sibling("test_jupyterlab")
-PLOT_CELL, PROGRESS_CELL = _lab.PLOT_CELL, _lab.PROGRESS_CELL
-"""The same slider over a plot and the same progress bar as the JupyterLab fixture notebook."""
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-VENV = Path(os.environ.get("METACOURSE_IPYWIDGETS7_VENV", "/tmp/metacourse-ipywidgets7"))
-PYTHON = VENV / "bin" / "python"
+ROOT = Path(__file__).resolve().parents[2]
+LECTURE = "lectures/01_what_is_meta_learning.ipynb"
+PINS = [
+    "ipywidgets==7.7.1",  # Colab's
+    "widgetsnbextension==3.6.1",  # Colab's; 3.6.10's front end fails ("_deserialize_state is not a function")
+    "notebook==6.5.7",  # the classic notebook (Colab's front end is built on it)
+    "nbclassic==1.3.3",  # notebook 6.5 serves its pages and scripts from here
+    "ipython_genutils==0.2.0",  # needed by ipywidgets 7 and notebook 6, gone from newer environments
+    "nest_asyncio==1.6.0",
+]
+"""What is installed on top of the current environment (``--no-deps``: everything else is shared)."""
+PIP_TIMEOUT_S = 180
 
-_ALL_RAN_JS = """() => window.Jupyter && Jupyter.notebook && Jupyter.notebook.get_cells()
-  .filter(c => c.cell_type === 'code').every(c => typeof c.input_prompt_number === 'number')
-  && !Jupyter.notebook.kernel_busy"""
 _KERNEL_READY_JS = """() => !!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel
   && Jupyter.notebook.kernel.is_connected() && document.querySelector('#kernel_indicator_icon.kernel_idle_icon'))"""
+_ALL_RAN_JS = """() => window.Jupyter && Jupyter.notebook && Jupyter.notebook.get_cells()
+  .filter(c => c.cell_type === 'code' && c.get_text().trim() !== '')
+  .every(c => typeof c.input_prompt_number === 'number') && !Jupyter.notebook.kernel_busy"""
+_NEW_IMAGE_JS = "([el, old]) => { const img = [...el.querySelectorAll('img')].pop(); return img && img.src !== old; }"
+_VERSION_CELL = "import ipywidgets\nprint('kernel ipywidgets', ipywidgets.__version__)"
 
-if not PYTHON.is_file():
-    pytest.skip(f"no ipywidgets 7 environment at {VENV}: build it as this module's docstring says",
-                allow_module_level=True)
+
+def _install(target: Path) -> float:
+    """Install :data:`PINS` into ``target`` with pip; return the seconds it took."""
+    start = time.monotonic()
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--target", str(target), *PINS]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"pip did not install {PINS} within {PIP_TIMEOUT_S} s: is PyPI reachable? Or set "
+                    "METACOURSE_IPYWIDGETS7_PACKAGES to a folder where they are installed", pytrace=False)
+    if done.returncode:
+        pytest.fail(f"pip could not install {PINS} (needs PyPI; or set METACOURSE_IPYWIDGETS7_PACKAGES to a "
+                    f"folder where they are installed):\n{done.stderr[-3000:]}", pytrace=False)
+    return time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
 def classic_notebook(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[tuple[str, Path]]:
-    """The classic notebook server of the ipywidgets 7 environment on 127.0.0.1 (no token, no XSRF)."""
+    """The classic notebook 6.5 with ipywidgets 7.7.1 on 127.0.0.1 (no token, no XSRF): (URL, served folder)."""
+    _server._require()
     base = tmp_path_factory.mktemp("classic")
-    served = base / "served"
-    for folder in (served, base / "config", base / "runtime"):
+    given = os.environ.get("METACOURSE_IPYWIDGETS7_PACKAGES")
+    packages = Path(given) if given else base / "packages"
+    if not given:
+        print(f"pip installed {len(PINS)} packages in {_install(packages):.0f} s")
+    served, config = base / "served", base / "config"
+    for folder in (served, config, base / "runtime"):
         folder.mkdir()
+    # Only the notebook's own pages: JupyterLab's server extension (enabled in this environment) does
+    # not load into Notebook 6.
+    (config / "jupyter_notebook_config.json").write_text(
+        json.dumps({"NotebookApp": {"nbserver_extensions": {"jupyterlab": False}}}))
     port = _server._free_port()
-    env = dict(os.environ, METACOURSE_FAST="1", JUPYTER_CONFIG_DIR=str(base / "config"),
-               JUPYTER_RUNTIME_DIR=str(base / "runtime"), VIRTUAL_ENV=str(VENV),
-               PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, METACOURSE_FAST="1", JUPYTER_CONFIG_DIR=str(config),
+               JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+               JUPYTER_PATH=str(packages / "share" / "jupyter"),  # widgetsnbextension's front end
+               JUPYTER_CONFIG_PATH=str(packages / "etc" / "jupyter"),  # ... and the setting that loads it
+               PYTHONPATH=os.pathsep.join(filter(None, [str(packages), os.environ.get("PYTHONPATH")])))
     env.pop("MPLBACKEND", None)
-    env.pop("PYTHONPATH", None)
-    log = base / "classic.log"
-    command = [str(PYTHON), "-m", "notebook", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+    command = [sys.executable, "-m", "notebook", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
                "--port-retries=0", f"--notebook-dir={served}", "--NotebookApp.token=", "--NotebookApp.password=",
                "--NotebookApp.disable_check_xsrf=True"]
-    with _server.running_server(command, env, served, port, log, artifacts / "classic-notebook.log") as url:
+    with _server.running_server(command, env, served, port, base / "classic.log",
+                                artifacts / "classic-notebook.log") as url:
         yield url, served
 
 
-def test_slider_and_progress_bar_work_with_ipywidgets_7(classic_notebook, chromium, artifacts: Path) -> None:
+def _run_all(page, name: str, artifacts: Path) -> float:
+    """Run every cell (Cell > Run All); return the seconds until all ran and the kernel is idle."""
+    start = time.monotonic()
+    page.evaluate("() => Jupyter.notebook.execute_all_cells()")
+    try:
+        page.wait_for_function(_ALL_RAN_JS, timeout=_lab.RUN_TIMEOUT_S * 1000, polling=500)
+    except Exception:
+        page.screenshot(path=str(artifacts / f"{name}-run-timeout.png"), full_page=True)
+        raise AssertionError(f"not all cells ran within {_lab.RUN_TIMEOUT_S:.0f} s; see {name}-run-timeout.png") \
+            from None
+    return time.monotonic() - start
+
+
+def _check_no_errors(page) -> None:
+    """No widget failed to display and no output holds a traceback."""
+    assert not page.get_by_text("Error displaying widget").count(), "a widget failed to display"
+    assert not page.locator(".jupyter-widgets-error-widget").count(), "a widget failed to display"
+    errors = page.locator(".output_error").all_inner_texts()
+    assert not errors, f"an output shows an error:\n{errors[0][:2000]}"
+
+
+def _drag(page, slider, fraction: float) -> None:
+    """Drag a jQuery UI slider's handle (ipywidgets 7) to ``fraction`` of its track."""
+    slider.scroll_into_view_if_needed()
+    track, handle = slider.locator(".ui-slider").bounding_box(), slider.locator(".ui-slider-handle").bounding_box()
+    assert track and handle, "the slider has no size on the page"
+    y = handle["y"] + handle["height"] / 2
+    page.mouse.move(handle["x"] + handle["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(track["x"] + track["width"] * fraction, y, steps=10)
+    page.mouse.up()
+
+
+def test_lecture_01_sliders_redraw_with_ipywidgets_7(classic_notebook, chromium, artifacts: Path) -> None:
     url, served = classic_notebook
-    version = new_code_cell("import ipywidgets\nprint('ipywidgets', ipywidgets.__version__)")
-    nb = new_notebook(cells=[version, new_code_cell(PLOT_CELL), new_code_cell(PROGRESS_CELL)],
-                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    nbformat.write(nb, served / "widgets7.ipynb")
+    path = _lab._serve(served, ROOT / LECTURE, LECTURE)
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     console: list[str] = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     try:
-        page.goto(f"{url}/notebooks/widgets7.ipynb")
+        page.goto(f"{url}/notebooks/{path}")
         page.wait_for_function(_KERNEL_READY_JS, timeout=120_000, polling=250)
-        page.evaluate("() => Jupyter.notebook.execute_all_cells()")
-        page.wait_for_function(_ALL_RAN_JS, timeout=180_000, polling=500)
-        page.screenshot(path=str(artifacts / "ipywidgets7-after-run.png"))
+        for source in (_VERSION_CELL, _lab.PROGRESS_CELL):
+            page.evaluate(f"() => Jupyter.notebook.insert_cell_at_bottom('code').set_text({json.dumps(source)})")
+        seconds = _run_all(page, "ipywidgets7-lecture01", artifacts)
+        print(f"{LECTURE}: all cells ran in the classic notebook in {seconds:.0f} s")
+        page.screenshot(path=str(artifacts / "ipywidgets7-lecture01-after-run.png"), full_page=True)
         outputs = page.locator(".output_area").all_inner_texts()
-        assert any("ipywidgets 7." in text for text in outputs), f"not ipywidgets 7: {outputs[:3]}"
-        assert not page.get_by_text("Error displaying widget").count(), "a widget failed to display"
-        errors = page.locator(".output_error").all_inner_texts()
-        assert not errors, f"an output shows an error:\n{errors[0][:2000]}"
-
+        assert any("kernel ipywidgets 7.7.1" in text for text in outputs), \
+            f"the kernel does not run ipywidgets 7.7.1: {[t for t in outputs if 'ipywidgets' in t]}"
+        _check_no_errors(page)
         bars = page.locator(".output_area .widget-hprogress")
         assert bars.count() and bars.last.locator(".progress-bar").count(), "no progress bar rendered"
 
         interacts = page.locator(".widget-interact").filter(has=page.locator(".ui-slider-handle"))
         if not interacts.count():
-            shown = page.locator(".code_cell .output_wrapper").nth(1).inner_html()[:3000]
-            pytest.fail(f"no interact slider rendered; the cell shows:\n{shown}\nbrowser console:\n"
-                        + "\n".join(console[-30:]), pytrace=False)
+            pytest.fail("no interact slider rendered; browser console:\n" + "\n".join(console[-30:]), pytrace=False)
         interact = interacts.first
-        image = interact.locator("img").last
-        image.wait_for(timeout=60_000)
-        before = image.get_attribute("src")
-        track, handle = interact.locator(".ui-slider").first.bounding_box(), \
-            interact.locator(".ui-slider-handle").first.bounding_box()
-        assert track and handle, "the slider has no size on the page"
-        y = handle["y"] + handle["height"] / 2
-        page.mouse.move(handle["x"] + handle["width"] / 2, y)
-        page.mouse.down()
-        page.mouse.move(track["x"] + track["width"] * 0.6, y, steps=10)
-        page.mouse.up()
-        page.wait_for_function(
-            "([el, old]) => { const img = [...el.querySelectorAll('img')].pop(); return img && img.src !== old; }",
-            arg=[interact.element_handle(), before], timeout=60_000,
-        )
-        interact.screenshot(path=str(artifacts / "ipywidgets7-slider-after.png"))
-        assert not page.locator(".output_error").count(), "moving the slider raised"
+        sliders = interact.locator(".widget-slider")
+        labels = [label.strip() for label in interact.locator(".widget-slider .widget-label").all_inner_texts()]
+        assert labels[:2] == ["K", "task"], f"expected lecture 1's sliders K and task, found {labels}"
+        for index, (label, fraction) in enumerate([("K", 0.6), ("task", 0.8)]):
+            image = interact.locator("img").last
+            image.wait_for(timeout=60_000)
+            before, value = image.get_attribute("src"), sliders.nth(index).locator(".widget-readout").inner_text()
+            _drag(page, sliders.nth(index), fraction)
+            after = sliders.nth(index).locator(".widget-readout").inner_text()
+            try:
+                page.wait_for_function(_NEW_IMAGE_JS, arg=[interact.element_handle(), before], timeout=60_000)
+            except Exception:
+                interact.screenshot(path=str(artifacts / f"ipywidgets7-lecture01-{label}-not-redrawn.png"))
+                raise AssertionError(f"slider {label} moved from {value} to {after} but the plot was not redrawn "
+                                     f"within 60 s; see ipywidgets7-lecture01-{label}-not-redrawn.png") from None
+            assert after != value, f"dragging slider {label} left its value at {value}"
+            interact.screenshot(path=str(artifacts / f"ipywidgets7-lecture01-{label}-{after}.png"))
+            print(f"slider {label}: {value} -> {after}, the plot was redrawn")
+        _check_no_errors(page)
     finally:
         page.close()
