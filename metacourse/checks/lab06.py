@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..functional import expand_over_tasks, frozen_params, params_of
-from ..rl import maml_rl, value_baseline
+from ..rl import maml_rl, task_env, value_baseline
 from ..rl.envs import BatchedNavigation2D
 from ..rl.returns import discounted_returns
 from . import assert_close, run_checks
@@ -39,21 +39,18 @@ class GoalRadiusNavigation(BatchedNavigation2D):
 
     radius = 0.1
 
-    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        active = ~self.finished
-        positions, rewards, dones = super().step(actions)
-        near = active & ((positions - self.goals.unsqueeze(1)).norm(dim=-1) < self.radius)
-        self.finished = self.finished | near
-        return positions, rewards, dones | near
+    def reached(self, positions: torch.Tensor) -> torch.Tensor:
+        near = (positions - self.goals.unsqueeze(1)).norm(dim=-1) < self.radius
+        return super().reached(positions) | near
 
 
 def _problem(seed: int = 0, episodes: int = 3, horizon: int = 8):
-    """A float64 policy, env, and pre-update trajectories in three tasks, some episodes ending early."""
+    """A float64 policy, env, and pre-update rollouts in three tasks, some episodes ending early."""
     torch.manual_seed(seed)
     policy = maml_rl.GaussianPolicy(2, 2, hidden=(16,), init_std=0.5).double()
     env = GoalRadiusNavigation(_GOALS, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
-    pre = maml_rl.rollout(policy, frozen_params(policy), env, episodes, generator, horizon=horizon)
+    pre = maml_rl.rollout(policy, frozen_params(policy), env, episodes, generator, n_steps=horizon)
     lengths = pre.mask.sum(-1)
     if not (lengths < horizon).any() or not (lengths == horizon).any():  # pragma: no cover - fixed seeds
         raise RuntimeError(f"check problem {seed} has episodes of lengths {lengths.tolist()}: it must "
@@ -78,7 +75,7 @@ def _loss_mistakes(policy, params, pre, cfg):
     log_prob = maml_rl.distribution(policy, params, pre.obs).log_prob(pre.actions)
     per_step = log_prob.sum(-1) * adv
     valid = mask.sum((-2, -1))
-    returns = discounted_returns(pre.rewards, cfg.gamma, dones=pre.dones)
+    returns = discounted_returns(pre.rewards, cfg.gamma, dones=pre.terminated)
     raw = returns - value_baseline.fit_predict(pre.obs, returns, mask, cfg.baseline_reg)
     everywhere = (raw - raw.mean((-2, -1), keepdim=True)) / (raw.std((-2, -1), unbiased=False, keepdim=True) + 1e-8)
     unstandardised = maml_rl.advantages(pre, replace(cfg, normalize_advantages=False))
@@ -262,9 +259,9 @@ def _adapted(seed: int):
     return policy, env, {n: p.detach() for n, p in maml_rl.adapt(policy, params, pre, cfg).items()}
 
 
-def _call_rollout(post_rollout: Callable, policy, adapted, env, n: int, seed: int, horizon: int):
+def _call_rollout(post_rollout: Callable, policy, adapted, env, n: int, seed: int, n_steps: int):
     try:
-        return post_rollout(policy, adapted, env, n, torch.Generator().manual_seed(seed), horizon)
+        return post_rollout(policy, adapted, env, n, torch.Generator().manual_seed(seed), n_steps)
     except ValueError as error:
         if "actions must have shape" in str(error):
             raise AssertionError("the env still holds the episodes of its previous use: start with "
@@ -272,26 +269,25 @@ def _call_rollout(post_rollout: Callable, policy, adapted, env, n: int, seed: in
         raise
 
 
-def _rollout_mistakes(got, expected, horizon: int) -> None:
-    names = ("obs", "actions", "rewards", "dones")
-    if not all(isinstance(getattr(got, name, None), torch.Tensor) for name in names):
-        raise AssertionError("post_rollout must return maml_rl.Trajectories(obs, actions, rewards, dones)")
+_FIELDS = ("obs", "actions", "rewards", "terminated", "truncated")
+
+
+def _rollout_mistakes(got, expected, n_steps: int) -> None:
+    if not all(isinstance(getattr(got, name, None), torch.Tensor) for name in _FIELDS):
+        raise AssertionError("post_rollout must return task_env.Rollout(obs, actions, rewards, terminated, truncated)")
     shape, want = tuple(got.obs.shape), tuple(expected.obs.shape)
     if shape != want:
         if len(shape) == 4 and shape[:2] == want[:2] and shape[3] == want[3]:
-            raise AssertionError(f"obs has {shape[2]} steps, expected {horizon}: take `horizon` steps "
+            raise AssertionError(f"obs has {shape[2]} steps, expected {n_steps}: take `n_steps` steps "
                                  "(the argument), not env.horizon")
         if sorted(shape) == sorted(want):
             raise AssertionError(f"obs has shape {shape}, expected {want} (tasks, episodes, steps, 2): "
                                  "stack the steps along dim=2, just after the episode axis")
-    if any(getattr(got, name).requires_grad for name in names):
-        raise AssertionError("the trajectories carry gradients: sample inside `with torch.no_grad():` "
+    if any(getattr(got, name).requires_grad for name in _FIELDS):
+        raise AssertionError("the rollout carries gradients: sample inside `with torch.no_grad():` "
                              "(data from the environment is not differentiated)")
-    if got.dones.dtype != expected.dones.dtype:
-        raise AssertionError(f"dones has dtype {got.dones.dtype}: give it the dtype of rewards, "
-                             "dones.to(rewards.dtype)")
     if got.obs.shape == expected.obs.shape:
-        if horizon > 1 and torch.equal(got.obs, got.obs[:, :, :1].expand_as(got.obs)):
+        if n_steps > 1 and torch.equal(got.obs, got.obs[:, :, :1].expand_as(got.obs)):
             raise AssertionError("obs never changes: after env.step, continue from the new state "
                                  "(obs = next_obs at the end of each step)")
         if torch.allclose(got.obs[:, :, :-1], expected.obs[:, :, 1:]):
@@ -300,20 +296,24 @@ def _rollout_mistakes(got, expected, horizon: int) -> None:
         if not torch.allclose(got.obs[:, :, 0], torch.zeros_like(got.obs[:, :, 0])):
             raise AssertionError("the first observation is not the start state: call "
                                  "obs = env.reset(n_episodes, generator) before the first step")
+    if got.terminated.shape == expected.terminated.shape and not torch.equal(got.terminated, expected.terminated) \
+            and torch.equal(got.terminated, expected.truncated) and torch.equal(got.truncated, expected.terminated):
+        raise AssertionError("terminated and truncated are swapped: env.step returns Step(obs, rewards, "
+                             "terminated, truncated), in that order")
     if got.actions.shape == expected.actions.shape and torch.allclose(got.actions, expected.actions.clamp(-0.1, 0.1)):
         raise AssertionError("the actions were clipped to ±0.1: record the raw Gaussian samples "
                              "(the env clips them itself, and log π is of the raw sample)")
 
 
-def _rollout_matches(post_rollout: Callable, seed: int, horizon: int) -> None:
+def _rollout_matches(post_rollout: Callable, seed: int, n_steps: int) -> None:
     policy, env, adapted = _adapted(seed)
-    expected = maml_rl.rollout(policy, adapted, env, 4, torch.Generator().manual_seed(7), horizon=horizon)
-    got = _call_rollout(post_rollout, policy, adapted, env, 4, 7, horizon)
-    _rollout_mistakes(got, expected, horizon)
+    expected = maml_rl.rollout(policy, adapted, env, 4, torch.Generator().manual_seed(7), n_steps=n_steps)
+    got = _call_rollout(post_rollout, policy, adapted, env, 4, 7, n_steps)
+    _rollout_mistakes(got, expected, n_steps)
     if not torch.allclose(got.actions, expected.actions):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(12345)
-            again = _call_rollout(post_rollout, policy, adapted, env, 4, 7, horizon)
+            again = _call_rollout(post_rollout, policy, adapted, env, 4, 7, n_steps)
         if not torch.equal(again.actions, got.actions):
             raise AssertionError("two calls with the same generator seed gave different actions: the "
                                  "noise comes from torch's global random stream (pi.sample() and "
@@ -322,17 +322,17 @@ def _rollout_matches(post_rollout: Callable, seed: int, horizon: int) -> None:
     if got.actions.shape == expected.actions.shape and not torch.allclose(got.actions, expected.actions):
         generator = torch.Generator().manual_seed(7)
 
-        def float32_noise(obs):
+        def float32_noise(obs, last):
             pi = maml_rl.distribution(policy, adapted, obs)
             return pi.loc + pi.scale * torch.randn(pi.loc.shape, generator=generator)
 
-        if torch.allclose(got.actions, maml_rl.play(env, float32_noise, 4, generator, horizon).actions):
+        if torch.allclose(got.actions, task_env.play(env, float32_noise, n_steps, 4, generator).actions):
             raise AssertionError("the noise was drawn in float32 (torch.randn without dtype=): the generator "
                                  "then gives other numbers than the reference's float64 draws. Pass "
                                  "dtype=obs.dtype to torch.randn")
-    for name in ("obs", "actions", "rewards", "dones"):
+    for name in _FIELDS:
         assert_close(getattr(got, name), getattr(expected, name), atol=1e-9, rtol=1e-7,
-                     what=f"trajectories.{name}")
+                     what=f"rollout.{name}")
 
 
 def _each_task_its_own_policy(post_rollout: Callable) -> None:
@@ -341,7 +341,7 @@ def _each_task_its_own_policy(post_rollout: Callable) -> None:
     adapted["mean.2.bias"][1] += torch.tensor([0.05, -0.05], dtype=torch.float64)
     adapted["log_std"][:] = -10.0  # near-deterministic: the actions show whose mean they follow
     got = post_rollout(policy, adapted, env, 2, torch.Generator().manual_seed(1), 5)
-    expected = maml_rl.rollout(policy, adapted, env, 2, torch.Generator().manual_seed(1), horizon=5)
+    expected = maml_rl.rollout(policy, adapted, env, 2, torch.Generator().manual_seed(1), n_steps=5)
     if not torch.allclose(got.obs[0], expected.obs[0], atol=1e-3, rtol=0):
         raise AssertionError("even task 0's states differ from the reference's (see the checks above); "
                              "this check can only tell once they match")
@@ -351,7 +351,7 @@ def _each_task_its_own_policy(post_rollout: Callable) -> None:
 
 
 def check_post_rollout(post_rollout: Callable) -> None:
-    """``post_rollout(policy, adapted, env, n_episodes, generator, horizon)`` -> Trajectories of φ_T."""
+    """``post_rollout(policy, adapted, env, n_episodes, generator, n_steps)`` -> the Rollout of φ_T."""
     run_checks("lab06/post_rollout", [
         ("matches maml_rl.rollout, 8 steps", lambda: _rollout_matches(post_rollout, 5, 8)),
         ("matches maml_rl.rollout, 30 steps", lambda: _rollout_matches(post_rollout, 8, 30)),

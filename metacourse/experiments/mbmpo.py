@@ -43,6 +43,7 @@ from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..rl import maml_rl, mbmpo, ppo
 from ..rl.envs.pendulum import LENGTH_RANGE, MASS_RANGE, MAX_TORQUE, BatchedPendulum, pendulum_reward, sample_pendulums
 from ..rl.returns import gae
+from ..rl.task_env import Rollout
 from ..train import CheckpointError, save_atomically
 from ..utils import Clock
 
@@ -240,7 +241,7 @@ def train_mbmpo(options: RunOptions, plan: PendulumBudget, progress=None) -> dic
 
 # ---- PPO (model-free baseline) ----
 
-def ppo_batch(policy, value, trajectories: maml_rl.Trajectories, plan: PendulumBudget) -> dict:
+def ppo_batch(policy, value, trajectories: Rollout, plan: PendulumBudget) -> dict:
     """One PPO batch from real episodes (T, 1, H): old log-probs, GAE advantages, value targets."""
     obs, actions = trajectories.obs.flatten(0, 1), trajectories.actions.flatten(0, 1)
     with torch.no_grad():

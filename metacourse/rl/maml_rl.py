@@ -16,13 +16,13 @@ Finn, Abbeel, Levine, ICML 2017 (arXiv:1703.03400), §3.2 (Algorithm 3), §5.3, 
 | θ, φ_T | ``params``, ``adapted`` (dicts; a leading task dim when batched over tasks) |
 | α, K | ``cfg.inner_lr``, ``cfg.episodes_per_task`` |
 | γ, λ, δ | ``cfg.gamma``, ``cfg.gae_lambda``, ``cfg.max_kl`` |
-| trajectories of θ / of φ_T | ``pre`` / ``post`` (``Trajectories``, shape (T, K, H, …)) |
+| trajectories of θ / of φ_T | ``pre`` / ``post`` (``task_env.Rollout``, index [task, episode, time]) |
+| valid steps, episode ends | ``.mask``; ``.terminated`` (no bootstrapping past it) / ``.truncated`` at H |
 
 Interface (what MB-MPO imports): ``Config``; ``GaussianPolicy(obs_dim, act_dim, hidden)``;
-``Trajectories``; ``rollout(policy, params, env, n_episodes, generator)`` in any batched env with
-``reset(n_episodes, generator) -> obs (T, E, obs_dim)`` and ``step(actions (T, E, act_dim)) ->
-(obs, rewards (T, E), dones (T, E))``, and ``play(env, act, n_episodes, generator)`` beneath it
-for any other rule ``act(obs) -> actions``; ``advantages``; ``inner_loss``; ``adapt``;
+``rollout(policy, params, env, n_episodes, generator)`` in any task env of ``rl.task_env``
+(``reset(n_episodes, generator)``, ``step(actions) -> Step(obs, rewards, terminated,
+truncated)``), by ``task_env.play`` beneath it; ``advantages``; ``inner_loss``; ``adapt``;
 ``meta_loss``; ``meta_step(policy, pre, sample_post, cfg)`` where ``sample_post(adapted)`` rolls
 the adapted policies out in the same tasks; ``evaluate`` (returns after 0, 1, 2, … steps).
 The reusable pieces live one level down: ``rl.value_baseline``, ``rl.trpo``.
@@ -35,9 +35,8 @@ outer data, which must be sampled from the adapted policy; TRPO replaces Adam.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -50,9 +49,10 @@ from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
 from . import ppo, trpo, value_baseline
 from .returns import discounted_returns, gae
+from .task_env import Rollout, Step, TaskEnv, play
 
-__all__ = ["Config", "GaussianPolicy", "Trajectories", "BatchedTaskEnv", "distribution", "play",
-           "rollout", "advantages", "inner_loss", "adapt", "meta_loss", "meta_step", "evaluate"]
+__all__ = ["Config", "GaussianPolicy", "distribution", "rollout", "advantages", "inner_loss", "adapt",
+           "meta_loss", "meta_step", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -136,100 +136,38 @@ def distribution(policy: nn.Module, params: Params, obs: Tensor) -> Normal:
     return Normal(mean.reshape(*lead, -1), log_std.exp())
 
 
-@dataclass
-class Trajectories:
-    """E episodes of H steps for each of T tasks, padded after termination (index [T, E, t]).
-
-    ``obs`` (T, E, H, obs_dim) is the state an action was taken in; ``actions`` (T, E, H, act_dim)
-    the raw Gaussian samples (the env clips them); ``rewards`` (T, E, H), 0 after termination;
-    ``dones`` (T, E, H), 1 at the step an episode terminated. ``advantages`` is filled by
-    ``with_advantages``. Leading task dimension optional: (E, H, …) is one task.
-    """
-
-    obs: Tensor
-    actions: Tensor
-    rewards: Tensor
-    dones: Tensor
-    advantages: Tensor | None = None
-
-    @property
-    def mask(self) -> Tensor:
-        """1 on the steps that happened, 0 on padding after termination."""
-        dones = self.dones.to(self.rewards.dtype)
-        return 1.0 - (dones.cumsum(-1) - dones).clamp(max=1.0)
-
-    @property
-    def episode_returns(self) -> Tensor:
-        """Undiscounted return of every episode, shape (T, E): the number Table 4 averages."""
-        return self.rewards.sum(-1)
-
-    def __getitem__(self, index) -> Trajectories:
-        return Trajectories(*(None if getattr(self, f.name) is None else getattr(self, f.name)[index]
-                              for f in fields(self)))
-
-
-class BatchedTaskEnv(Protocol):
-    """What ``rollout`` needs: T tasks × E episodes stepped together (e.g. ``BatchedNavigation2D``)."""
-
-    n_tasks: int
-    horizon: int
-
-    def reset(self, n_episodes: int, generator: torch.Generator | None = None) -> Tensor: ...
-
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
-
-
-def play(env: BatchedTaskEnv, act: Callable[[Tensor], Tensor], n_episodes: int,
-         generator: torch.Generator | None = None, horizon: int | None = None) -> Trajectories:
-    """Step ``n_episodes`` episodes per task of ``env`` with actions ``act(obs)`` for ``horizon``
-    steps (the env's own if None) and record them (no gradients); ``generator`` starts them."""
-    steps = check_positive_int("horizon", horizon or env.horizon)
-    record: dict[str, list[Tensor]] = {"obs": [], "actions": [], "rewards": [], "dones": []}
-    with torch.no_grad():
-        obs = env.reset(n_episodes, generator)
-        for _ in range(steps):
-            actions = act(obs)
-            next_obs, rewards, dones = env.step(actions)
-            for name, value in (("obs", obs), ("actions", actions), ("rewards", rewards), ("dones", dones)):
-                record[name].append(value)
-            obs = next_obs
-    stacked = {name: torch.stack(values, dim=-1 if name in ("rewards", "dones") else -2)
-               for name, values in record.items()}
-    stacked["dones"] = stacked["dones"].to(stacked["rewards"].dtype)
-    return Trajectories(**stacked)
-
-
-def rollout(policy: nn.Module, params: Params, env: BatchedTaskEnv, n_episodes: int,
-            generator: torch.Generator | None = None, horizon: int | None = None) -> Trajectories:
-    """Sample ``n_episodes`` episodes per task of ``env`` with π_params (no gradients).
+def rollout(policy: nn.Module, params: Params, env: TaskEnv, n_episodes: int,
+            generator: torch.Generator | None, n_steps: int | None = None) -> Rollout:
+    """Sample ``n_episodes`` episodes per task of ``env`` with π_params for ``n_steps`` steps (the
+    env's horizon H if None), no gradients, by ``task_env.play``.
 
     ``params`` is θ (shared by every task) or a dict batched over the env's T tasks (each task
-    its own φ_T). Action noise comes from ``generator`` (torch's global one if None).
+    its own φ_T). ``generator`` starts the episodes and draws the action noise.
     """
-    def sample(obs: Tensor) -> Tensor:
+    def sample(obs: Tensor, last: Step | None) -> Tensor:
         policy_now = distribution(policy, params, obs)
         noise = torch.randn(policy_now.loc.shape, generator=generator, dtype=obs.dtype)
         return policy_now.loc + policy_now.scale * noise.to(obs.device)
 
-    return play(env, sample, n_episodes, generator, horizon)
+    return play(env, sample, n_steps or env.horizon, n_episodes, generator)
 
 
-def advantages(trajectories: Trajectories, cfg: Config) -> Tensor:
+def advantages(trajectories: Rollout, cfg: Config) -> Tensor:
     """Eq. (2): GAE advantages from a per-task linear feature baseline, shape (T, E, H)."""
     mask = trajectories.mask
-    returns = discounted_returns(trajectories.rewards, cfg.gamma, dones=trajectories.dones)
+    returns = discounted_returns(trajectories.rewards, cfg.gamma, dones=trajectories.terminated)
     values = value_baseline.fit_predict(trajectories.obs, returns, mask, cfg.baseline_reg)
-    adv, _ = gae(trajectories.rewards, values, cfg.gamma, cfg.gae_lambda, dones=trajectories.dones)
+    adv, _ = gae(trajectories.rewards, values, cfg.gamma, cfg.gae_lambda, dones=trajectories.terminated)
     if cfg.normalize_advantages:  # per task: each task's advantages to mean 0, std 1
         adv = ppo.normalize(adv, mask, dim=(-2, -1))
     return adv * mask
 
 
-def with_advantages(trajectories: Trajectories, cfg: Config) -> Trajectories:
+def with_advantages(trajectories: Rollout, cfg: Config) -> Rollout:
     """The same trajectories with ``advantages`` filled in (computed once, reused by every step)."""
     if trajectories.advantages is not None:
         return trajectories
-    return replace(trajectories, advantages=advantages(trajectories, cfg))
+    return trajectories.with_fields(advantages=advantages(trajectories, cfg))
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -237,14 +175,14 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return ppo.masked_mean(values, mask, dim=(-2, -1))
 
 
-def inner_loss(policy: nn.Module, params: Params, trajectories: Trajectories, cfg: Config) -> Tensor:
+def inner_loss(policy: nn.Module, params: Params, trajectories: Rollout, cfg: Config) -> Tensor:
     """Eq. (1): the REINFORCE loss of each task, −mean_t log π_params(a_t|s_t) Â_t, shape (T,)."""
     adv = trajectories.advantages if trajectories.advantages is not None else advantages(trajectories, cfg)
     log_probs = distribution(policy, params, trajectories.obs).log_prob(trajectories.actions).sum(-1)
     return -_masked_mean(log_probs * adv, trajectories.mask)
 
 
-def adapt(policy: nn.Module, params: Params, trajectories: Trajectories, cfg: Config) -> Params:
+def adapt(policy: nn.Module, params: Params, trajectories: Rollout, cfg: Config) -> Params:
     """Eq. (3): φ = θ − α ∇_θ L_T(θ) (``cfg.inner_steps`` times), by MAML's own ``adapt`` with the
     policy-gradient loss. ``params`` batched over tasks (``expand_over_tasks``) adapts every task
     of ``trajectories`` at once; differentiable in θ unless ``cfg.first_order``."""
@@ -252,7 +190,7 @@ def adapt(policy: nn.Module, params: Params, trajectories: Trajectories, cfg: Co
     return maml.adapt(policy, params, trajectories, cfg, loss_fn=partial(inner_loss, cfg=cfg))
 
 
-def meta_loss(policy: nn.Module, params: Params, pre: Trajectories, post: Trajectories,
+def meta_loss(policy: nn.Module, params: Params, pre: Rollout, post: Rollout,
               old: Normal, cfg: Config) -> tuple[Tensor, Tensor]:
     """Eqs. (4)–(5) at θ = ``params`` (not expanded): adapt on ``pre``, then the importance-weighted
     surrogate on ``post`` against ``old`` = π_φ(θold) on post.obs, and the mean KL(old ‖ new).
@@ -267,7 +205,7 @@ def meta_loss(policy: nn.Module, params: Params, pre: Trajectories, post: Trajec
     return surrogate, kl
 
 
-def meta_step(policy: nn.Module, pre: Trajectories, sample_post: Callable[[Params], Trajectories],
+def meta_step(policy: nn.Module, pre: Rollout, sample_post: Callable[[Params], Rollout],
               cfg: Config) -> dict[str, float]:
     """One outer update (eq. 6) in place on ``policy``.
 
@@ -296,7 +234,7 @@ def meta_step(policy: nn.Module, pre: Trajectories, sample_post: Callable[[Param
             "return_after": float(post.episode_returns.mean()), **info}
 
 
-def evaluate(policy: nn.Module, env: BatchedTaskEnv, cfg: Config, steps: int = 3, n_episodes: int = 40,
+def evaluate(policy: nn.Module, env: TaskEnv, cfg: Config, steps: int = 3, n_episodes: int = 40,
              step_sizes: Sequence[float] | None = None, generator: torch.Generator | None = None
              ) -> dict[int, np.ndarray]:
     """Mean return per task after 0, 1, …, ``steps`` inner steps, each step on ``n_episodes``

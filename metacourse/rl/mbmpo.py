@@ -24,6 +24,7 @@ Meta-Policy Optimization", CoRL 2018 (arXiv:1809.05214), Algorithm 1.
 | (1) | ``model_loss`` (``squared_errors`` per model), minimised by ``fit_ensemble`` |
 | D | ``RealData`` (every real transition; ``n_steps`` counts the real environment steps) |
 | r(s, a) | ``reward_fn`` (e.g. ``envs.pendulum_reward``) |
+| (2) | ``ImaginedEnv`` (a task env of ``rl.task_env``, task k = model k), ``imagine`` → ``Rollout`` |
 | θ, θ'_k | ``policy`` / ``params``, ``adapted`` (batched over the K models) |
 | α, δ (TRPO's trust region) | ``cfg.maml.inner_lr``, ``cfg.maml.max_kl`` |
 
@@ -46,6 +47,8 @@ from ..functional import Params, expand_over_tasks, forward, frozen_params, para
 from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
 from . import maml_rl
+from .envs._episodes import EpisodeClock, started
+from .task_env import Rollout, Step, TaskEnv, play
 
 __all__ = ["Config", "DynamicsEnsemble", "RealData", "ImaginedEnv", "random_episodes", "history_context",
            "squared_errors", "model_loss", "fit_ensemble", "imagine", "adapt_to_models", "collect_real",
@@ -161,10 +164,9 @@ class RealData:
         self.start_contexts: list[Tensor] = []
         self.n_steps = 0
 
-    def add(self, trajectories: maml_rl.Trajectories, action_clip: float | None = None) -> None:
+    def add(self, trajectories: Rollout, action_clip: float | None = None) -> None:
         """Add real episodes (T, E, H, …). All T·E·H steps count as real steps; H − 1 − h
-        transitions per episode enter D (the state after the last step is not recorded by
-        ``rollout``)."""
+        transitions per episode enter D (those whose next state is the next step's ``obs``)."""
         obs = trajectories.obs.reshape(-1, *trajectories.obs.shape[-2:])
         actions = trajectories.actions.reshape(-1, *trajectories.actions.shape[-2:])
         if action_clip is not None:
@@ -200,14 +202,14 @@ class RealData:
             setattr(self, key, value)
 
 
-def random_episodes(env: maml_rl.BatchedTaskEnv, n_episodes: int, action_bound: float,
-                    generator: torch.Generator | None = None) -> maml_rl.Trajectories:
+def random_episodes(env: TaskEnv, n_episodes: int, action_bound: float,
+                    generator: torch.Generator) -> Rollout:
     """``n_episodes`` real episodes per task of ``env`` with actions uniform in ±``action_bound``:
     data to fit and test dynamics models on before any policy exists (recorded as ``rollout``'s)."""
-    def uniform(obs: Tensor) -> Tensor:
+    def uniform(obs: Tensor, last: Step | None) -> Tensor:
         return (torch.rand(*obs.shape[:-1], env.act_dim, generator=generator) * 2 - 1) * action_bound
 
-    return maml_rl.play(env, uniform, n_episodes, generator)
+    return play(env, uniform, env.horizon, n_episodes, generator)
 
 
 def history_context(obs: Tensor, actions: Tensor, history: int) -> Tensor:
@@ -284,14 +286,15 @@ def fit_ensemble(ensemble: DynamicsEnsemble, data: RealData, cfg: Config,
 
 
 class ImaginedEnv:
-    """The ensemble as a batched task env for ``maml_rl.rollout``: task k is model k (2).
+    """The ensemble as a task env of ``rl.task_env``: task k is model k (2).
 
-    ``reset(E)`` draws E first states per model from the real episodes' first states; ``step``
-    moves every state with its model and scores it with the known reward. With a history the
-    first states come with their real contexts, and each step shifts (ŝ_t, a_t) into the context. A model may step far
-    outside the data it was fitted on (and a poor one diverges), so imagined states are clipped
-    to the range of the real states, widened by ``margin`` of that range on each side. Episodes
-    never end early; the horizon is H. No real step is ever taken.
+    ``reset(E, generator)`` draws E first states per model from the real episodes' first states
+    (``restart`` draws its new ones with the same generator); ``step`` moves every state with its
+    model and scores it with the known reward. With a history the first states come with their
+    real contexts, and each step shifts (ŝ_t, a_t) into the context. A model may step far outside
+    the data it was fitted on (and a poor one diverges), so imagined states are clipped to the
+    range of the real states, widened by ``margin`` of that range on each side. Episodes never
+    terminate; they are truncated after H = ``horizon`` steps. No real step is ever taken.
     """
 
     def __init__(self, ensemble: DynamicsEnsemble, data: RealData, reward_fn: RewardFn,
@@ -303,32 +306,49 @@ class ImaginedEnv:
         self.start_contexts = torch.cat(data.start_contexts) if data.history else None
         self.n_tasks, self.horizon = ensemble.n_models, check_positive_int("horizon", horizon)
         self.action_clip = action_clip
-        self.obs: Tensor | None = None
-        self.context: Tensor | None = None
+        self.clock: EpisodeClock | None = None
 
-    def reset(self, n_episodes: int, generator: torch.Generator | None = None) -> Tensor:
-        check_positive_int("n_episodes", n_episodes)
-        index = torch.randint(len(self.starts), (self.n_tasks, n_episodes), generator=generator)
-        self.obs = self.starts[index]
-        self.context = None if self.start_contexts is None else self.start_contexts[index]
+    def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"reset needs a torch.Generator to draw the first states "
+                            f"(torch.Generator().manual_seed(seed)), got {generator!r}")
+        shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
+        self.generator, self.clock = generator, EpisodeClock(shape, self.horizon)
+        self.obs = self.starts.new_zeros(*shape, self.starts.shape[-1])
+        self.context = None if self.start_contexts is None else \
+            self.start_contexts.new_zeros(*shape, self.start_contexts.shape[-1])
+        return self.restart(torch.ones(shape, dtype=torch.bool))
+
+    def restart(self, ended: Tensor) -> Tensor:
+        """New first states (with their contexts) where ``ended`` (K, E); every episode's state."""
+        ended = started(self.clock).restart(ended)
+        index = torch.randint(len(self.starts), (int(ended.sum()),), generator=self.generator)
+        self.obs = self.obs.clone()
+        self.obs[ended] = self.starts[index]
+        if self.context is not None:
+            self.context[ended] = self.start_contexts[index]
         return self.obs
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def step(self, actions: Tensor) -> Step:
+        clock = started(self.clock)
         if self.action_clip is not None:
             actions = actions.clamp(-self.action_clip, self.action_clip)
+        running = clock.running
         with torch.no_grad():
-            rewards = self.reward_fn(self.obs, actions)
-            next_obs = self.ensemble.predict(self.obs, actions, self.context)
+            rewards = torch.where(running, self.reward_fn(self.obs, actions), 0.0)
+            next_obs = torch.clamp(self.ensemble.predict(self.obs, actions, self.context), self.low, self.high)
             if self.context is not None:  # (ŝ_t, a_t) becomes the most recent transition
                 newest = torch.cat([self.obs, actions], -1)
-                self.context = torch.cat([newest, self.context[..., :-newest.shape[-1]]], -1)
-            self.obs = torch.clamp(next_obs, self.low, self.high)
-        return self.obs, rewards, torch.zeros(rewards.shape, dtype=torch.bool)
+                shifted = torch.cat([newest, self.context[..., :-newest.shape[-1]]], -1)
+                self.context = torch.where(running.unsqueeze(-1), shifted, self.context)
+            self.obs = torch.where(running.unsqueeze(-1), next_obs, self.obs)
+        terminated, truncated = clock.tick(running, torch.zeros_like(running))
+        return Step(self.obs, rewards, terminated, truncated)
 
 
 def imagine(policy: nn.Module, params: Params, env: ImaginedEnv, n_episodes: int,
-            generator: torch.Generator | None = None) -> maml_rl.Trajectories:
-    """(2) ``n_episodes`` imagined episodes of π_params in every model: Trajectories (K, E, H, …)."""
+            generator: torch.Generator | None = None) -> Rollout:
+    """(2) ``n_episodes`` imagined episodes of π_params in every model: a Rollout (K, E, H, …)."""
     return maml_rl.rollout(policy, params, env, n_episodes, generator)
 
 
@@ -345,7 +365,7 @@ def adapt_to_models(policy: nn.Module, env: ImaginedEnv, cfg: Config,
 
 def collect_real(policy: nn.Module, adapted: Params, real_env, data: RealData, cfg: Config,
                  generator: torch.Generator | None = None, action_clip: float | None = None
-                 ) -> maml_rl.Trajectories:
+                 ) -> Rollout:
     """(5) Real episodes with π_θ'_k, model k's adapted policy in real task k (``real_env`` has K
     tasks), added to D. Returns them (their returns are what the agent really earned)."""
     trajectories = maml_rl.rollout(policy, adapted, real_env, cfg.real_episodes, generator)

@@ -10,6 +10,7 @@ from _catalogue import assert_named
 from metacourse.checks import lab06
 from metacourse.rl import maml_rl
 from metacourse.rl.returns import discounted_returns
+from metacourse.rl.task_env import Rollout
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,7 +54,7 @@ LOSS_MISTAKES = {
                             r"SUM over the steps.*mean over the valid steps"),
     "log-prob averaged over coordinates": (_loss(_advantages, log_prob_reduce="mean"),
                                            r"averaged over the action's coordinates.*\.sum\(-1\)"),
-    "raw returns, no baseline": (_loss(lambda t, c: discounted_returns(t.rewards, c.gamma, dones=t.dones)),
+    "raw returns, no baseline": (_loss(lambda t, c: discounted_returns(t.rewards, c.gamma, dones=t.terminated)),
                                  r"raw returns.*maml_rl\.advantages"),
     "undiscounted rewards-to-go": (_loss(lambda t, c: t.rewards.flip(-1).cumsum(-1).flip(-1)),
                                    r"undiscounted\) rewards-to-go.*maml_rl\.advantages"),
@@ -108,30 +109,28 @@ STEP_MISTAKES = {
 }
 
 
-def _rollout(noise="generator", record_next=False, advance=True, horizon_arg=True, stack_dim=2, dones_bool=False,
+def _rollout(noise="generator", record_next=False, advance=True, n_steps_arg=True, stack_dim=2, swap_flags=False,
              reset=True, clip=False, one_policy=False):
-    def post_rollout(policy, adapted, env, n_episodes, generator, horizon=100):
+    def post_rollout(policy, adapted, env, n_episodes, generator, n_steps=100):
         params = {n: p[0] for n, p in adapted.items()} if one_policy else adapted
-        record = {"obs": [], "actions": [], "rewards": [], "dones": []}
+        record = {"obs": [], "actions": [], "rewards": [], "terminated": [], "truncated": []}
         with torch.no_grad():
             obs = env.reset(n_episodes, generator) if reset else env.positions.clone()
-            for _ in range(horizon if horizon_arg else env.horizon):
+            for _ in range(n_steps if n_steps_arg else env.horizon):
                 pi = maml_rl.distribution(policy, params, obs)
                 dtype = torch.float32 if noise == "float32" else obs.dtype
                 actions = pi.sample() if noise == "global" else \
                     pi.loc + pi.scale * torch.randn(pi.loc.shape, generator=generator, dtype=dtype)
                 if clip:
                     actions = actions.clamp(-0.1, 0.1)
-                next_obs, rewards, dones = env.step(actions)
-                for name, value in zip(record, (next_obs if record_next else obs, actions, rewards, dones)):
+                step = env.step(actions)
+                flags = (step.truncated, step.terminated) if swap_flags else (step.terminated, step.truncated)
+                for name, value in zip(record, (step.obs if record_next else obs, actions, step.rewards, *flags)):
                     record[name].append(value)
-                obs = next_obs if advance else obs
-        stacked = {name: torch.stack(values, dim=stack_dim) for name, values in record.items()
-                   if name in ("obs", "actions")}
-        rewards = torch.stack(record["rewards"], dim=stack_dim if stack_dim < 2 else 2)
-        dones = torch.stack(record["dones"], dim=stack_dim if stack_dim < 2 else 2)
-        return maml_rl.Trajectories(stacked["obs"], stacked["actions"], rewards,
-                                    dones if dones_bool else dones.to(rewards.dtype))
+                obs = step.obs if advance else obs
+        stacked = {name: torch.stack(values, dim=stack_dim if name in ("obs", "actions") or stack_dim < 2 else 2)
+                   for name, values in record.items()}
+        return Rollout(**stacked)
     return post_rollout
 
 
@@ -141,9 +140,9 @@ ROLLOUT_MISTAKES = {
     "noise drawn in float32": (_rollout(noise="float32"), r"float32.*dtype=obs\.dtype"),
     "obs never advanced": (_rollout(advance=False), r"obs never changes.*obs = next_obs"),
     "records the next state": (_rollout(record_next=True), r"AFTER action t.*taken in"),
-    "ignores horizon": (_rollout(horizon_arg=False), r"take `horizon` steps"),
+    "ignores n_steps": (_rollout(n_steps_arg=False), r"take `n_steps` steps"),
     "stacks on the wrong axis": (_rollout(stack_dim=0), r"stack the steps along dim=2"),
-    "dones left boolean": (_rollout(dones_bool=True), r"dones\.to\(rewards\.dtype\)"),
+    "terminated and truncated swapped": (_rollout(swap_flags=True), r"swapped.*Step\(obs, rewards, terminated"),
     "no env.reset": (_rollout(reset=False), r"env\.reset\(n_episodes, generator\)"),
     "actions clipped": (_rollout(clip=True), r"clipped.*raw Gaussian"),
 }
@@ -161,8 +160,8 @@ def test_reference_functions_pass(capsys):
     lab06.check_inner_loss(correct_loss)
     lab06.check_inner_step(maml_rl.adapt)
     lab06.check_inner_step(_step())
-    lab06.check_post_rollout(lambda policy, adapted, env, n, gen, horizon=100:
-                             maml_rl.rollout(policy, adapted, env, n, gen, horizon))
+    lab06.check_post_rollout(lambda policy, adapted, env, n, gen, n_steps=100:
+                             maml_rl.rollout(policy, adapted, env, n, gen, n_steps))
     lab06.check_post_rollout(_rollout())
     assert capsys.readouterr().out.splitlines() == [
         "lab06/inner_loss: 3/3 checks passed", "lab06/inner_loss: 3/3 checks passed",

@@ -23,6 +23,7 @@ from metacourse.rl.envs.cheetah import (
     HalfCheetahVelEnv,
     sample_directions,
 )
+from metacourse.rl.task_env import check_task_env
 
 needs_mujoco = pytest.mark.skipif(importlib.util.find_spec("mujoco") is None,
                                   reason='MuJoCo not installed: pip install "metacourse[mujoco]" (in the dev extra)')
@@ -117,8 +118,8 @@ def test_batched_adapter_matches_the_single_envs_and_feeds_maml_rl_rollout():
     obs = env.reset(2, torch.Generator().manual_seed(0))
     assert obs.shape == (3, 2, 17) and obs.dtype == torch.float32
     actions = torch.randn(3, 2, 6, generator=torch.Generator().manual_seed(1))
-    next_obs, rewards, dones = env.step(actions)
-    assert next_obs.shape == (3, 2, 17) and rewards.shape == (3, 2) and not dones.any()
+    next_obs, rewards, terminated, truncated = env.step(actions)
+    assert next_obs.shape == (3, 2, 17) and rewards.shape == (3, 2) and not (terminated | truncated).any()
     # the same seeds and actions in a single Gymnasium env give the same step
     seeds = torch.randint(0, 2**31 - 1, (3, 2), generator=torch.Generator().manual_seed(0))
     single = HalfCheetahDirEnv()
@@ -130,8 +131,17 @@ def test_batched_adapter_matches_the_single_envs_and_feeds_maml_rl_rollout():
         env.step(torch.zeros(3, 2, 5))
     policy = maml_rl.GaussianPolicy(17, 6, (8,))
     env.set_tasks(tasks[:2])
-    trajectories = maml_rl.rollout(policy, {n: p.detach() for n, p in params_of(policy).items()}, env, 4)
+    trajectories = maml_rl.rollout(policy, {n: p.detach() for n, p in params_of(policy).items()}, env, 4,
+                                   torch.Generator().manual_seed(2))
     assert trajectories.obs.shape == (2, 4, 15, 17) and trajectories.rewards.shape == (2, 4, 15)
+    assert trajectories.truncated[..., -1].all() and not trajectories.truncated[..., :-1].any()
+    env.close()
+
+
+@needs_mujoco
+def test_batched_cheetah_keeps_the_task_env_contract():
+    env = BatchedCheetah("vel", [{"goal_velocity": 0.5}, {"goal_velocity": 1.5}], horizon=2)
+    check_task_env(env, lambda obs: torch.full((*obs.shape[:-1], 6), 0.3), n_episodes=2, n_steps=5)
     env.close()
 
 
@@ -142,7 +152,7 @@ def test_without_mujoco_making_an_env_says_how_to_install_it(monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "metacourse\[mujoco\]"'):
         gym.make("metacourse/HalfCheetahVel-v0")
     with pytest.raises(ImportError, match=r'pip install "metacourse\[mujoco\]"'):
-        BatchedCheetah("vel", [{"goal_velocity": 1.0}]).reset(1)
+        BatchedCheetah("vel", [{"goal_velocity": 1.0}]).reset(1, torch.Generator())
 
 
 def test_importing_the_package_and_listing_experiments_needs_no_mujoco():

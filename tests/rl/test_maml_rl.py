@@ -19,7 +19,7 @@ def tiny_setup(dtype=torch.float64, episodes=3, horizon=6, seed=0):
     env = BatchedNavigation2D(GOALS, dtype=dtype)
     generator = torch.Generator().manual_seed(seed)
     theta = {n: p.detach() for n, p in params_of(policy).items()}
-    pre = maml_rl.rollout(policy, theta, env, episodes, generator, horizon=horizon)
+    pre = maml_rl.rollout(policy, theta, env, episodes, generator, n_steps=horizon)
     cfg = maml_rl.Config(inner_lr=0.5, episodes_per_task=episodes)
     return policy, env, generator, pre, cfg
 
@@ -27,21 +27,20 @@ def tiny_setup(dtype=torch.float64, episodes=3, horizon=6, seed=0):
 def test_rollout_shapes_mask_and_batched_params_match_shared_params():
     policy, env, generator, pre, cfg = tiny_setup(horizon=100, episodes=4)
     assert pre.obs.shape == (2, 4, 100, 2) and pre.actions.shape == (2, 4, 100, 2)
-    assert pre.rewards.shape == pre.dones.shape == pre.mask.shape == (2, 4, 100)
+    assert pre.rewards.shape == pre.terminated.shape == pre.mask.shape == (2, 4, 100)
+    assert torch.equal(pre.truncated[..., -1], ~pre.terminated.any(-1))  # the time limit ends the others
     assert torch.all(pre.obs[:, :, 0] == 0)  # every episode starts at the origin
     assert pre.episode_returns.shape == (2, 4)
     theta = params_of(policy)
     shared = maml_rl.distribution(policy, theta, pre.obs)
     batched = maml_rl.distribution(policy, expand_over_tasks(theta, 2), pre.obs)
     assert torch.allclose(shared.loc, batched.loc) and torch.allclose(shared.scale, batched.scale)
-    dones = torch.zeros(1, 5)
-    dones[0, 2] = 1.0
-    padded = maml_rl.Trajectories(torch.zeros(1, 5, 2), torch.zeros(1, 5, 2), torch.zeros(1, 5), dones)
-    assert padded.mask.tolist() == [[1.0, 1.0, 1.0, 0.0, 0.0]]
     with pytest.raises(ValueError, match="n_episodes"):
-        maml_rl.rollout(policy, theta, env, 0)
-    with pytest.raises(ValueError, match="horizon"):
-        maml_rl.rollout(policy, theta, env, 2, horizon=-1)
+        maml_rl.rollout(policy, theta, env, 0, generator)
+    with pytest.raises(ValueError, match="n_steps"):
+        maml_rl.rollout(policy, theta, env, 2, generator, n_steps=-1)
+    with pytest.raises(TypeError, match="torch.Generator"):
+        maml_rl.rollout(policy, theta, env, 2, None)
 
 
 def test_linear_baseline_fits_exactly_a_return_that_is_linear_in_its_features():
@@ -94,7 +93,7 @@ def test_meta_gradient_through_the_inner_step_matches_finite_differences():
     theta = {n: p.detach().clone().requires_grad_() for n, p in params_of(policy).items()}
     adapted = {n: p.detach() for n, p in maml_rl.adapt(
         policy, expand_over_tasks(theta, 2), pre, replace(cfg, first_order=True)).items()}
-    post = maml_rl.with_advantages(maml_rl.rollout(policy, adapted, env, 3, generator, horizon=6), cfg)
+    post = maml_rl.with_advantages(maml_rl.rollout(policy, adapted, env, 3, generator, n_steps=6), cfg)
     old = maml_rl.distribution(policy, adapted, post.obs)
 
     def loss_at(params, config=cfg):
@@ -125,7 +124,7 @@ def test_trpo_meta_step_respects_the_kl_bound_and_updates_the_policy(exact_fishe
     samples = []
 
     def sample_post(adapted_params):
-        samples.append(maml_rl.rollout(policy, adapted_params, env, 4, generator, horizon=20))
+        samples.append(maml_rl.rollout(policy, adapted_params, env, 4, generator, n_steps=20))
         return samples[-1]
 
     metrics = maml_rl.meta_step(policy, pre, sample_post, cfg)

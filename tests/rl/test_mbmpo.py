@@ -6,6 +6,7 @@ from metacourse.functional import params_of
 from metacourse.rl import maml_rl, mbmpo
 from metacourse.rl.envs import BatchedPendulum, pendulum_reward, sample_pendulums
 from metacourse.rl.envs.pendulum import MAX_TORQUE
+from metacourse.rl.task_env import Rollout, check_task_env, play
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,8 +22,8 @@ def linear_system_data(n_episodes: int = 20, horizon: int = 30, seed: int = 0) -
     for t in range(horizon - 1):
         obs[:, :, t + 1] = obs[:, :, t] @ a_matrix.T + actions[:, :, t] @ b_matrix.T
     data = mbmpo.RealData()
-    zeros = torch.zeros(1, n_episodes, horizon)
-    data.add(maml_rl.Trajectories(torch.as_tensor(obs), torch.as_tensor(actions), zeros, zeros))
+    zeros, flags = torch.zeros(1, n_episodes, horizon), torch.zeros(1, n_episodes, horizon, dtype=torch.bool)
+    data.add(Rollout(torch.as_tensor(obs), torch.as_tensor(actions), zeros, flags, flags))
     return data, a_matrix, b_matrix
 
 
@@ -85,7 +86,19 @@ def test_imagined_rollouts_are_deterministic_under_a_seed_and_take_no_real_step(
     # models differ, so the same start and noise give different imagined futures
     assert not torch.allclose(first.obs[0, :, -1], first.obs[1, :, -1])
     with pytest.raises(ValueError, match="n_episodes"):
-        env.reset(0)
+        env.reset(0, torch.Generator())
+    with pytest.raises(TypeError, match="torch.Generator"):
+        env.reset(2, None)
+
+
+def test_imagined_env_keeps_the_task_env_contract_and_pads_after_the_horizon():
+    _, ensemble, data, _ = small_setup()
+    env = mbmpo.ImaginedEnv(ensemble, data, pendulum_reward, horizon=2, action_clip=2.0)
+    check_task_env(env, lambda obs: torch.ones(*obs.shape[:-1], 1), n_steps=5)
+    record = play(env, lambda obs, last: torch.ones(*obs.shape[:-1], 1), 3, 2, torch.Generator().manual_seed(0))
+    assert record.truncated[..., 1].all() and not record.terminated.any()
+    assert record.rewards[..., 2].eq(0).all() and torch.equal(record.obs[..., 2, :], record.next_obs[..., 1, :])
+    assert torch.equal(record.next_obs[..., 2, :], record.next_obs[..., 1, :])  # padding: nothing moves
 
 
 def test_one_iteration_collects_k_real_episodes_with_the_adapted_policies():
@@ -121,7 +134,7 @@ def test_imagined_states_stay_in_the_range_of_the_real_data_even_when_a_model_di
 
 # ---- models with a history (1h) ----
 
-def pendulum_episodes(masses, lengths, n_episodes: int = 4, seed: int = 0) -> maml_rl.Trajectories:
+def pendulum_episodes(masses, lengths, n_episodes: int = 4, seed: int = 0) -> Rollout:
     """Episodes of random torques on the given pendulums, (T, E, 200, ·), as real data."""
     return mbmpo.random_episodes(BatchedPendulum(np.asarray(masses), np.asarray(lengths)), n_episodes,
                                  MAX_TORQUE, torch.Generator().manual_seed(seed))
@@ -161,7 +174,7 @@ def test_imagined_step_with_history_feeds_the_context_and_shifts_it():
     context = imagined.context.clone()
     assert context.shape == (3, 4, 8)
     actions = torch.full((3, 4, 1), 5.0)  # clipped to 2 before the model and the context see it
-    next_obs, _, _ = imagined.step(actions)
+    next_obs, *_ = imagined.step(actions)
     by_hand = ensemble.predict(obs, actions.clamp(-2, 2), context).clamp(imagined.low, imagined.high)
     assert torch.allclose(next_obs, by_hand)
     assert torch.equal(imagined.context[..., :4], torch.cat([obs, actions.clamp(-2, 2)], -1))
@@ -199,12 +212,13 @@ def test_random_episodes_record_what_the_pendulum_did():
     env = BatchedPendulum([1.0, 0.7], [1.0, 1.3])
     episodes = mbmpo.random_episodes(env, 3, MAX_TORQUE, torch.Generator().manual_seed(0))
     assert episodes.obs.shape == (2, 3, 200, 3) and episodes.actions.shape == (2, 3, 200, 1)
-    assert episodes.rewards.shape == episodes.dones.shape == (2, 3, 200)
+    assert episodes.rewards.shape == episodes.truncated.shape == (2, 3, 200)
+    assert episodes.truncated[..., -1].all() and not episodes.terminated.any()
     assert episodes.actions.abs().max() <= MAX_TORQUE and episodes.actions.std() > 0.5
     # the recorded reward is the known reward of the recorded state and torque
     assert torch.allclose(episodes.rewards, pendulum_reward(episodes.obs, episodes.actions), atol=1e-4)
     with pytest.raises(ValueError, match="n_episodes"):
-        mbmpo.random_episodes(env, 0, MAX_TORQUE)
+        mbmpo.random_episodes(env, 0, MAX_TORQUE, torch.Generator())
 
 
 def test_the_ensemble_holds_only_its_k_members_and_reads_checkpoints_that_kept_a_template():

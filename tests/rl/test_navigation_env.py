@@ -8,6 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import metacourse.rl.envs  # noqa: F401  (registers the ids)
 from metacourse.rl.envs import BatchedNavigation2D, Navigation2DEnv, sample_goals
+from metacourse.rl.task_env import check_task_env, play
 
 
 def test_passes_gymnasium_check_env_and_is_registered_with_a_100_step_limit():
@@ -66,7 +67,7 @@ def test_batched_twin_matches_the_gymnasium_env_step_for_step():
     rng = np.random.default_rng(0)
     goals = np.array([[0.05, 0.05], [-0.4, 0.3], [0.2, -0.45]])
     batched = BatchedNavigation2D(goals, dtype=torch.float64)
-    positions = batched.reset(n_episodes=2)
+    positions = batched.reset(2, torch.Generator())
     assert positions.shape == (3, 2, 2) and torch.all(positions == 0)
     singles = []
     for goal in goals:
@@ -79,15 +80,43 @@ def test_batched_twin_matches_the_gymnasium_env_step_for_step():
         actions = rng.normal(0.0, 0.08, size=(3, 2, 2))
         if t < 2:
             actions[0, 0] = 0.025  # episode (0, 0) walks straight onto its goal
-        positions, rewards, dones = batched.step(torch.as_tensor(actions))
+        positions, rewards, terminated, truncated = batched.step(torch.as_tensor(actions))
+        assert not truncated.any()  # 30 steps are within the 100-step limit
         for i in range(3):
             for e in range(2):
                 if finished[i, e]:
-                    assert rewards[i, e] == 0 and not dones[i, e]
+                    assert rewards[i, e] == 0 and not terminated[i, e]
                     continue
-                obs, reward, terminated, *_ = singles[i][e].step(actions[i, e])
+                obs, reward, single_terminated, *_ = singles[i][e].step(actions[i, e])
                 assert np.allclose(positions[i, e].numpy(), obs, atol=1e-6)
                 assert rewards[i, e].item() == pytest.approx(reward)
-                assert bool(dones[i, e]) == terminated
-                finished[i, e] |= terminated
+                assert bool(terminated[i, e]) == single_terminated
+                finished[i, e] |= single_terminated
     assert finished[0, 0]
+
+
+def test_batched_env_keeps_the_task_env_contract():
+    check_task_env(BatchedNavigation2D([[0.05, 0.0], [0.3, -0.2]], horizon=3),
+                   lambda obs: torch.full(obs.shape, 0.05), n_steps=7)
+
+
+def test_truncated_at_the_horizon_then_padding_until_restart():
+    env = BatchedNavigation2D([[0.4, 0.4]], horizon=3)
+    record = play(env, lambda obs, last: torch.full(obs.shape, 0.1), 5, 2, torch.Generator())
+    assert record.truncated[0, 0].tolist() == [False, False, True, False, False]
+    assert not record.terminated.any()
+    assert record.rewards[0, 0, 3:].eq(0).all() and torch.equal(record.obs[0, 0, 3], record.obs[0, 0, 4])
+    assert record.mask[0, 0].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+    restarted = play(env, lambda obs, last: torch.full(obs.shape, 0.1), 4, 1, torch.Generator(), restart=True)
+    assert torch.equal(restarted.obs[0, 0, 3], torch.zeros(2))  # a new episode at the origin
+
+
+def test_batched_env_says_to_reset_and_names_bad_restarts():
+    env = BatchedNavigation2D([[0.1, 0.1]])
+    with pytest.raises(RuntimeError, match="env.reset"):
+        env.step(torch.zeros(1, 1, 2))
+    env.reset(2)
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        env.restart(torch.ones(1, 2))
+    with pytest.raises(ValueError, match=r"actions must have shape \(1, 2, 2\)"):
+        env.step(torch.zeros(1, 3, 2))

@@ -8,6 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import metacourse.rl.envs  # noqa: F401  (registers the ids)
 from metacourse.rl.envs import BatchedPendulum, MassLengthPendulumEnv, pendulum_reward, sample_pendulums
+from metacourse.rl.task_env import check_task_env, play
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,8 +51,10 @@ def test_bad_tasks_say_how_to_make_good_ones():
         BatchedPendulum([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="tasks, episodes, 1"):
         batched = BatchedPendulum([1.0], [1.0])
-        batched.reset(3)
+        batched.reset(3, torch.Generator())
         batched.step(torch.zeros(3, 1))
+    with pytest.raises(TypeError, match="torch.Generator"):
+        BatchedPendulum([1.0], [1.0]).reset(3, None)
 
 
 def test_batched_torch_dynamics_equal_the_gymnasium_step_for_sampled_tasks():
@@ -63,15 +66,27 @@ def test_batched_torch_dynamics_equal_the_gymnasium_step_for_sampled_tasks():
         env.reset(seed=i, options={"task": {"mass": masses[i], "length": lengths[i]}})
         batched.state[i, 1] = torch.as_tensor(env.state)
     actions = np.random.default_rng(1).uniform(-3, 3, size=(200, 4, 2, 1)).astype(np.float32)
-    for action in actions:
-        observations, rewards, dones = batched.step(torch.as_tensor(action))
+    for t, action in enumerate(actions):
+        observations, rewards, terminated, truncated = batched.step(torch.as_tensor(action))
         for i, env in enumerate(envs):
             observation, reward, _, _, _ = env.step(action[i, 1])
             # libm's and torch's sin differ in the last bit, and the pendulum amplifies it
             assert np.allclose(env.state, batched.state[i, 1].numpy(), rtol=1e-4, atol=1e-4)
             assert np.allclose(observation, observations[i, 1].numpy(), atol=1e-4)
             assert reward == pytest.approx(float(rewards[i, 1]), abs=1e-4)
-        assert not dones.any()
+        assert not terminated.any() and bool(truncated.all()) == (t == 199)  # the 200-step limit
+
+
+def test_batched_env_keeps_the_task_env_contract_and_restarts_from_the_generator():
+    env = BatchedPendulum([1.0, 0.6], [1.0, 1.4], horizon=2)
+    check_task_env(env, lambda obs: torch.ones(*obs.shape[:-1], 1), n_steps=6)
+    record = play(env, lambda obs, last: torch.ones(*obs.shape[:-1], 1), 3, 2, torch.Generator().manual_seed(0))
+    assert record.truncated[..., 1].all() and record.rewards[..., 2].eq(0).all()  # padding after H = 2
+    assert torch.equal(record.obs[..., 2, :], record.next_obs[..., 1, :])
+    restarted = play(env, lambda obs, last: torch.ones(*obs.shape[:-1], 1), 3, 2, torch.Generator().manual_seed(0),
+                     restart=True)
+    assert torch.equal(restarted.obs[..., :2, :], record.obs[..., :2, :])
+    assert not torch.equal(restarted.obs[..., 2, :], record.next_obs[..., 1, :])  # a new start, drawn
 
 
 def test_torch_reward_of_an_observation_equals_gymnasiums():

@@ -21,7 +21,7 @@ Two ways in:
   ``metacourse/HalfCheetahDir-v0`` and ``metacourse/HalfCheetahVel-v0`` with a 200-step limit) with
   ``sample_tasks(n)``, ``set_task(task)``, ``get_task()``; a task is ``{"direction": ±1.0}`` or
   ``{"goal_velocity": float}`` and stays set across resets. Seeding: ``reset(seed=...)``.
-- ``BatchedCheetah``: T tasks × E episodes behind the batched interface ``maml_rl.rollout`` uses,
+- ``BatchedCheetah``: T tasks × E episodes behind the task-env contract of ``metacourse.rl.task_env``,
   stepping a list of those environments one by one (MuJoCo is not batched here) and returning torch
   tensors.
 
@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 
 from ...utils import check_positive_int
+from ..task_env import Step
+from ._episodes import EpisodeClock, started
 
 __all__ = ["HalfCheetahDirEnv", "HalfCheetahVelEnv", "BatchedCheetah", "TASK_FAMILIES",
            "make_half_cheetah", "sample_directions", "sample_goal_velocities", "HORIZON",
@@ -206,14 +208,15 @@ TASK_FAMILIES = {"dir": HalfCheetahDirEnv, "vel": HalfCheetahVelEnv}
 
 
 class BatchedCheetah:
-    """T tasks × E episodes of one cheetah family, behind the batched interface of ``maml_rl.rollout``.
+    """T tasks × E episodes of one cheetah family: a task env of ``metacourse.rl.task_env``.
 
     ``reset(n_episodes, generator)`` starts E episodes per task (each environment seeded from
-    ``generator``) and returns observations of shape ``(T, E, 17)``; ``step(actions)`` takes
-    ``(T, E, 6)`` and returns ``(observations, rewards, dones)``, rewards and dones ``(T, E)``.
-    A cheetah never terminates (``dones`` is all false); the caller stops after ``horizon`` steps
-    (200 unless given). Tensors are float32. The environments are made once and reused:
-    ``set_tasks`` gives them new tasks, a larger E makes more.
+    ``generator``, which also seeds every later ``restart``) and returns observations of shape
+    ``(T, E, 17)``; ``step(actions)`` takes ``(T, E, 6)`` and returns ``Step(observations, rewards,
+    terminated, truncated)``, the last three ``(T, E)``. A cheetah never terminates (3); it is
+    truncated after ``horizon`` steps (200 unless given), then stands still and earns 0 until it is
+    restarted. Tensors are float32. The environments are made once and reused: ``set_tasks`` gives
+    them new tasks, a larger E makes more.
     """
 
     obs_dim = 17
@@ -226,6 +229,7 @@ class BatchedCheetah:
         self.horizon = check_positive_int("horizon", horizon)
         self.envs: list[list[_CheetahTaskEnv]] = []  # envs[task][episode]
         self.n_episodes = 0
+        self.clock: EpisodeClock | None = None
         self.set_tasks(tasks)
 
     def set_tasks(self, tasks: list[dict]) -> None:
@@ -241,30 +245,43 @@ class BatchedCheetah:
             for env in row:
                 env.set_task(task)
 
-    def reset(self, n_episodes: int = 1, generator: torch.Generator | None = None) -> Tensor:
+    def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
         """Start ``n_episodes`` episodes per task; their start noise is seeded from ``generator``."""
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"reset needs a torch.Generator to seed the starts (torch.Generator().manual_seed(seed)), "
+                            f"got {generator!r}")
         self.n_episodes = check_positive_int("n_episodes", n_episodes)
-        seeds = torch.randint(0, 2**31 - 1, (self.n_tasks, n_episodes), generator=generator)
-        observations = []
-        for task, row, row_seeds in zip(self.tasks, self.envs, seeds.tolist()):
+        for task, row in zip(self.tasks, self.envs):
             while len(row) < n_episodes:
                 row.append(self.env_class())
                 row[-1].set_task(task)
-            observations.append([env.reset(seed=seed)[0] for env, seed in zip(row, row_seeds)])
-        return torch.as_tensor(np.array(observations), dtype=torch.float32)
+        shape = (self.n_tasks, n_episodes)
+        self.generator, self.clock = generator, EpisodeClock(shape, self.horizon)
+        self.observations = np.zeros((*shape, self.obs_dim), dtype=np.float64)
+        return self.restart(torch.ones(shape, dtype=torch.bool))
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def restart(self, ended: Tensor) -> Tensor:
+        """New episodes, each from a seed drawn with the generator of ``reset``, where ``ended``."""
+        ended = started(self.clock).restart(ended)
+        seeds = torch.randint(0, 2**31 - 1, (int(ended.sum()),), generator=self.generator).tolist()
+        for (task, episode), seed in zip(ended.nonzero().tolist(), seeds):
+            self.observations[task, episode] = self.envs[task][episode].reset(seed=seed)[0]
+        return torch.as_tensor(self.observations, dtype=torch.float32)
+
+    def step(self, actions: Tensor) -> Step:
+        clock = started(self.clock)
         shape = (self.n_tasks, self.n_episodes, self.act_dim)
         if tuple(actions.shape) != shape:
             raise ValueError(f"actions must have shape {shape} (tasks, episodes, 6), got "
-                             f"{tuple(actions.shape)}; call reset(n_episodes) first")
+                             f"{tuple(actions.shape)}; call reset(n_episodes, generator) first")
         actions = actions.detach().cpu().double().numpy()
-        results = [[env.step(action)[:2] for env, action in zip(row, task_actions)]
-                   for row, task_actions in zip(self.envs, actions)]
-        observations = np.array([[obs for obs, _ in row] for row in results])
-        rewards = torch.tensor([[reward for _, reward in row] for row in results], dtype=torch.float32)
-        return (torch.as_tensor(observations, dtype=torch.float32), rewards,
-                torch.zeros(rewards.shape, dtype=torch.bool))
+        running = clock.running
+        rewards = torch.zeros(shape[:2], dtype=torch.float32)
+        for task, episode in running.nonzero().tolist():
+            obs, reward = self.envs[task][episode].step(actions[task, episode])[:2]
+            self.observations[task, episode], rewards[task, episode] = obs, reward
+        terminated, truncated = clock.tick(running, torch.zeros_like(running))
+        return Step(torch.as_tensor(self.observations, dtype=torch.float32), rewards, terminated, truncated)
 
     def close(self) -> None:
         for row in self.envs:

@@ -23,8 +23,9 @@ Two implementations of the same task family:
   ``get_task()``; a task is ``{"goal": array of 2 floats}`` and stays set across resets.
   Seeding goes through ``reset(seed=...)``.
 - ``BatchedNavigation2D``: T tasks × E episodes stepped together in torch (float32 or float64),
-  with no automatic reset: an episode that terminated stays where it is and earns 0 from then on.
-  This is where MAML-RL's speed comes from on a CPU.
+  a task env of ``metacourse.rl.task_env``: terminated at the goal, truncated at H; an episode
+  that ended stays where it is and earns 0 until it is restarted. This is where MAML-RL's speed
+  comes from on a CPU.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from gymnasium import spaces
 from torch import Tensor
 
 from ...utils import check_positive_int
+from ..task_env import Step
+from ._episodes import EpisodeClock, started
 
 __all__ = ["Navigation2DEnv", "BatchedNavigation2D", "sample_goals", "GOAL_LOW", "GOAL_HIGH",
            "MAX_ACTION", "HORIZON", "GOAL_TOLERANCE"]
@@ -121,47 +124,59 @@ class Navigation2DEnv(gym.Env):
 
 
 class BatchedNavigation2D:
-    """T tasks (one goal each) × E episodes per task, stepped together in torch.
+    """T tasks (one goal each) × E episodes per task, stepped together in torch: a task env of
+    ``metacourse.rl.task_env``.
 
-    ``reset(n_episodes)`` returns positions of shape ``(T, E, 2)``, all at the origin;
-    ``step(actions)`` takes velocities ``(T, E, 2)`` and returns ``(positions, rewards, dones)``,
-    rewards and dones of shape ``(T, E)``. ``dones`` is true where the episode terminated at this
-    step; an episode that has terminated earns reward 0 and stays put afterwards (no reset: a
-    batch of fixed-length trajectories, masked). The horizon is the caller's loop.
+    ``reset(n_episodes)`` returns positions of shape ``(T, E, 2)``, all at the origin (the start
+    is deterministic: a ``generator`` is taken and not used); ``step(actions)`` takes velocities
+    ``(T, E, 2)`` and returns ``Step(positions, rewards, terminated, truncated)``, the last three
+    of shape ``(T, E)``: terminated at the goal (3), truncated after ``horizon`` steps. An episode
+    that ended earns reward 0 and stays put afterwards, until ``restart(ended)`` sends it back to
+    the origin.
     """
 
     obs_dim = 2
     act_dim = 2
-    horizon = HORIZON
 
-    def __init__(self, goals, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
+    def __init__(self, goals, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 horizon: int = HORIZON) -> None:
         goals = torch.as_tensor(np.asarray(goals, dtype=np.float64), dtype=dtype, device=device)
         if goals.dim() != 2 or goals.shape[1] != 2 or goals.shape[0] == 0:
             raise ValueError(f"goals must have shape (n_tasks, 2), got {tuple(goals.shape)}; "
                              "use sample_goals(rng, n_tasks)")
         self.goals = goals
         self.n_tasks = goals.shape[0]
+        self.horizon = check_positive_int("horizon", horizon)
         self.positions = torch.zeros(self.n_tasks, 1, 2, dtype=dtype, device=device)
-        self.finished = torch.zeros(self.n_tasks, 1, dtype=torch.bool, device=device)
+        self.clock: EpisodeClock | None = None
 
     def reset(self, n_episodes: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """Start ``n_episodes`` episodes per task at the origin (``generator`` is unused: the
-        start is deterministic, but batched envs with random starts take one)."""
-        check_positive_int("n_episodes", n_episodes)
-        self.positions = torch.zeros(self.n_tasks, n_episodes, 2, dtype=self.goals.dtype,
-                                     device=self.goals.device)
-        self.finished = torch.zeros(self.n_tasks, n_episodes, dtype=torch.bool, device=self.goals.device)
+        """Start ``n_episodes`` episodes per task at the origin."""
+        shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
+        self.positions = torch.zeros(*shape, 2, dtype=self.goals.dtype, device=self.goals.device)
+        self.clock = EpisodeClock(shape, self.horizon, self.goals.device)
         return self.positions.clone()
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def restart(self, ended: Tensor) -> Tensor:
+        """Send the episodes where ``ended`` back to the origin; every episode's position."""
+        ended = started(self.clock).restart(ended)
+        self.positions = torch.where(ended.unsqueeze(-1), torch.zeros_like(self.positions), self.positions)
+        return self.positions.clone()
+
+    def reached(self, positions: Tensor) -> Tensor:
+        """(3) True where ``positions`` (T, E, 2) are within GOAL_TOLERANCE of the goal in both coordinates."""
+        return ((positions - self.goals.unsqueeze(1)).abs() < GOAL_TOLERANCE).all(-1)
+
+    def step(self, actions: Tensor) -> Step:
+        """(1)–(3) for every running episode."""
+        clock = started(self.clock)
         velocity = torch.as_tensor(actions, dtype=self.goals.dtype).clamp(-MAX_ACTION, MAX_ACTION)
         if velocity.shape != self.positions.shape:
             raise ValueError(f"actions must have shape {tuple(self.positions.shape)} (tasks, "
                              f"episodes, 2), got {tuple(velocity.shape)}")
-        active = ~self.finished
-        self.positions = torch.where(active.unsqueeze(-1), self.positions + velocity, self.positions)
+        running = clock.running
+        self.positions = torch.where(running.unsqueeze(-1), self.positions + velocity, self.positions)
         offset = self.positions - self.goals.unsqueeze(1)
-        rewards = torch.where(active, -offset.pow(2).sum(-1).sqrt(), torch.zeros(()).to(offset))
-        dones = active & (offset.abs() < GOAL_TOLERANCE).all(-1)
-        self.finished = self.finished | dones
-        return self.positions.clone(), rewards, dones
+        rewards = torch.where(running, -offset.pow(2).sum(-1).sqrt(), torch.zeros(()).to(offset))
+        terminated, truncated = clock.tick(running, self.reached(self.positions))
+        return Step(self.positions.clone(), rewards, terminated, truncated)

@@ -18,7 +18,7 @@ Three pieces, all the same equations:
   200-step limit) with ``sample_tasks(n)``, ``set_task(task)``, ``get_task()``; a task is
   ``{"mass": float, "length": float}`` and stays set across resets. Seeding: ``reset(seed=...)``.
 - ``BatchedPendulum``: T tasks × E episodes stepped together in torch, for fast real rollouts
-  (task i is the pendulum ``masses[i]``, ``lengths[i]``).
+  (task i is the pendulum ``masses[i]``, ``lengths[i]``): a task env of ``metacourse.rl.task_env``.
 - ``pendulum_reward(observations, actions)``: (3) in torch from an observation, so a learned
   model's imagined rollouts can be scored (model-based RL assumes the reward is known).
 """
@@ -31,6 +31,8 @@ from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from torch import Tensor
 
 from ...utils import check_positive, check_positive_int
+from ..task_env import Step
+from ._episodes import EpisodeClock, started
 
 __all__ = ["MassLengthPendulumEnv", "BatchedPendulum", "pendulum_reward", "sample_pendulums",
            "MASS_RANGE", "LENGTH_RANGE", "MAX_EPISODE_STEPS", "MAX_TORQUE"]
@@ -112,23 +114,26 @@ def pendulum_reward(observations: Tensor, actions: Tensor) -> Tensor:
 
 
 class BatchedPendulum:
-    """T pendulums (one task each) × E episodes per task, stepped together in torch.
+    """T pendulums (one task each) × E episodes per task, stepped together in torch: a task env of
+    ``metacourse.rl.task_env``.
 
-    The batched interface of ``metacourse.rl.envs`` (as ``BatchedNavigation2D``): ``reset(n_episodes,
-    generator)`` starts E episodes per task and returns observations of shape ``(T, E, 3)``;
-    ``step(actions)`` takes torques ``(T, E, 1)`` (clipped to ±2) and returns ``(observations,
-    rewards, dones)``, rewards and dones of shape ``(T, E)``. A pendulum episode never terminates
-    (``dones`` is all false); the caller's loop stops it after ``horizon`` = 200 steps. The state
-    is float64 (as Gymnasium's NumPy), observations float32. ``set_tasks`` swaps the pendulums.
+    ``reset(n_episodes, generator)`` starts E episodes per task and returns observations of shape
+    ``(T, E, 3)``; ``step(actions)`` takes torques ``(T, E, 1)`` (clipped to ±2) and returns
+    ``Step(observations, rewards, terminated, truncated)``, the last three of shape ``(T, E)``. A
+    pendulum never terminates; it is truncated after ``horizon`` = 200 steps, then stands still
+    and earns 0 until ``restart(ended)`` draws it a new start (from the generator of ``reset``).
+    The state is float64 (as Gymnasium's NumPy), observations float32. ``set_tasks`` swaps the pendulums.
     """
 
     obs_dim = 3
     act_dim = 1
-    horizon = MAX_EPISODE_STEPS
 
-    def __init__(self, masses, lengths) -> None:
+    def __init__(self, masses, lengths, horizon: int = MAX_EPISODE_STEPS) -> None:
         self.set_tasks(masses, lengths)
+        self.horizon = check_positive_int("horizon", horizon)
         self.state = torch.zeros(self.n_tasks, 1, 2, dtype=torch.float64)
+        self.clock: EpisodeClock | None = None
+        self.generator: torch.Generator | None = None
 
     def set_tasks(self, masses, lengths) -> None:
         """Task i becomes the pendulum of mass ``masses[i]`` and length ``lengths[i]``."""
@@ -144,16 +149,27 @@ class BatchedPendulum:
         theta, speed = self.state.unbind(-1)
         return torch.stack([theta.cos(), theta.sin(), speed], dim=-1).float()
 
-    def reset(self, n_episodes: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """E = ``n_episodes`` starts per task, θ ~ U[−π, π], θ̇ ~ U[−1, 1] (drawn from ``generator``)."""
-        check_positive_int("n_episodes", n_episodes)
-        high = torch.tensor([np.pi, 1.0], dtype=torch.float64)
-        uniform = torch.rand(self.n_tasks, n_episodes, 2, generator=generator, dtype=torch.float64)
-        self.state = (uniform * 2 - 1) * high
+    def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
+        """E = ``n_episodes`` starts per task, θ ~ U[−π, π], θ̇ ~ U[−1, 1], drawn from ``generator``
+        (which also draws the starts of every later ``restart``)."""
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"reset needs a torch.Generator for the starts (torch.Generator().manual_seed(seed)), "
+                            f"got {generator!r}")
+        shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
+        self.generator, self.clock = generator, EpisodeClock(shape, self.horizon)
+        self.state = torch.zeros(*shape, 2, dtype=torch.float64)
+        return self.restart(torch.ones(shape, dtype=torch.bool))
+
+    def restart(self, ended: Tensor) -> Tensor:
+        """New starts where ``ended`` (T, E); every episode's observation."""
+        ended = started(self.clock).restart(ended)
+        uniform = torch.rand(int(ended.sum()), 2, generator=self.generator, dtype=torch.float64)
+        self.state[ended] = (uniform * 2 - 1) * torch.tensor([np.pi, 1.0], dtype=torch.float64)
         return self.observe()
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(1)–(3) for every pendulum and episode."""
+    def step(self, actions: Tensor) -> Step:
+        """(1)–(3) for every running pendulum."""
+        clock = started(self.clock)
         torque = torch.as_tensor(actions).to(torch.float64)
         if torque.shape != (*self.state.shape[:2], 1):
             raise ValueError(f"actions must have shape {(*self.state.shape[:2], 1)} (tasks, episodes, 1), "
@@ -161,8 +177,11 @@ class BatchedPendulum:
         torque = torque[..., 0].clamp(-MAX_TORQUE, MAX_TORQUE)
         theta, speed = self.state.unbind(-1)
         normalised = (theta + np.pi) % (2 * np.pi) - np.pi
-        rewards = -(normalised ** 2 + 0.1 * speed ** 2 + 0.001 * torque ** 2)
+        running = clock.running
+        rewards = torch.where(running, -(normalised ** 2 + 0.1 * speed ** 2 + 0.001 * torque ** 2), 0.0)
         speed = (speed + (3 * GRAVITY / (2 * self.lengths) * theta.sin()
                           + 3.0 / (self.masses * self.lengths ** 2) * torque) * DT).clamp(-MAX_SPEED, MAX_SPEED)
-        self.state = torch.stack([theta + speed * DT, speed], dim=-1)
-        return self.observe(), rewards.float(), torch.zeros(rewards.shape, dtype=torch.bool)
+        moved = torch.stack([theta + speed * DT, speed], dim=-1)
+        self.state = torch.where(running.unsqueeze(-1), moved, self.state)
+        terminated, truncated = clock.tick(running, torch.zeros_like(running))
+        return Step(self.observe(), rewards.float(), terminated, truncated)

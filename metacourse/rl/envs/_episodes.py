@@ -1,0 +1,50 @@
+"""The time limit and the end-of-episode bookkeeping that every batched task env of this package shares.
+
+``rl.task_env``'s contract: an episode is *truncated* when it has run ``horizon`` steps without
+terminating; an ended episode that is not restarted is padding (reward 0, state unchanged, both
+flags false) until ``restart`` starts a new one in its place.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class EpisodeClock:
+    """Step counts and ended flags of T × E episodes under a time limit of ``horizon`` steps."""
+
+    def __init__(self, shape: tuple[int, int], horizon: int, device: str | torch.device = "cpu") -> None:
+        self.horizon = horizon
+        self.steps = torch.zeros(shape, dtype=torch.long, device=device)
+        self.over = torch.zeros(shape, dtype=torch.bool, device=device)  # ended, not restarted: padding
+
+    @property
+    def running(self) -> Tensor:
+        """True for the episodes a step moves (not padding), shape (T, E)."""
+        return ~self.over
+
+    def tick(self, running: Tensor, terminated: Tensor) -> tuple[Tensor, Tensor]:
+        """Count one step of the ``running`` episodes; returns the flags (terminated, truncated)."""
+        terminated = running & terminated
+        self.steps = self.steps + running.long()
+        truncated = running & ~terminated & (self.steps >= self.horizon)
+        self.over = self.over | terminated | truncated
+        return terminated, truncated
+
+    def restart(self, ended: Tensor) -> Tensor:
+        """Start the clock again where ``ended`` (T, E) is true; returns ``ended`` as a bool tensor."""
+        ended = torch.as_tensor(ended, device=self.steps.device)
+        if ended.shape != self.steps.shape or ended.dtype != torch.bool:
+            raise ValueError(f"ended must be a bool tensor of shape {tuple(self.steps.shape)} (tasks, episodes), "
+                             f"got {ended.dtype} {tuple(ended.shape)}: pass step.terminated | step.truncated")
+        self.steps = torch.where(ended, torch.zeros_like(self.steps), self.steps)
+        self.over = self.over & ~ended
+        return ended
+
+
+def started(clock: EpisodeClock | None) -> EpisodeClock:
+    """``clock`` if ``reset`` made one, else an error that says to call it."""
+    if clock is None:
+        raise RuntimeError("no episodes yet: call env.reset(n_episodes, generator) first")
+    return clock
