@@ -25,6 +25,7 @@ budgets are shortened (a few thousand steps, one thread); on CUDA they are the p
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import sys
@@ -88,6 +89,14 @@ ARGUMENTS = (
     Argument("--bf16", int, 0, (0, 1),
              "1: train with the forward passes in bfloat16 (torch.autocast; for GPUs; protonet, "
              "matching, fomaml, reptile); weights, optimizer and evaluation stay float32"),
+    Argument("--n-query-train", int, 0, None, "query images per class in training episodes "
+             "(0: the method's default; maml, fomaml, protonet, matching)", minimum=0),
+    Argument("--inner-steps", int, 0, None, "inner-loop steps in training (0: the method's default; "
+             "maml, fomaml, reptile)", minimum=0),
+    Argument("--inner-steps-test", int, 0, None, "inner-loop steps at test (0: the method's default; "
+             "maml, fomaml, reptile)", minimum=0),
+    Argument("--outer-lr", float, 0.0, None, "the outer (meta-) optimizer's step size (0: the method's "
+             "default: Adam's 1e-3, Reptile's meta step 1)", minimum=0),
 )
 BF16_METHODS = ("protonet", "matching", "fomaml", "reptile")
 """The methods whose training may run under bfloat16 autocast: one backward pass per step.
@@ -165,6 +174,7 @@ def budget(options: RunOptions) -> OmniglotBudget:
                  "validation_tasks": 50}
     if extra["train_ways"]:
         plan["train_ways"] = _train_ways(method, ways, extra["train_ways"])
+    plan |= _overrides(method, extra)
     if extra["bf16"]:
         if method not in BF16_METHODS:
             raise ValueError(f"--bf16 1 is for {', '.join(BF16_METHODS)}; {method} trains in float32 "
@@ -205,6 +215,36 @@ def _train_ways(method: str, ways: int, train_ways: int) -> int:
     return train_ways
 
 
+OVERRIDES = {"n_query_train": ("maml", "fomaml", "protonet", "matching"),
+             "inner_steps": ("maml", "fomaml", "reptile"), "inner_steps_test": ("maml", "fomaml", "reptile"),
+             "outer_lr": METHODS}
+"""The settings that ``--n-query-train``, ``--inner-steps``, ``--inner-steps-test`` and ``--outer-lr``
+replace (0 keeps the method's own), and the methods that have them."""
+WHY_NOT = {"n_query_train": {"reptile": "reptile trains on its support images only (no query set)",
+                             "finetune": "finetune pretrains a classifier on image batches, not episodes",
+                             "nearest": "nearest pretrains a classifier on image batches, not episodes"},
+           "inner_steps": "{method} has no inner loop", "inner_steps_test": "{method} has no inner loop"}
+
+
+def _overrides(method: str, extra: dict) -> dict:
+    """The settings replaced by ``--n-query-train``, ``--inner-steps``, ``--inner-steps-test`` and
+    ``--outer-lr``, checked against what the method has (0: keep the method's setting)."""
+    overrides = {}
+    for key, methods in OVERRIDES.items():
+        value = extra.get(key) or 0
+        if not value:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if method not in methods:
+            why = WHY_NOT[key] if isinstance(WHY_NOT[key], str) else WHY_NOT[key][method]
+            raise ValueError(f"{flag} {value}: {why.format(method=method)}; drop {flag} "
+                             f"(or use --method {', '.join(methods[:-1])} or {methods[-1]})")
+        if not math.isfinite(value):
+            raise ValueError(f"{flag} {value}: give a finite positive number")
+        overrides[key] = value
+    return overrides
+
+
 def option_notes(plan: OmniglotBudget, options: RunOptions) -> list[str]:
     """What the run does not do as asked: options its method ignores, and FAST mode's caps."""
     extra = {a.key: a.default for a in ARGUMENTS} | dict(options.extra)
@@ -235,11 +275,27 @@ def run_plan(plan: OmniglotBudget, options: RunOptions, device: torch.device) ->
     from ..models import conv4
     from ..tasks import episodes
 
-    training = {k: v for k, v in plan.items() if k not in EVALUATION_KEYS and k != "finetune_lr"}
-    evaluation = {k: v for k, v in plan.items() if k in EVALUATION_KEYS}
-    return Plan("omniglot", checkpoint_name(plan), options.seed, training, fast=options.fast,
+    measuring = EVALUATION_KEYS + (PRETRAINING_SHARED_BY if method in PRETRAINED else ())
+    training = {k: v for k, v in plan.items() if k not in measuring and k != "finetune_lr"}
+    evaluation = {k: v for k, v in plan.items() if k in measuring}
+    return Plan("omniglot", training_name(plan), options.seed, training, fast=options.fast,
                 device=device.type, evaluation=evaluation,
                 code=code_fingerprint(sys.modules[__name__], algorithm, conv4, episodes, train_module))
+
+
+PRETRAINED = ("finetune", "nearest")
+"""The baselines that pretrain one classifier over all 4,800 training classes."""
+PRETRAINING_SHARED_BY = ("method", "ways", "shots")
+"""Settings that do not change the baselines' pretraining (only how it is measured): fine-tuning and
+nearest neighbour at every N-way K-shot share one pretraining checkpoint."""
+
+
+def training_name(plan: OmniglotBudget) -> str:
+    """The name of what trains: :func:`checkpoint_name`, but ``classifier-omniglot`` for the
+    baselines' shared pretraining (``classifier-mlp-omniglot`` for the MLP)."""
+    if plan.method in PRETRAINED:
+        return f"classifier{'-mlp' if plan.network == 'mlp' else ''}-omniglot"
+    return checkpoint_name(plan)
 
 
 def checkpoint_name(plan: OmniglotBudget) -> str:
@@ -361,7 +417,7 @@ def train(plan: OmniglotBudget, options: RunOptions, device: torch.device) -> tu
 def checkpoint_path(plan: OmniglotBudget, options: RunOptions, device: torch.device) -> Path:
     """``out_dir/checkpoints/NAME-seedS-STEPS-DIGEST.pt``: the digest names the plan's training."""
     typed = run_plan(plan, options, device)
-    return typed.checkpoint(options.out_dir, f"{checkpoint_name(plan)}-seed{options.seed}-{plan.meta_steps}")
+    return typed.checkpoint(options.out_dir, f"{training_name(plan)}-seed{options.seed}-{plan.meta_steps}")
 
 
 def _times_path(checkpoint: Path) -> Path:
@@ -710,3 +766,63 @@ def transduction_table(ways: int = 5):
     from IPython.display import Markdown
 
     return Markdown(transduction_markdown(_lecture2_runs(("protonet", "matching"), ways)))
+
+
+# (Lecture 4's appendix: short MAML runs that change one setting of the 5-way 1-shot plan at a time)
+
+PROBE_KEYS = ("n_query_train", "inner_steps", "inner_steps_test", "outer_lr", "inner_lr", "meta_batch_size")
+"""The settings a MAML probe may change; the table names the ones that differ from the full run's."""
+
+
+def _probe_change(plan, reference) -> str:
+    changed = [f"{key} {reference.get(key)} → {plan.get(key)}" for key in PROBE_KEYS
+               if plan.get(key) != reference.get(key)]
+    return ", ".join(changed) or "none (the full run's settings)"
+
+
+def maml_probes_markdown(probes, reference) -> str:
+    """One row per short MAML run (``probes``, results of :func:`metacourse.results.load`, the first
+    with the full run's settings): the setting it changes from ``reference`` (the full run), its
+    meta-steps, its accuracy on the test tasks (mean ± 95% CI), the difference from the first probe,
+    and its training CPU time in all and per meta-step (the machine's load does not change it)."""
+    if not probes:
+        return ("No MAML probe stored yet. To store one: `metacourse reproduce omniglot --method maml "
+                "--meta-steps 600 --n-query-train 15 --json results/omniglot-maml-5w1s-probe-query15.json`.")
+    lines = ["| probe | changes from the full run | meta-steps × batch | ours: mean ± 95% CI (tasks) "
+             "| vs the first probe | training CPU | CPU per meta-step |", "|---|---|---|---|---|---|---|"]
+    first = probes[0].rows[0].ours.mean
+    for stored in probes:
+        plan, measured, ours = stored.plan, stored.measured, stored.rows[0].ours
+        cpu = measured.get("train_cpu_seconds")
+        per_step = "—" if cpu is None else f"{cpu / plan['meta_steps']:.2f} s"
+        fast = " **FAST: a smoke test**" if any("FAST" in note for note in stored.notes) else ""
+        lines.append(f"| {stored.entry.get('variant', '—')}{fast} | {_probe_change(plan, reference.plan)} "
+                     f"| {plan['meta_steps']:,} × {plan['meta_batch_size']} "
+                     f"| {ours.mean:.2f} ± {ours.ci95:.2f} ({ours.n}) | {ours.mean - first:+.2f} "
+                     f"| {_minutes(cpu, 'not recorded')} | {per_step} |")
+    full = reference.rows[0].ours
+    return "\n".join(lines + ["", f"The full run ({reference.plan['meta_steps']:,} meta-steps): "
+                              f"{full.mean:.2f} ± {full.ci95:.2f} ({full.n} tasks). Seed "
+                              f"{', '.join(str(s) for s in sorted({p.seed for p in probes}))}; "
+                              f"{', '.join(sorted({p.device for p in probes}))}."])
+
+
+def _maml_probes(ways: int = 5, shots: int = 1) -> list:
+    """The stored MAML probes (variants ``probe-*``), the one with the full run's settings first."""
+    from .. import results
+
+    entries = [entry for entry in results.catalogue() if entry["experiment"] == "omniglot"
+               and entry.get("method") == "maml" and entry.get("ways") == ways and entry.get("shots") == shots
+               and str(entry.get("variant", "")).startswith("probe-") and entry["seed"] == 0]
+    entries.sort(key=lambda e: (e["variant"] != "probe-base", e["variant"]))
+    return [results.load("omniglot", method="maml", ways=ways, shots=shots, variant=e["variant"]) for e in entries]
+
+
+def maml_probes_table(ways: int = 5, shots: int = 1):
+    """:func:`maml_probes_markdown` of the stored MAML probes beside the full run, as Markdown."""
+    from IPython.display import Markdown
+
+    from .. import results
+
+    return Markdown(maml_probes_markdown(_maml_probes(ways, shots),
+                                         results.load("omniglot", method="maml", ways=ways, shots=shots)))
