@@ -96,7 +96,7 @@ ARGUMENTS = (
     Argument("--inner-steps-test", int, 0, None, "inner-loop steps at test (0: the method's default; "
              "maml, fomaml, reptile)", minimum=0),
     Argument("--outer-lr", float, 0.0, None, "the outer (meta-) optimizer's step size (0: the method's "
-             "default: Adam's 1e-3, Reptile's meta step 1)", minimum=0),
+             "default: Adam's 1e-3, Reptile's meta step 1)"),
 )
 BF16_METHODS = ("protonet", "matching", "fomaml", "reptile")
 """The methods whose training may run under bfloat16 autocast: one backward pass per step.
@@ -239,8 +239,8 @@ def _overrides(method: str, extra: dict) -> dict:
             why = WHY_NOT[key] if isinstance(WHY_NOT[key], str) else WHY_NOT[key][method]
             raise ValueError(f"{flag} {value}: {why.format(method=method)}; drop {flag} "
                              f"(or use --method {', '.join(methods[:-1])} or {methods[-1]})")
-        if not math.isfinite(value):
-            raise ValueError(f"{flag} {value}: give a finite positive number")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{flag} {value}: give a finite positive number (or 0 for the method's own)")
         overrides[key] = value
     return overrides
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from metacourse import cli
 from metacourse.experiments import omniglot
 from metacourse.reproduce import RunOptions, get_experiment, with_defaults
 
@@ -63,12 +64,18 @@ def test_a_setting_the_method_does_not_have_is_an_error_that_names_the_fix(extra
 
 def test_negative_or_mistyped_values_are_refused_by_the_command_line_checks():
     experiment = get_experiment("omniglot")
-    with pytest.raises(ValueError, match="--outer-lr must be 0 or more, got -0.001"):
-        with_defaults(experiment, {"outer_lr": -1e-3})
+    with pytest.raises(ValueError, match="--outer-lr -0.001: give a finite positive number"):
+        _plan(**with_defaults(experiment, {"method": "maml", "outer_lr": -1e-3}))
     with pytest.raises(ValueError, match="--n-query-train must be 0 or more"):
         with_defaults(experiment, {"n_query_train": -1})
     with pytest.raises(TypeError, match="--inner-steps must be int"):
         with_defaults(experiment, {"inner_steps": 2.5})
+
+
+def test_the_command_line_reads_a_step_size_with_decimals():
+    experiment = get_experiment("omniglot")
+    extra = cli._experiment_options(experiment, ["--method", "maml", "--outer-lr", "0.003", "--n-query-train", "5"])
+    assert (extra["outer_lr"], extra["n_query_train"]) == (0.003, 5)
 
 
 def test_the_command_of_a_run_repeats_the_options():
