@@ -230,7 +230,7 @@ def sample_actions(model: nn.Module, actors: nn.ParameterDict, obs: Tensor, gene
     """Actor i's action in every cart of task i, a ~ π_φi(·|s) drawn with ``generator``: obs (T, E, S)
     → actions (T, E)."""
     probs = torch.softmax(act(model, actors, obs), dim=-1)
-    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(obs.shape[:2])
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True, generator=generator).reshape(obs.shape[:2])
 
 
 def collect(env: TaskEnv, model: nn.Module, actors: nn.ParameterDict, obs: Tensor, n_steps: int,
