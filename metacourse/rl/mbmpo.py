@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
+from torch.func import stack_module_state
 
 from ..functional import Params, expand_over_tasks, forward, frozen_params, params_of
 from ..models import MLP
@@ -110,9 +111,9 @@ class DynamicsEnsemble(nn.Module):
         self.context_dim = history * (obs_dim + act_dim)
         n_inputs = obs_dim + act_dim + self.context_dim
         template = MLP(n_inputs, tuple(hidden), obs_dim)  # drawn first, so the members' draws stay as they were
-        members = [params_of(MLP(n_inputs, tuple(hidden), obs_dim)) for _ in range(n_models)]
-        self.weights = nn.ParameterDict({name.replace(".", "/"): nn.Parameter(
-            torch.stack([m[name].detach() for m in members])) for name in members[0]})
+        stacked, _ = stack_module_state([MLP(n_inputs, tuple(hidden), obs_dim) for _ in range(n_models)])
+        self.weights = nn.ParameterDict({name.replace(".", "/"): nn.Parameter(weight.detach())
+                                         for name, weight in stacked.items()})
         # The architecture only, weightless ("meta" tensors) and not a submodule: no parameters of its own,
         # nothing in the state dict, nothing to move with .to(device).
         self._architecture = (template.to("meta"),)
