@@ -11,8 +11,9 @@ usual mistakes are recomputed and the one that matches is named with its fix:
   posterior mean instead of a sample, ``np.random`` instead of ``rng``, the wrong axis.
 - :func:`check_encode` — a previous action of −1 encoded as the last action, the parts in the
   wrong order, reward and done swapped, integers instead of floats, NumPy instead of torch.
-- :func:`check_rollout` — ``encode`` called with the sizes (accepted when they are right), the
-  first step's previous action, the state/reward/done passed one step late, the hidden state
+- :func:`check_rollout` — ``encode`` called with the sizes (accepted when they are right) or
+  with (tasks, 1) tensors, the generator not given to ``env.reset``, the first step's previous
+  action, the state/reward/done passed one step late or without ``env.restart``, the hidden state
   reset or not carried, sampling when ``greedy``, a (steps, batch) result.
 """
 
@@ -333,6 +334,11 @@ class _RecordingEncode:
                 f"encode was called with {wrong}, but this environment has {self.sizes}. Call "
                 "encode(states, prev_actions, prev_rewards, prev_dones) with four arguments: "
                 "the encode you are given already knows the sizes (functools.partial)")
+        if np.ndim(states) != 1:
+            raise AssertionError(
+                f"encode got states of shape {tuple(np.shape(states))}; it takes one value per task, shape "
+                "(n_tasks,): the env's tensors are (n_tasks, 1) (one trial per task), so pass obs[:, 0], "
+                "step.rewards[:, 0] and (step.terminated | step.truncated)[:, 0]")
         copy = [np.array(np.asarray(v), copy=True) for v in
                 (states, prev_actions, prev_rewards, prev_dones)]
         self.calls.append(copy)
@@ -380,14 +386,26 @@ def _as_batch_by_step(value, name: str, batch: int, n_steps: int):
                              f"({batch}, {n_steps}), got a {type(value).__name__}: "
                              "torch.stack(the list, dim=1)")
     shape = tuple(np.shape(value))
+    if len(shape) == 3 and 1 in shape[1:]:
+        raise AssertionError(f"{name} has shape {shape}: one trial per task gives (n_tasks, n_steps) = "
+                             f"({batch}, {n_steps}); take [:, 0] of the env's (n_tasks, 1) tensors before "
+                             "stacking")
     if shape == (n_steps, batch) and batch != n_steps:
         raise AssertionError(f"{name} has shape (n_steps, batch) = {shape}: stack the steps "
                              f"along dim=1 to get (batch, n_steps) = ({batch}, {n_steps})")
     return torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
 
 
-def _call_rollout(rollout_trial, policy, env, n_steps, encode, greedy):
-    result = rollout_trial(policy, env, n_steps, encode, greedy)
+def _call_rollout(rollout_trial, policy, env, n_steps, encode, greedy, seed=5):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    untouched = generator.get_state()
+    result = rollout_trial(policy, env, n_steps, encode, generator, greedy)
+    if torch.equal(generator.get_state(), untouched):
+        raise AssertionError("the generator you were given drew nothing: start the trial with "
+                             "env.reset(1, generator), so that the env's rewards and transitions (and the "
+                             "sampled actions) come from it")
     if not isinstance(result, tuple) or len(result) != 2:
         raise AssertionError("rollout_trial should return a pair (actions, rewards), got "
                              f"{type(result).__name__}"
@@ -397,12 +415,13 @@ def _call_rollout(rollout_trial, policy, env, n_steps, encode, greedy):
 
 _CALL_HINTS = {
     1: "prev_actions should be the actions taken at the previous step (and −1 at the first step: "
-       "np.full(n_envs, -1), 'no previous action yet')",
-    0: "states should be the states that env.reset() and then env.step(...) returned: after a "
-       "step, pass the NEW state",
-    2: "prev_rewards should be the rewards that the previous env.step(...) returned (0 at the "
+       "torch.full((env.n_tasks,), -1), 'no previous action yet')",
+    0: "states should be the states of the episodes now running: env.reset(1, generator)[:, 0] at "
+       "the start, then after every step env.restart(ended)[:, 0] (the NEW state, and state 0 where an "
+       "episode ended and the next one began)",
+    2: "prev_rewards should be the rewards of the previous step, step.rewards[:, 0] (0 at the "
        "first step)",
-    3: "prev_dones should be the done flags that the previous env.step(...) returned (False at "
+    3: "prev_dones should be the previous step's (step.terminated | step.truncated)[:, 0] (False at "
        "the first step)",
 }
 
@@ -440,7 +459,8 @@ def _diagnose_rollout(mine: _RecordingEncode, reference: _RecordingEncode,
 
 
 def check_rollout(rollout_trial: Callable) -> None:
-    """``rollout_trial(policy, env, n_steps, encode, greedy)`` -> (actions, rewards), each (B, T).
+    """``rollout_trial(policy, env, n_steps, encode, generator, greedy)`` -> (actions, rewards), each
+    (n_tasks, n_steps), one trial per task of a ``task_env`` env.
 
     ``encode`` is called as ``encode(states, prev_actions, prev_rewards, prev_dones)``: the check
     passes ``encode_inputs`` with the sizes already bound, and records every call, so that a
@@ -459,13 +479,14 @@ def check_rollout(rollout_trial: Callable) -> None:
         env = lambda: BatchedTabularMDP.sample(6, np.random.default_rng(1), horizon=horizon)  # noqa: E731
         reference = _RecordingEncode(10, 5)
         n_steps = horizon * episodes
-        expected = collect_trials(policy, env(), n_steps, reference, greedy=True)
+        expected = collect_trials(policy, env(), n_steps, reference, torch.Generator().manual_seed(5),
+                                  greedy=True)[:, 0]
         mine, recorder = _RecordingEncode(10, 5), _RecordingPolicy(policy)
         actions, rewards = _call_rollout(rollout_trial, recorder, env(), n_steps, mine, True)
         actions = _as_batch_by_step(actions, "actions", 6, n_steps)
         rewards = _as_batch_by_step(rewards, "rewards", 6, n_steps)
-        if tuple(actions.shape) == (6, n_steps) and not torch.equal(actions.long(),
-                                                                    expected.actions):
+        if tuple(actions.shape) == tuple(rewards.shape) == (6, n_steps) and not (
+                torch.equal(actions.long(), expected.actions) and torch.allclose(rewards.float(), expected.rewards)):
             _diagnose_rollout(mine, reference, recorder, True, actions)
         assert_close(actions, expected.actions, atol=0, rtol=0, what="actions")
         assert_close(rewards, expected.rewards, atol=1e-5, rtol=1e-5, what="rewards")
@@ -479,7 +500,7 @@ def check_rollout(rollout_trial: Callable) -> None:
         policy = RL2Policy(1, 5, 16)  # a near-uniform first policy: samples differ across envs
         from ..rl.envs import BatchedBernoulliBandit
 
-        env = BatchedBernoulliBandit(np.full((64, 5), 0.5), np.random.default_rng(3))
+        env = BatchedBernoulliBandit(np.full((64, 5), 0.5))
         actions, _ = _call_rollout(rollout_trial, policy, env, 3, _RecordingEncode(1, 5), False)
         actions = _as_batch_by_step(actions, "actions", 64, 3)
         if len(torch.unique(torch.as_tensor(actions)[:, 0])) == 1:

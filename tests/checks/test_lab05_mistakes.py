@@ -89,11 +89,12 @@ def encode(states, prev_actions, prev_rewards, prev_dones, n_states, n_actions, 
     return x
 
 
-def rollout_trial(policy, env, n_steps, encode, greedy=False, *, mistake=None):
-    n = env.n_envs
-    states = env.reset()
+def rollout_trial(policy, env, n_steps, encode, generator, greedy=False, *, mistake=None):
+    n = env.n_tasks
+    obs = env.reset(1, torch.Generator() if mistake == "own generator" else generator)
+    states = obs if mistake == "(n, 1) states" else obs[:, 0]
     first_action = 0 if mistake == "first action 0" else -1
-    prev_actions, prev_rewards, prev_dones = np.full(n, first_action), np.zeros(n), np.zeros(n, bool)
+    prev_actions, prev_rewards, prev_dones = torch.full((n,), first_action), torch.zeros(n), torch.zeros(n, dtype=bool)
     hidden = policy.initial_state(n)
     actions_taken, rewards_seen = [], []
     with torch.no_grad():
@@ -107,20 +108,20 @@ def rollout_trial(policy, env, n_steps, encode, greedy=False, *, mistake=None):
             logits, _, new_hidden = policy.step(x, hidden)
             if mistake != "hidden not carried":
                 hidden = new_hidden
-            if greedy and mistake != "always sample":
-                actions = logits.argmax(-1)
-            elif mistake == "never sample":
+            if (greedy and mistake != "always sample") or mistake == "never sample":
                 actions = logits.argmax(-1)
             else:
-                actions = torch.distributions.Categorical(logits=logits).sample()
-            new_states, rewards, dones = env.step(actions.numpy())
-            if mistake == "reset at done" and dones.any():
+                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
+            step = env.step(actions[:, None])
+            ended = step.terminated | step.truncated
+            if mistake == "reset at done" and ended.any():
                 hidden = policy.initial_state(n)
+            new_states = step.obs if mistake == "no restart" else env.restart(ended)
             actions_taken.append(actions)
-            rewards_seen.append(torch.as_tensor(rewards))
+            rewards_seen.append(step.rewards if mistake == "(n, 1) results" else step.rewards[:, 0])
             if mistake != "old state":
-                states = new_states
-            prev_actions, prev_rewards, prev_dones = actions.numpy(), rewards, dones
+                states = new_states if mistake == "(n, 1) states" else new_states[:, 0]
+            prev_actions, prev_rewards, prev_dones = actions, step.rewards[:, 0], ended[:, 0]
     if mistake == "steps first":
         return torch.stack(actions_taken), torch.stack(rewards_seen)
     return torch.stack(actions_taken, dim=1), torch.stack(rewards_seen, dim=1)
@@ -196,12 +197,16 @@ def test_six_argument_encode_call_is_accepted(capsys):
 @pytest.mark.parametrize(("mistake", "message"), [
     ("wrong sizes", "the encode you are given already knows the sizes"),
     ("first action 0", "step 0: encode got [0, 0, 0, 0, 0, 0]... as its argument 2"),
-    ("old state", "pass the NEW state"),
+    ("old state", "(the NEW state, and state 0 where an episode ended"),
     ("reset at done", "policy.initial_state was called 3 times"),
     ("hidden not carried", "is not the one the previous policy.step returned"),
     ("always sample", "with greedy=True the action is logits.argmax(-1)"),
     ("never sample", "with greedy=False every environment took the same first action"),
     ("steps first", "stack the steps along dim=1"),
+    ("no restart", "then after every step env.restart(ended)[:, 0]"),
+    ("own generator", "start the trial with env.reset(1, generator)"),
+    ("(n, 1) states", "it takes one value per task, shape (n_tasks,)"),
+    ("(n, 1) results", "take [:, 0] of the env's (n_tasks, 1) tensors"),
 ])
 def test_rollout_mistakes_are_named(mistake, message):
     assert_named(lab05.check_rollout, with_mistake(rollout_trial, mistake), message)
@@ -210,8 +215,8 @@ def test_rollout_mistakes_are_named(mistake, message):
 def test_rollout_that_ignores_the_encode_argument_is_named():
     from functools import partial
 
-    def global_encode(policy, env, n_steps, given_encode, greedy=False):
+    def global_encode(policy, env, n_steps, given_encode, generator, greedy=False):
         mine = partial(encode, n_states=10, n_actions=5)
-        return rollout_trial(policy, env, n_steps, mine, greedy)
+        return rollout_trial(policy, env, n_steps, mine, generator, greedy)
 
     assert_named(lab05.check_rollout, global_encode, "the encode argument was never called")
