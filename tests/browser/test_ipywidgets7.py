@@ -8,11 +8,12 @@ each one redraws the plot (a new image), the kernel really runs ipywidgets 7.7.1
 and no traceback appear. Two cells are added at the end: one prints the kernel's ipywidgets version,
 one draws a ``tqdm.auto`` bar as ``metacourse.train`` does (FAST mode turns the lecture's own bars off).
 
-The packages of Colab's front end are installed by the test itself, in about ten seconds:
-``pip install --target <tmp> --no-deps`` of the pins below, put first on ``PYTHONPATH`` of the
-notebook server and its kernel, so they shadow ipywidgets 8 and Notebook 7 while torch and the rest
+The packages of Colab's front end are installed by the test itself: ``pip install --target <tmp>
+--no-deps`` of the pins below, into two folders, one put first on the notebook server's
+``PYTHONPATH`` (notebook 6.5, widgetsnbextension 3.6.1, pyzmq 24), one first on its kernel's
+(ipywidgets 7.7.1), so they shadow Notebook 7 and ipywidgets 8 while torch, ipykernel and the rest
 come from the current environment. pip needs its index (PyPI). ``METACOURSE_IPYWIDGETS7_PACKAGES``
-names a folder where they are already installed (pip is then not run).
+names a folder where they are already installed, as ``server/`` and ``kernel/`` (pip is not run).
 """
 
 from __future__ import annotations
@@ -44,15 +45,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 LECTURE = "lectures/01_what_is_meta_learning.ipynb"
-PINS = [
-    "ipywidgets==7.7.1",  # Colab's
-    "widgetsnbextension==3.6.1",  # Colab's; 3.6.10's front end fails ("_deserialize_state is not a function")
+SERVER_PINS = [
     "notebook==6.5.7",  # the classic notebook (Colab's front end is built on it)
     "nbclassic==1.3.3",  # notebook 6.5 serves its pages and scripts from here
-    "ipython_genutils==0.2.0",  # needed by ipywidgets 7 and notebook 6, gone from newer environments
+    "widgetsnbextension==3.6.1",  # Colab's; 3.6.10's front end fails ("_deserialize_state is not a function")
+    "pyzmq==24.0.1",  # Colab's; with pyzmq 25+ notebook 6.5 drops the kernel's websocket under load
+    "ipython_genutils==0.2.0",  # notebook 6 and ipywidgets 7 need it; newer environments lack it
     "nest_asyncio==1.6.0",
 ]
-"""What is installed on top of the current environment (``--no-deps``: everything else is shared)."""
+"""The notebook server's packages, first on its ``PYTHONPATH`` (``--no-deps``: the rest is shared)."""
+KERNEL_PINS = ["ipywidgets==7.7.1", "ipython_genutils==0.2.0"]
+"""The kernel's: Colab's ipywidgets, first on its ``PYTHONPATH`` (torch, ipykernel and pyzmq are this
+environment's)."""
 PIP_TIMEOUT_S = 180
 
 _KERNEL_READY_JS = """() => !!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel
@@ -62,53 +66,67 @@ _ALL_RAN_JS = """() => window.Jupyter && Jupyter.notebook && Jupyter.notebook.ge
   .every(c => typeof c.input_prompt_number === 'number') && !Jupyter.notebook.kernel_busy"""
 _NEW_IMAGE_JS = "([el, old]) => { const img = [...el.querySelectorAll('img')].pop(); return img && img.src !== old; }"
 _VERSION_CELL = "import ipywidgets\nprint('kernel ipywidgets', ipywidgets.__version__)"
+_FIX = "pip needs PyPI; or set METACOURSE_IPYWIDGETS7_PACKAGES to a folder where they are installed"
 
 
-def _install(target: Path) -> float:
-    """Install :data:`PINS` into ``target`` with pip; return the seconds it took."""
-    start = time.monotonic()
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-               "--target", str(target), *PINS]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"pip did not install {PINS} within {PIP_TIMEOUT_S} s: is PyPI reachable? Or set "
-                    "METACOURSE_IPYWIDGETS7_PACKAGES to a folder where they are installed", pytrace=False)
-    if done.returncode:
-        pytest.fail(f"pip could not install {PINS} (needs PyPI; or set METACOURSE_IPYWIDGETS7_PACKAGES to a "
-                    f"folder where they are installed):\n{done.stderr[-3000:]}", pytrace=False)
+def _install(packages: Path) -> float:
+    """Install :data:`SERVER_PINS` into ``packages/server`` and :data:`KERNEL_PINS` into
+    ``packages/kernel`` (two pip processes at once); return the seconds it took."""
+    start, running = time.monotonic(), []
+    for part, pins in (("server", SERVER_PINS), ("kernel", KERNEL_PINS)):
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                   "--target", str(packages / part), *pins]
+        running.append((pins, subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                               text=True)))
+    for pins, proc in running:
+        try:
+            _, errors = proc.communicate(timeout=max(1.0, start + PIP_TIMEOUT_S - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for _, other in running:
+                other.kill()
+            pytest.fail(f"pip did not install {pins} within {PIP_TIMEOUT_S} s: {_FIX}", pytrace=False)
+        if proc.returncode:
+            pytest.fail(f"pip could not install {pins} ({_FIX}):\n{errors[-3000:]}", pytrace=False)
     return time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
-def classic_notebook(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[tuple[str, Path]]:
-    """The classic notebook 6.5 with ipywidgets 7.7.1 on 127.0.0.1 (no token, no XSRF): (URL, served folder)."""
+def classic_notebook(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[tuple[str, Path, Path]]:
+    """The classic notebook 6.5 with ipywidgets 7.7.1 on 127.0.0.1 (no token, no XSRF): (URL, served
+    folder, the server's log)."""
     _server._require()
     base = tmp_path_factory.mktemp("classic")
     given = os.environ.get("METACOURSE_IPYWIDGETS7_PACKAGES")
     packages = Path(given) if given else base / "packages"
     if not given:
-        print(f"pip installed {len(PINS)} packages in {_install(packages):.0f} s")
-    served, config = base / "served", base / "config"
-    for folder in (served, config, base / "runtime"):
-        folder.mkdir()
+        print(f"pip installed the notebook's and the kernel's packages in {_install(packages):.0f} s")
+    served, config, kernels = base / "served", base / "config", base / "data" / "kernels" / "python3"
+    for folder in (served, config, kernels, base / "runtime"):
+        folder.mkdir(parents=True)
     # Only the notebook's own pages: JupyterLab's server extension (enabled in this environment) does
     # not load into Notebook 6.
     (config / "jupyter_notebook_config.json").write_text(
         json.dumps({"NotebookApp": {"nbserver_extensions": {"jupyterlab": False}}}))
+    inherited = os.environ.get("PYTHONPATH")
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python",
+        "env": {"PYTHONPATH": os.pathsep.join(filter(None, [str(packages / "kernel"), inherited]))},
+    }))
     port = _server._free_port()
     env = dict(os.environ, METACOURSE_FAST="1", JUPYTER_CONFIG_DIR=str(config),
                JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-               JUPYTER_PATH=str(packages / "share" / "jupyter"),  # widgetsnbextension's front end
-               JUPYTER_CONFIG_PATH=str(packages / "etc" / "jupyter"),  # ... and the setting that loads it
-               PYTHONPATH=os.pathsep.join(filter(None, [str(packages), os.environ.get("PYTHONPATH")])))
+               # the kernel above, and widgetsnbextension's front end and the setting that loads it
+               JUPYTER_PATH=os.pathsep.join([str(base / "data"), str(packages / "server" / "share" / "jupyter")]),
+               JUPYTER_CONFIG_PATH=str(packages / "server" / "etc" / "jupyter"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(packages / "server"), inherited])))
     env.pop("MPLBACKEND", None)
     command = [sys.executable, "-m", "notebook", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
                "--port-retries=0", f"--notebook-dir={served}", "--NotebookApp.token=", "--NotebookApp.password=",
                "--NotebookApp.disable_check_xsrf=True"]
-    with _server.running_server(command, env, served, port, base / "classic.log",
-                                artifacts / "classic-notebook.log") as url:
-        yield url, served
+    log = base / "classic.log"
+    with _server.running_server(command, env, served, port, log, artifacts / "classic-notebook.log") as url:
+        yield url, served, log
 
 
 def _run_all(page, name: str, artifacts: Path) -> float:
@@ -145,7 +163,7 @@ def _drag(page, slider, fraction: float) -> None:
 
 
 def test_lecture_01_sliders_redraw_with_ipywidgets_7(classic_notebook, chromium, artifacts: Path) -> None:
-    url, served = classic_notebook
+    url, served, log = classic_notebook
     path = _lab._serve(served, ROOT / LECTURE, LECTURE)
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
@@ -186,8 +204,11 @@ def test_lecture_01_sliders_redraw_with_ipywidgets_7(classic_notebook, chromium,
                 raise AssertionError(f"slider {label} moved from {value} to {after} but the plot was not redrawn "
                                      f"within 60 s; see ipywidgets7-lecture01-{label}-not-redrawn.png") from None
             assert after != value, f"dragging slider {label} left its value at {value}"
+            assert interact.locator("img").count() == 1, f"slider {label}: the plot is shown more than once"
             interact.screenshot(path=str(artifacts / f"ipywidgets7-lecture01-{label}-{after}.png"))
             print(f"slider {label}: {value} -> {after}, the plot was redrawn")
         _check_no_errors(page)
     finally:
         page.close()
+    dropped = [line for line in log.read_text().splitlines() if "Uncaught exception" in line]
+    assert not dropped, f"the notebook server failed to pass kernel messages on (see classic-notebook.log): {dropped}"
