@@ -12,10 +12,14 @@ Advantage Estimation", ICLR 2016 (arXiv:1506.02438).
 
 | symbol | identifier |
 |---|---|
-| r_t, V_t, d_t | ``rewards``, ``values``, ``dones`` (1 where the episode ended after step t) |
+| r_t, V_t, d_t | ``rewards``, ``values``, ``dones`` (1 where nothing follows step t: no bootstrapping past it) |
 | γ, λ | ``gamma``, ``gae_lambda`` |
 | V_T | ``last_value`` (value of the state after the last step; 0 when the trajectory ended) |
 | A_t, Ĝ_t | ``advantages``, ``returns`` |
+
+With a ``task_env.Rollout``, d_t is ``rollout.terminated``. A *truncated* episode still had a
+future: bootstrap it (``last_value``, or γ V(s_{t+1}) folded into r_t) when the objective runs
+past the time limit; an H-step objective (MAML-RL's) stops there, V_T = 0.
 
 Arrays have time as their last axis: ``(T,)`` or ``(batch, T)``; torch tensors or NumPy arrays
 (returned as tensors). No gradient flows through the results.
