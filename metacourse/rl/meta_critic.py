@@ -174,10 +174,10 @@ def supervised_critic_loss(critic: MetaCritic, x: Tensor, actions: Tensor, y: Te
 def supervised_meta_step(critic: MetaCritic, critic_optimizer: torch.optim.Optimizer,
                          model: nn.Module, actors: nn.ParameterDict,
                          actor_optimizer: torch.optim.Optimizer, tasks: TaskBatch, cfg: Config,
-                         generator: torch.Generator | None = None) -> dict[str, float]:
+                         generator: torch.Generator) -> dict[str, float]:
     """One step of Algorithm 1: support = the trace's labelled points; query = more labelled
-    points on which the critic is trained (noisy actions, drawn with ``generator``: torch's global
-    generator if None) and the actors follow it."""
+    points on which the critic is trained (noisy actions, drawn with ``generator``) and the actors
+    follow it."""
     trace = supervised_trace(model, actors, tasks.x_support, tasks.y_support, critic.trace_labels)
     z = critic.encoder(trace)
     actor_optimizer.zero_grad(set_to_none=True)

@@ -70,13 +70,14 @@ def _constant_tasks(rng, constants):
 
 def _algorithm_1_on_constants(critic, critic_optimizer, model, cfg, rng, low, high, lifetimes, steps):
     """Algorithm 1 on constant tasks c ~ U[low, high]: 16 fresh actors per lifetime."""
+    noise = torch.Generator().manual_seed(0)
     for _ in range(lifetimes):
         actors = mc.init_actors(model, 16)
         actor_optimizer = torch.optim.Adam(actors.parameters(), lr=cfg.actor_lr)
         constants = rng.uniform(low, high, size=16)
         for _ in range(steps):
             mc.supervised_meta_step(critic, critic_optimizer, model, actors, actor_optimizer,
-                                    _constant_tasks(rng, constants), cfg)
+                                    _constant_tasks(rng, constants), cfg, noise)
 
 
 def test_a_reward_trace_cannot_tell_a_label_from_its_mirror_image_a_labelled_trace_can():
