@@ -139,10 +139,9 @@ def update(evaluate: Evaluate, optimizer: torch.optim.Optimizer, batch: Mapping[
     """(5) PPO epochs over a batch whose tensors share a leading item axis (steps or trials).
 
     ``evaluate(indices) -> (log_probs, entropy, values)`` recomputes the current policy on those
-    items (shaped like ``batch["old_log_probs"][indices]``). Each group of
-    ``parameter_groups`` (default: the optimizer's groups) has its gradient norm clipped alone,
-    so a value network's large gradients do not shrink the policy's. ``generator`` (a
-    ``torch.Generator``, required) shuffles the minibatches. Returns mean statistics.
+    items (shaped like ``batch["old_log_probs"][indices]``). Each group of ``parameter_groups``
+    (default: the optimizer's groups) has its gradient norm clipped alone, so a value network's
+    large gradients do not shrink the policy's. ``generator`` (required) shuffles the minibatches.
     """
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"ppo.update shuffles its minibatches with an explicit generator: pass "
