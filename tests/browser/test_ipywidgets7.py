@@ -10,7 +10,7 @@ one draws a ``tqdm.auto`` bar as ``metacourse.train`` does (FAST mode turns the 
 
 The packages of Colab's front end are installed by the test itself: ``pip install --target <tmp>
 --no-deps`` of the pins below, into two folders, one put first on the notebook server's
-``PYTHONPATH`` (notebook 6.5, widgetsnbextension 3.6.1, pyzmq 24), one first on its kernel's
+``PYTHONPATH`` (notebook 6.5, widgetsnbextension 3.6.1, jupyter_client 7), one first on its kernel's
 (ipywidgets 7.7.1), so they shadow Notebook 7 and ipywidgets 8 while torch, ipykernel and the rest
 come from the current environment. pip needs its index (PyPI). ``METACOURSE_IPYWIDGETS7_PACKAGES``
 names a folder where they are already installed, as ``server/`` and ``kernel/`` (pip is not run).
@@ -46,16 +46,19 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 LECTURE = "lectures/01_what_is_meta_learning.ipynb"
 SERVER_PINS = [
-    "notebook==6.5.7",  # the classic notebook (Colab's front end is built on it)
+    "notebook==6.5.7",  # the classic notebook, where ipywidgets 7's front end (widgetsnbextension) runs
     "nbclassic==1.3.3",  # notebook 6.5 serves its pages and scripts from here
     "widgetsnbextension==3.6.1",  # Colab's; 3.6.10's front end fails ("_deserialize_state is not a function")
-    "pyzmq==24.0.1",  # Colab's; with pyzmq 25+ notebook 6.5 drops the kernel's websocket under load
+    # notebook 6.5 needs jupyter_client<8: with 8 it writes to a kernel's websocket from two threads, the
+    # connection breaks ("Uncaught exception in ZMQStream callback") and outputs are lost
+    "jupyter_client==7.4.9",
+    "entrypoints==0.4",  # jupyter_client 7 needs it
     "ipython_genutils==0.2.0",  # notebook 6 and ipywidgets 7 need it; newer environments lack it
     "nest_asyncio==1.6.0",
 ]
 """The notebook server's packages, first on its ``PYTHONPATH`` (``--no-deps``: the rest is shared)."""
 KERNEL_PINS = ["ipywidgets==7.7.1", "ipython_genutils==0.2.0"]
-"""The kernel's: Colab's ipywidgets, first on its ``PYTHONPATH`` (torch, ipykernel and pyzmq are this
+"""The kernel's: Colab's ipywidgets, first on its ``PYTHONPATH`` (torch, ipykernel, jupyter_client are this
 environment's)."""
 PIP_TIMEOUT_S = 180
 
@@ -129,16 +132,22 @@ def classic_notebook(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) 
         yield url, served, log
 
 
-def _run_all(page, name: str, artifacts: Path) -> float:
+def _check_server(log: Path) -> None:
+    """Fail when the server has dropped a kernel message (its websocket then closes: outputs are lost)."""
+    dropped = [line for line in log.read_text().splitlines() if "Uncaught exception" in line]
+    assert not dropped, f"the notebook server failed to pass kernel messages on (see classic-notebook.log): {dropped}"
+
+
+def _run_all(page, name: str, artifacts: Path, log: Path) -> float:
     """Run every cell (Cell > Run All); return the seconds until all ran and the kernel is idle."""
     start = time.monotonic()
     page.evaluate("() => Jupyter.notebook.execute_all_cells()")
-    try:
-        page.wait_for_function(_ALL_RAN_JS, timeout=_lab.RUN_TIMEOUT_S * 1000, polling=500)
-    except Exception:
-        page.screenshot(path=str(artifacts / f"{name}-run-timeout.png"), full_page=True)
-        raise AssertionError(f"not all cells ran within {_lab.RUN_TIMEOUT_S:.0f} s; see {name}-run-timeout.png") \
-            from None
+    while not page.evaluate(_ALL_RAN_JS):
+        _check_server(log)
+        if time.monotonic() - start > _lab.RUN_TIMEOUT_S:
+            page.screenshot(path=str(artifacts / f"{name}-run-timeout.png"))
+            raise AssertionError(f"not all cells ran within {_lab.RUN_TIMEOUT_S:.0f} s; see {name}-run-timeout.png")
+        page.wait_for_timeout(500)
     return time.monotonic() - start
 
 
@@ -174,9 +183,9 @@ def test_lecture_01_sliders_redraw_with_ipywidgets_7(classic_notebook, chromium,
         page.wait_for_function(_KERNEL_READY_JS, timeout=120_000, polling=250)
         for source in (_VERSION_CELL, _lab.PROGRESS_CELL):
             page.evaluate(f"() => Jupyter.notebook.insert_cell_at_bottom('code').set_text({json.dumps(source)})")
-        seconds = _run_all(page, "ipywidgets7-lecture01", artifacts)
+        seconds = _run_all(page, "ipywidgets7-lecture01", artifacts, log)
         print(f"{LECTURE}: all cells ran in the classic notebook in {seconds:.0f} s")
-        page.screenshot(path=str(artifacts / "ipywidgets7-lecture01-after-run.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "ipywidgets7-lecture01-after-run.png"))
         outputs = page.locator(".output_area").all_inner_texts()
         assert any("kernel ipywidgets 7.7.1" in text for text in outputs), \
             f"the kernel does not run ipywidgets 7.7.1: {[t for t in outputs if 'ipywidgets' in t]}"
@@ -201,6 +210,7 @@ def test_lecture_01_sliders_redraw_with_ipywidgets_7(classic_notebook, chromium,
                 page.wait_for_function(_NEW_IMAGE_JS, arg=[interact.element_handle(), before], timeout=60_000)
             except Exception:
                 interact.screenshot(path=str(artifacts / f"ipywidgets7-lecture01-{label}-not-redrawn.png"))
+                _check_server(log)
                 raise AssertionError(f"slider {label} moved from {value} to {after} but the plot was not redrawn "
                                      f"within 60 s; see ipywidgets7-lecture01-{label}-not-redrawn.png") from None
             assert after != value, f"dragging slider {label} left its value at {value}"
@@ -210,5 +220,4 @@ def test_lecture_01_sliders_redraw_with_ipywidgets_7(classic_notebook, chromium,
         _check_no_errors(page)
     finally:
         page.close()
-    dropped = [line for line in log.read_text().splitlines() if "Uncaught exception" in line]
-    assert not dropped, f"the notebook server failed to pass kernel messages on (see classic-notebook.log): {dropped}"
+    _check_server(log)
