@@ -8,7 +8,7 @@ each one redraws the plot (a new image), the kernel really runs ipywidgets 7.7.1
 and no traceback appear. Two cells are added at the end: one prints the kernel's ipywidgets version,
 one draws a ``tqdm.auto`` bar as ``metacourse.train`` does (FAST mode turns the lecture's own bars off).
 
-The packages of Colab's front end are installed by the test itself: ``pip install --target <tmp>
+The classic notebook and ipywidgets 7 are installed by the test itself: ``pip install --target <tmp>
 --no-deps`` of the pins below, into two folders, one put first on the notebook server's
 ``PYTHONPATH`` (notebook 6.5, widgetsnbextension 3.6.1, jupyter_client 7), one first on its kernel's
 (ipywidgets 7.7.1), so they shadow Notebook 7 and ipywidgets 8 while torch, ipykernel and the rest
