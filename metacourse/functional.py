@@ -8,13 +8,15 @@ gradients flow from the adapted weights back to the meta-parameters.
 Task batching. A batch of T tasks can run as one computation: ``expand_over_tasks`` gives every
 tensor of ``params`` a leading task dimension (a view, no copy), and ``forward(..., batched=True)``
 maps the network over that dimension with ``torch.func.vmap``. Models whose layers already
-broadcast over a leading dimension (``model.broadcasts_over_tasks = True``, e.g.
-``metacourse.models.MLP``) skip the vmap wrapper and run the batched matmuls directly.
+broadcast over a leading dimension declare it (the ``BroadcastsOverTasks`` protocol: a class
+attribute ``broadcasts_over_tasks = True``, e.g. ``metacourse.models.MLP``); they skip the vmap
+wrapper and run the batched matmuls directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +29,8 @@ __all__ = [
     "params_of",
     "frozen_params",
     "forward",
+    "BroadcastsOverTasks",
+    "broadcasts_over_tasks",
     "sgd_step",
     "outer_step",
     "expand_over_tasks",
@@ -48,6 +52,21 @@ def frozen_params(model: nn.Module) -> Params:
     return {name: p.detach() for name, p in params_of(model).items()}
 
 
+@runtime_checkable
+class BroadcastsOverTasks(Protocol):
+    """A model that runs a batch of tasks itself: called with weights that carry a leading task
+    dimension and inputs (T, N, ...), its layers compute task t with weights t (batched matmuls),
+    so ``forward(..., batched=True)`` needs no ``vmap``. A model declares it with the class
+    attribute ``broadcasts_over_tasks = True``."""
+
+    broadcasts_over_tasks: Literal[True]
+
+
+def broadcasts_over_tasks(model: nn.Module) -> bool:
+    """Whether ``model`` keeps the ``BroadcastsOverTasks`` protocol (declared, and declared True)."""
+    return isinstance(model, BroadcastsOverTasks) and model.broadcasts_over_tasks is True
+
+
 def _call(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     return functional_call(model, dict(params), (x,), strict=False)
 
@@ -58,7 +77,7 @@ def forward(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, batched: 
     With ``batched=True``, ``x`` and every tensor of ``params`` carry a leading task dimension and
     task t is computed with weights t.
     """
-    if not batched or getattr(model, "broadcasts_over_tasks", False):
+    if not batched or broadcasts_over_tasks(model):
         return _call(model, params, x)
     return vmap(_call, in_dims=(None, 0, 0), randomness="different")(model, dict(params), x)
 

@@ -25,7 +25,7 @@ in one batched computation. For networks whose layers broadcast over a leading t
 (``MLP``) it gives every task its own view of θ (``expand_over_tasks``) — task t's loss depends
 only on copy t, so one ``autograd.grad`` returns every task's gradient. For the others (``Conv4``)
 it maps one task's whole inner loop over the tasks with ``torch.func.vmap``, its gradients taken
-with ``torch.func.grad`` (``adapt(..., functional=True)``): θ then enters every task unbatched, so
+with ``torch.func.grad`` (``adapt_functional``): θ then enters every task unbatched, so
 the first support pass is one large convolution over all tasks' images instead of T small ones.
 
 Lecture: lectures/04_maml.ipynb.
@@ -36,18 +36,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from ..functional import LOSSES, Params, expand_over_tasks, forward, params_of, sgd_step
+from ..functional import LOSSES, Params, broadcasts_over_tasks, expand_over_tasks, forward, params_of, sgd_step
 from ..tasks.base import Task, TaskBatch, stack_tasks
 from ..utils import check_nonnegative, check_positive_int
 
-__all__ = ["Config", "adapt", "task_loss", "meta_loss", "meta_step", "init_inner_lrs"]
+__all__ = ["Config", "support_loss", "query_loss", "adapt", "adapt_functional", "task_loss", "meta_loss",
+           "meta_step", "init_inner_lrs"]
 
 BACKENDS = ("auto", "loop", "vmap")
+
+LossFn = Callable[[nn.Module, Params, object], Tensor]
+"""A loss ``loss_fn(model, params, task)``: a scalar, or one value per task."""
 
 
 @dataclass(frozen=True)
@@ -97,56 +102,59 @@ def _step_sizes(cfg: Config, inner_lrs: Mapping[str, Tensor] | None) -> float | 
     return {name.replace("/", "."): lr for name, lr in inner_lrs.items()}
 
 
-def _loss(model: nn.Module, params: Params, x: Tensor, y: Tensor, cfg: Config, batched: bool) -> Tensor:
-    """L(f_params; (x, y)) per task: a scalar, or one value per task when ``batched``."""
-    return LOSSES[cfg.loss](forward(model, params, x, batched=batched), y)
+def support_loss(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config) -> Tensor:
+    """L(f_params; D^tr): the loss on the support set, one value per task when ``task`` is a batch."""
+    return LOSSES[cfg.loss](forward(model, params, task.x_support, batched=isinstance(task, TaskBatch)),
+                            task.y_support)
+
+
+def query_loss(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config) -> Tensor:
+    """L(f_params; D^ts): the loss on the query set, one value per task when ``task`` is a batch."""
+    return LOSSES[cfg.loss](forward(model, params, task.x_query, batched=isinstance(task, TaskBatch)),
+                            task.y_query)
 
 
 def adapt(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config,
-          inner_lrs: Mapping[str, Tensor] | None = None,
-          loss_fn: Callable[[nn.Module, Params, object], Tensor] | None = None,
-          functional: bool = False) -> Params:
+          inner_lrs: Mapping[str, Tensor] | None = None, loss_fn: LossFn | None = None) -> Params:
     """Eq. (1): ``inner_steps`` steps of gradient descent on the support set; returns φ.
 
     ``task`` is one ``Task`` with ordinary ``params``, or a ``TaskBatch`` with ``params`` expanded
     over tasks (``expand_over_tasks``); summing the per-task losses then gives each task's copy
     of θ exactly its own gradient. ``create_graph`` keeps the step differentiable (second order).
-
-    ``loss_fn(model, params, task)``, when given, replaces the support loss L(f_φ; D^tr): it
-    returns one loss per task (or a scalar), e.g. MAML-RL's policy-gradient loss on sampled
-    trajectories (``metacourse.rl.maml_rl``); ``cfg`` then needs only ``inner_lr``,
-    ``inner_steps`` and ``first_order``.
-
-    ``functional=True`` takes the gradients with ``torch.func.grad`` instead of
-    ``torch.autograd.grad``: the same numbers, but usable inside ``torch.func.vmap`` (the ``vmap``
-    backend for networks that do not broadcast over tasks); the outer ``backward`` still sees
-    through them, so the meta-gradient keeps its second-order terms.
+    ``loss_fn(model, params, task)`` replaces the support loss, e.g. MAML-RL's policy-gradient
+    loss on sampled trajectories (``metacourse.rl.maml_rl``).
     """
-    batched = isinstance(task, TaskBatch)
-    step_size = _step_sizes(cfg, inner_lrs)
+    loss_fn = loss_fn or partial(support_loss, cfg=cfg)
+    adapted = params
+    for _ in range(cfg.inner_steps):
+        loss = loss_fn(model, adapted, task).sum()
+        grads = torch.autograd.grad(loss, list(adapted.values()), create_graph=not cfg.first_order)
+        adapted = sgd_step(adapted, grads, _step_sizes(cfg, inner_lrs))
+    return adapted
 
-    def support_loss(adapted: Params) -> Tensor:
-        if loss_fn is None:
-            return _loss(model, adapted, task.x_support, task.y_support, cfg, batched).sum()
-        return loss_fn(model, adapted, task).sum()
+
+def adapt_functional(model: nn.Module, params: Params, task: Task, cfg: Config,
+                     inner_lrs: Mapping[str, Tensor] | None = None) -> Params:
+    """Eq. (1) as ``adapt``, with ``torch.func.grad`` in place of ``torch.autograd.grad``: the same
+    numbers, but usable inside ``torch.func.vmap`` (the ``vmap`` backend for networks that do not
+    broadcast over tasks). The outer ``backward`` still sees through the steps, so the
+    meta-gradient keeps its second-order terms unless ``cfg.first_order``."""
+    def loss(adapted: Params) -> Tensor:
+        return support_loss(model, adapted, task, cfg).sum()
 
     adapted = params
     for _ in range(cfg.inner_steps):
-        if functional:
-            by_name = grad(support_loss)(adapted)
-            grads = [by_name[name].detach() if cfg.first_order else by_name[name] for name in adapted]
-        else:
-            grads = torch.autograd.grad(support_loss(adapted), list(adapted.values()),
-                                        create_graph=not cfg.first_order)
-        adapted = sgd_step(adapted, grads, step_size)
+        by_name = grad(loss)(adapted)
+        grads = [by_name[name].detach() if cfg.first_order else by_name[name] for name in adapted]
+        adapted = sgd_step(adapted, grads, _step_sizes(cfg, inner_lrs))
     return adapted
 
 
 def task_loss(model: nn.Module, params: Params, task: Task | TaskBatch, cfg: Config,
-              inner_lrs: Mapping[str, Tensor] | None = None, functional: bool = False) -> Tensor:
-    """Eq. (2): the query loss after adaptation, L(f_φ; D^ts) (one value per task if batched)."""
-    adapted = adapt(model, params, task, cfg, inner_lrs, functional=functional)
-    return _loss(model, adapted, task.x_query, task.y_query, cfg, isinstance(task, TaskBatch))
+              inner_lrs: Mapping[str, Tensor] | None = None, adapt_fn: Callable[..., Params] = adapt) -> Tensor:
+    """Eq. (2): the query loss after adaptation, L(f_φ; D^ts) (one value per task if batched);
+    ``adapt_fn`` is ``adapt`` or, inside ``vmap``, ``adapt_functional``."""
+    return query_loss(model, adapt_fn(model, params, task, cfg, inner_lrs), task, cfg)
 
 
 def choose_backend(model: nn.Module, cfg: Config) -> str:
@@ -164,12 +172,12 @@ def meta_loss(model: nn.Module, params: Params, tasks: TaskBatch, cfg: Config,
     if choose_backend(model, cfg) == "loop":
         losses = [task_loss(model, params, tasks[i], cfg, inner_lrs) for i in range(len(tasks))]
         return torch.stack(losses).mean()
-    if getattr(model, "broadcasts_over_tasks", False):  # batched matmuls on expanded views of θ
+    if broadcasts_over_tasks(model):  # batched matmuls on expanded views of θ
         return task_loss(model, expand_over_tasks(params, len(tasks)), tasks, cfg, inner_lrs).mean()
 
     def one_task(x_support: Tensor, y_support: Tensor, x_query: Tensor, y_query: Tensor) -> Tensor:
         return task_loss(model, params, Task(x_support, y_support, x_query, y_query), cfg, inner_lrs,
-                         functional=True)
+                         adapt_fn=adapt_functional)
 
     return vmap(one_task, randomness="different")(tasks.x_support, tasks.y_support, tasks.x_query,
                                                   tasks.y_query).mean()

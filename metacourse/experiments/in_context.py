@@ -46,6 +46,11 @@ def model_for(plan: Budget) -> InContextTransformer:
                                 heads=plan.heads, max_points=plan.points)
 
 
+def checkpoint_file(runs_dir: str | Path, name: str, seed: int, meta_steps: int) -> Path:
+    """Where a run named ``name`` keeps its checkpoint (resumed from when it exists)."""
+    return Path(runs_dir) / "checkpoints" / f"{name}-seed{seed}-{meta_steps}.pt"
+
+
 def train(name: str, model: InContextTransformer, sampler, plan: Budget,
           options: RunOptions) -> tuple[float, float, int]:
     """Meta-train (checkpointed every 500 steps, resumable). Returns the training's wall and CPU
@@ -54,7 +59,7 @@ def train(name: str, model: InContextTransformer, sampler, plan: Budget,
     torch.manual_seed(options.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=plan.outer_lr)
     cfg = in_context.Config(objective=plan.objective, max_grad_norm=plan.max_grad_norm)
-    path = Path(options.out_dir) / "checkpoints" / f"{name}-seed{options.seed}-{plan.meta_steps}.pt"
+    path = checkpoint_file(options.out_dir, name, options.seed, plan.meta_steps)
     train_cfg = TrainConfig(meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size,
                             seed=options.seed, checkpoint_path=str(path), progress=options.progress,
                             description=name, checkpoint_every=500)
@@ -67,9 +72,9 @@ def train(name: str, model: InContextTransformer, sampler, plan: Budget,
         clock.update(cpu=cpu, wall=wall)
         return metrics
 
-    resumed = int(torch.load(path, map_location="cpu", weights_only=False)["step"]) if path.exists() else 0
     history = meta_train(step, sampler, train_cfg, state={"model": model, "optimizer": optimizer})
-    return float(np.sum(history.metrics["wall_seconds"])), float(np.sum(history.metrics["cpu_seconds"])), resumed
+    return (float(np.sum(history.metrics["wall_seconds"])), float(np.sum(history.metrics["cpu_seconds"])),
+            history.resumed_from)
 
 
 def _sessions(resumed: int) -> str:
@@ -323,7 +328,7 @@ def stored_label(stored) -> str:
 def checkpoint_of(stored, runs_dir: str | Path, seed: int = 0) -> Path:
     """Where ``metacourse reproduce icl-linear --out-dir RUNS_DIR`` leaves the stored run's checkpoint."""
     plan = stored.plan
-    return Path(runs_dir) / "checkpoints" / f"icl-linear-d{plan.x_dim}-seed{seed}-{plan.meta_steps}.pt"
+    return checkpoint_file(runs_dir, f"icl-linear-d{plan.x_dim}", seed, plan.meta_steps)
 
 
 def stored_linear_figure(stored):

@@ -11,6 +11,7 @@ from metacourse.algorithms import maml
 from metacourse.functional import params_of
 from metacourse.models import MLP
 from metacourse.tasks import SinusoidTasks, TaskBatch
+from metacourse.tasks.base import Task
 from metacourse.train import TrainConfig, meta_train
 
 
@@ -159,3 +160,34 @@ def test_maml_learns_sinusoids_in_seconds():
     history = meta_train(step, sampler, TrainConfig(meta_steps=400, progress=False), state={})
     first, last = np.mean(history.metrics["meta_loss"][:50]), np.mean(history.metrics["meta_loss"][-50:])
     assert last < 0.75 * first
+
+
+def test_adapt_functional_equals_adapt_and_first_order_drops_the_graph():
+    torch.manual_seed(0)
+    model = MLP(1, (8,), 1).double()
+    task = SinusoidTasks().sample(1, 5, 5, np.random.default_rng(0))[0]
+    task = Task(task.x_support.double(), task.y_support.double(), task.x_query.double(), task.y_query.double())
+    for first_order in (False, True):
+        cfg = maml.Config(inner_lr=0.05, inner_steps=2, first_order=first_order)
+        theta = {n: p.detach().clone().requires_grad_() for n, p in params_of(model).items()}
+        plain, functional = maml.adapt(model, theta, task, cfg), maml.adapt_functional(model, theta, task, cfg)
+        for name in plain:
+            assert torch.allclose(plain[name], functional[name], atol=1e-12)
+        second = [torch.autograd.grad(adapted["2.weight"].sum(), theta["0.bias"], allow_unused=True)[0]
+                  for adapted in (plain, functional)]
+        if first_order:
+            assert all(g is None or torch.count_nonzero(g) == 0 for g in second)
+        else:
+            assert torch.allclose(second[0], second[1], atol=1e-12) and torch.count_nonzero(second[0]) > 0
+
+
+def test_the_broadcasting_protocol_needs_the_declaration_to_be_true():
+    from metacourse.functional import BroadcastsOverTasks, broadcasts_over_tasks
+
+    class Declines(Constant):
+        broadcasts_over_tasks = False
+
+    assert broadcasts_over_tasks(MLP(1, (4,), 1)) and isinstance(MLP(1, (4,), 1), BroadcastsOverTasks)
+    assert broadcasts_over_tasks(Constant([0.0, 0.0]))
+    assert not broadcasts_over_tasks(Declines([0.0, 0.0]))
+    assert not broadcasts_over_tasks(nn.Linear(1, 1))  # no declaration: vmap does the batching

@@ -166,6 +166,5 @@ def test_maml_adapt_hook_with_the_mse_loss_equals_the_default():
     cfg = maml.Config(inner_lr=0.01, inner_steps=2)
     theta = params_of(model)
     default = maml.adapt(model, theta, task, cfg)
-    hooked = maml.adapt(model, theta, task, cfg, loss_fn=lambda m, p, t: maml._loss(
-        m, p, t.x_support, t.y_support, cfg, batched=False))
+    hooked = maml.adapt(model, theta, task, cfg, loss_fn=lambda m, p, t: maml.support_loss(m, p, t, cfg))
     assert all(torch.allclose(default[n], hooked[n]) for n in default)

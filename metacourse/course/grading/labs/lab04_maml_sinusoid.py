@@ -32,7 +32,7 @@ probes of ``my_meta_step`` do the same for ``my_meta_loss`` and ``my_adapt``. A 
 of the function that has it.
 
 **Sentinels**: while ``my_adapt`` is probed, ``maml.adapt`` and everything that contains its inner
-loop (``task_loss``, ``meta_loss``, ``meta_step``, ``MAML.adapt``, ``distributed_meta_step``, the
+loop (``adapt_functional``, ``task_loss``, ``meta_loss``, ``meta_step``, ``MAML.adapt``, ``distributed_meta_step``, the
 checks' references and the planted bug) are sentinels; for ``my_meta_loss``, everything from
 ``task_loss`` on; for ``my_meta_step``, ``meta_step`` and its variants.
 """
@@ -59,7 +59,7 @@ EXERCISE_LABELS = {"my_adapt": "4.1", "my_meta_loss": "4.2", "my_meta_step": "4.
 _MAML, _CHECKS = "metacourse.algorithms.maml", "metacourse.checks.lab04"
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "my_adapt": (
-        f"{_MAML}:adapt", f"{_MAML}:task_loss", f"{_MAML}:meta_loss", f"{_MAML}:meta_step",
+        f"{_MAML}:adapt", f"{_MAML}:adapt_functional", f"{_MAML}:task_loss", f"{_MAML}:meta_loss", f"{_MAML}:meta_step",
         "metacourse.algorithms.maml_module:MAML.adapt", "metacourse.distributed:distributed_meta_step",
         f"{_CHECKS}:adapt_without_create_graph", f"{_CHECKS}:_reference_adapt", f"{_CHECKS}:_reference_gradient",
         f"{_CHECKS}:_diagnose_value", f"{_CHECKS}:_reference_meta_loss", f"{_CHECKS}:_expected_update",
