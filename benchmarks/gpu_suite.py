@@ -18,7 +18,7 @@ in the ``metacourse reproduce`` JSON schema (``OUT/<part>.json``), its log (``OU
 its line of ``OUT/summary.json`` (status, seconds, throughput, steps planned). A run cut off by the
 machine's limit still leaves every finished part behind.
 
-RL²'s rollouts are NumPy environments and its policy is small: those parts run on the machine's CPU
+RL²'s environments (small torch tensors) and policy are small: those parts run on the machine's CPU
 cores (``torch`` uses all of them), not on the GPU. MAML and MAML-RL use ``--device``.
 
     python benchmarks/gpu_suite.py --minutes 11 --out "$OUT"           # on a CUDA machine
