@@ -572,6 +572,7 @@ def cost_table(result: Result) -> str:
 
 FAMILY = {"MAML": "optimisation", "first-order MAML": "optimisation", "Reptile": "optimisation",
           "Meta-SGD": "optimisation", "Prototypical Networks": "metric", "Matching Networks": "metric",
+          "Matching Networks (no FCE)": "metric",
           "CNP": "black-box", "hypernetwork": "black-box", "LSTM": "black-box (recurrent)",
           "SNAIL": "black-box (attention)", "MANN": "black-box (memory)", "feed-forward": "none (no memory)",
           "transformer (in context)": "black-box (attention)", "RL²": "black-box (recurrent)"}

@@ -38,3 +38,12 @@ def test_each_probe_names_its_one_change_its_gain_and_its_cpu_per_step(tmp_path)
 def test_without_probes_the_table_says_which_command_stores_one():
     text = omniglot.maml_probes_markdown([], results.load("omniglot", method="maml", shots=1))
     assert "--n-query-train 15 --json results/omniglot-maml-5w1s-probe-query15.json" in text
+
+
+def test_the_stored_probes_start_with_the_unchanged_plan():
+    table = omniglot.maml_probes_table().data
+    base = results.load("omniglot", method="maml", shots=1, variant="probe-base")
+    assert base.plan["meta_steps"] < results.load("omniglot", method="maml", shots=1).plan["meta_steps"]
+    first = table.splitlines()[2]
+    assert first.startswith("| probe-base | none (the full run's settings) |")
+    assert f"{base.rows[0].ours.mean:.2f} ± {base.rows[0].ours.ci95:.2f} (600) | +0.00 |" in first
