@@ -782,17 +782,19 @@ def _probe_change(plan, reference) -> str:
 
 def maml_probes_markdown(probes, reference) -> str:
     """One row per short MAML run (``probes``, results of :func:`metacourse.results.load`, the first
-    with the full run's settings): the setting it changes from ``reference`` (the full run), its
-    meta-steps, its accuracy on the test tasks (mean ± 95% CI), the difference from the first probe,
-    and its training CPU time in all and per meta-step (the machine's load does not change it)."""
+    of each budget with the full run's settings): the setting it changes from ``reference`` (the full
+    run), its meta-steps, its accuracy on the test tasks (mean ± 95% CI), the difference from the first
+    probe with as many meta-steps, and its training CPU time in all and per meta-step (the machine's
+    load does not change it)."""
     if not probes:
         return ("No MAML probe stored yet. To store one: `metacourse reproduce omniglot --method maml "
                 "--meta-steps 600 --n-query-train 15 --json results/omniglot-maml-5w1s-probe-query15.json`.")
     lines = ["| probe | changes from the full run | meta-steps × batch | ours: mean ± 95% CI (tasks) "
-             "| vs the first probe | training CPU | CPU per meta-step |", "|---|---|---|---|---|---|---|"]
-    first = probes[0].rows[0].ours.mean
+             "| vs the first probe of its budget | training CPU | CPU per meta-step |", "|---|---|---|---|---|---|---|"]
+    firsts: dict[int, float] = {}
     for stored in probes:
         plan, measured, ours = stored.plan, stored.measured, stored.rows[0].ours
+        first = firsts.setdefault(plan["meta_steps"], ours.mean)
         cpu = measured.get("train_cpu_seconds")
         per_step = "—" if cpu is None else f"{cpu / plan['meta_steps']:.2f} s"
         fast = " **FAST: a smoke test**" if any("FAST" in note for note in stored.notes) else ""
@@ -808,14 +810,17 @@ def maml_probes_markdown(probes, reference) -> str:
 
 
 def _maml_probes(ways: int = 5, shots: int = 1) -> list:
-    """The stored MAML probes (variants ``probe-*``), the one with the full run's settings first."""
+    """The stored MAML probes (variants ``probe-*``; a probe of another budget than the main probes
+    names its meta-steps, e.g. ``omniglot-maml-5w1s-200-probe-base``), by budget, each budget's probe
+    with the full run's settings first."""
     from .. import results
 
     entries = [entry for entry in results.catalogue() if entry["experiment"] == "omniglot"
                and entry.get("method") == "maml" and entry.get("ways") == ways and entry.get("shots") == shots
                and str(entry.get("variant", "")).startswith("probe-") and entry["seed"] == 0]
-    entries.sort(key=lambda e: (e["variant"] != "probe-base", e["variant"]))
-    return [results.load("omniglot", method="maml", ways=ways, shots=shots, variant=e["variant"]) for e in entries]
+    entries.sort(key=lambda e: ("meta_steps" in e, -e.get("meta_steps", 0), e["variant"] != "probe-base", e["variant"]))
+    return [results.load("omniglot", method="maml", ways=ways, shots=shots,
+                         **{key: e[key] for key in ("variant", "meta_steps") if key in e}) for e in entries]
 
 
 def maml_probes_table(ways: int = 5, shots: int = 1):

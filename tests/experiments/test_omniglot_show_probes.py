@@ -47,3 +47,20 @@ def test_the_stored_probes_start_with_the_unchanged_plan():
     first = table.splitlines()[2]
     assert first.startswith("| probe-base | none (the full run's settings) |")
     assert f"{base.rows[0].ours.mean:.2f} ± {base.rows[0].ours.ci95:.2f} (600) | +0.00 |" in first
+
+
+def test_a_probe_is_compared_with_the_first_probe_of_its_own_budget(tmp_path):
+    _store(tmp_path, "probe-base", 90.0)
+    data = json.loads((tmp_path / "omniglot-maml-5w1s-probe-base.json").read_text())
+    data["budget"] |= {"meta_steps": 200, "n_query_train": 5}
+    data["rows"][0]["ours"]["mean"] = 85.0
+    (tmp_path / "omniglot-maml-5w1s-200-probe-query5.json").write_text(json.dumps(data))
+    data["budget"] |= {"n_query_train": 1}
+    data["rows"][0]["ours"]["mean"] = 80.0
+    (tmp_path / "omniglot-maml-5w1s-200-probe-base.json").write_text(json.dumps(data))
+    probes = [_probe(tmp_path, "probe-base"),
+              *(results.load("omniglot", folder=tmp_path, method="maml", shots=1, meta_steps=200, variant=variant)
+                for variant in ("probe-base", "probe-query5"))]
+    rows = omniglot.maml_probes_markdown(probes, results.load("omniglot", method="maml", shots=1)).splitlines()[2:5]
+    assert [row.split(" | ")[4] for row in rows] == ["+0.00", "+0.00", "+5.00"]
+    assert "| 200 × 32 |" in rows[2] and "n_query_train 1 → 5" in rows[2]
