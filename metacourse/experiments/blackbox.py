@@ -202,6 +202,7 @@ def run_sinusoid(options: RunOptions) -> Result:
             model, seconds, history = sinusoid.train_method("MAML", options, maml_plan, device)
             resumed = history.resumed_from
         else:
+            torch.manual_seed(options.seed)  # the learner's initial weights
             model = sinusoid_model(method).to(device)
             seconds, resumed = train_blackbox(method, model, blackbox.Config(), sampler, plan, options)
         rows += sinusoid_rows(method, model, tests, plan, notes)
@@ -320,6 +321,7 @@ def run_mann(options: RunOptions) -> Result:
     cfg = blackbox.Config(loss="cross_entropy", objective="online", max_grad_norm=plan.max_grad_norm)
     rows, notes = [], []
     for method in methods:
+        torch.manual_seed(options.seed)  # the learner's initial weights
         model = mann_model(method, plan).to(device)
         seconds, resumed = train_blackbox(method, model, cfg, sampler, plan, options)
         accuracy = instance_accuracy(model.cpu(), episodes, plan.n_classes)
@@ -414,6 +416,7 @@ def run_omniglot(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     plan = omniglot_budget(options)
     method = options.extra.get("method", "hypernetwork")
+    torch.manual_seed(options.seed)  # the learner's initial weights
     model = omniglot_model(method, plan).to(device)
     sampler = EpisodeSampler(Omniglot(plan.train_split), plan.ways, plan.shots,
                              plan.n_query_train, str(device))

@@ -157,6 +157,7 @@ def _mean(rows: list[Row], method: str, condition: str, k: int) -> float:
 def run_linear(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     plan = linear_budget(options)
+    torch.manual_seed(options.seed)  # the transformer's initial weights
     model = model_for(plan).to(device)
     sampler = partial(in_context.LinearTasks(plan.x_dim).sample, k_shot=plan.points - 1, n_query=1,
                       device=device)
@@ -199,6 +200,7 @@ def sinusoid_budget(options: RunOptions) -> SinusoidICLBudget:
 def run_sinusoid(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
     plan = sinusoid_budget(options)
+    torch.manual_seed(options.seed)  # the transformer's initial weights
     model = model_for(plan).to(device)
     sampler = partial(SinusoidTasks().sample, k_shot=plan.k_shot_train, n_query=plan.n_query_train,
                       device=device)
