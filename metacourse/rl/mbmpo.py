@@ -49,7 +49,7 @@ from ..models import MLP
 from ..utils import check_nonnegative, check_positive_int
 from . import maml_rl
 from .envs._episodes import EpisodeClock, started
-from .task_env import Rollout, Step, TaskEnv, play
+from .task_env import Rollout, Step, TaskEnv, check_generator, play
 
 __all__ = ["Config", "DynamicsEnsemble", "RealData", "ImaginedEnv", "random_episodes", "history_context",
            "squared_errors", "model_loss", "fit_ensemble", "imagine", "adapt_to_models", "collect_real",
@@ -310,9 +310,7 @@ class ImaginedEnv:
         self.clock: EpisodeClock | None = None
 
     def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"reset needs a torch.Generator to draw the first states "
-                            f"(torch.Generator().manual_seed(seed)), got {generator!r}")
+        check_generator(generator)
         shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
         self.generator, self.clock = generator, EpisodeClock(shape, self.horizon)
         self.obs = self.starts.new_zeros(*shape, self.starts.shape[-1])

@@ -25,7 +25,7 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from torch import Tensor
 
 from ...utils import check_positive, check_positive_int
-from ..task_env import Step
+from ..task_env import Step, check_generator
 
 __all__ = ["PoleLengthCartPoleEnv", "BatchedCartPole", "sample_pole_lengths", "LENGTH_RANGE",
            "MAX_EPISODE_STEPS"]
@@ -124,8 +124,7 @@ class BatchedCartPole:
 
     def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
         """(1) E fresh carts under every pole; ``generator`` draws their starts and every restart's."""
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"reset needs a torch.Generator (torch.Generator().manual_seed(seed)), got {generator!r}")
+        check_generator(generator)
         shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
         self.generator = generator
         self.states = torch.zeros(*shape, 4, dtype=torch.float64)

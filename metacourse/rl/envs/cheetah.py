@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from ...utils import check_positive_int
-from ..task_env import Step
+from ..task_env import Step, check_generator
 from ._episodes import EpisodeClock, started
 
 __all__ = ["HalfCheetahDirEnv", "HalfCheetahVelEnv", "BatchedCheetah", "TASK_FAMILIES",
@@ -247,9 +247,7 @@ class BatchedCheetah:
 
     def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
         """Start ``n_episodes`` episodes per task; their start noise is seeded from ``generator``."""
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"reset needs a torch.Generator to seed the starts (torch.Generator().manual_seed(seed)), "
-                            f"got {generator!r}")
+        check_generator(generator)
         self.n_episodes = check_positive_int("n_episodes", n_episodes)
         for task, row in zip(self.tasks, self.envs):
             while len(row) < n_episodes:

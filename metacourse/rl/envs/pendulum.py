@@ -31,7 +31,7 @@ from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from torch import Tensor
 
 from ...utils import check_positive, check_positive_int
-from ..task_env import Step
+from ..task_env import Step, check_generator
 from ._episodes import EpisodeClock, started
 
 __all__ = ["MassLengthPendulumEnv", "BatchedPendulum", "pendulum_reward", "sample_pendulums",
@@ -152,9 +152,7 @@ class BatchedPendulum:
     def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
         """E = ``n_episodes`` starts per task, θ ~ U[−π, π], θ̇ ~ U[−1, 1], drawn from ``generator``
         (which also draws the starts of every later ``restart``)."""
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"reset needs a torch.Generator for the starts (torch.Generator().manual_seed(seed)), "
-                            f"got {generator!r}")
+        check_generator(generator)
         shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
         self.generator, self.clock = generator, EpisodeClock(shape, self.horizon)
         self.state = torch.zeros(*shape, 2, dtype=torch.float64)
