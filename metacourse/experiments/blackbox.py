@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,9 +54,9 @@ from ..models.conv4 import Conv4
 from ..models.hypernet import ClassifierHyperNetwork, HyperNetwork
 from ..reproduce import Argument, Budget, Result, Row, RunOptions, register
 from ..tasks import SinusoidTasks, TaskBatch
-from ..tasks.episodes import EpisodeSampler
+from ..tasks.episodes import EpisodeSampler, sample_episodes
 from ..tasks.omniglot import Omniglot
-from ..train import Plan, TrainConfig, meta_train
+from ..train import History, Plan, TrainConfig, meta_train
 from ..utils import code_fingerprint, get_device
 from . import omniglot, sinusoid
 
@@ -91,12 +92,23 @@ def _single_thread(run):
     return wrapped
 
 
+class Trained(NamedTuple):
+    """What :func:`train_blackbox` reports about one training call."""
+
+    seconds: float
+    """Wall time of this call, in s (0 when a finished checkpoint was loaded)."""
+    resumed_from: int
+    """The step this call started from (0: trained from scratch)."""
+    history: History
+    """Every step's metrics and every learning-curve point, earlier sessions included."""
+
+
 def train_blackbox(name: str, model: nn.Module, cfg: blackbox.Config, sampler, plan: Budget,
-                   options: RunOptions) -> tuple[float, int]:
-    """Meta-train one black-box learner (checkpointed under its plan's name, resumable). Returns the
-    wall time in s of this call and the step it resumed from (0: trained from scratch)."""
+                   options: RunOptions, evaluate=None) -> Trained:
+    """Meta-train one black-box learner (checkpointed under its plan's name, resumable).
+    ``evaluate`` is called every ``plan.curve_every`` steps when the plan has one."""
     torch.manual_seed(options.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=plan.outer_lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=plan.outer_lr)
     slug = name.lower().replace("-", "")
     from ..models import blackbox as models
 
@@ -106,11 +118,12 @@ def train_blackbox(name: str, model: nn.Module, cfg: blackbox.Config, sampler, p
     path = typed.checkpoint(options.out_dir, f"{plan.experiment}-{slug}-seed{options.seed}-{plan.meta_steps}")
     train_cfg = TrainConfig(meta_steps=plan.meta_steps, meta_batch_size=plan.meta_batch_size,
                             seed=options.seed, checkpoint_path=str(path), progress=options.progress,
-                            description=name, checkpoint_every=getattr(plan, "checkpoint_every", 500), plan=typed)
+                            description=name, checkpoint_every=getattr(plan, "checkpoint_every", 500), plan=typed,
+                            eval_every=getattr(plan, "curve_every", 0) if evaluate else 0)
     start = time.perf_counter()
     history = meta_train(partial(blackbox.meta_step, model, optimizer, cfg=cfg), sampler, train_cfg,
-                         state={"model": model, "optimizer": optimizer})
-    return time.perf_counter() - start, history.resumed_from
+                         state={"model": model, "optimizer": optimizer}, evaluate=evaluate)
+    return Trained(time.perf_counter() - start, history.resumed_from, history)
 
 
 def _trained_note(method: str, model: nn.Module, seconds: float, resumed: int, plan: Budget) -> str:
@@ -119,6 +132,22 @@ def _trained_note(method: str, model: nn.Module, seconds: float, resumed: int, p
     if resumed:
         note += f"; resumed from step {resumed:,} of an earlier run, whose time is not included"
     return note + ")"
+
+
+CURVE_SEED = 20_240_607
+"""Seed of the learning-curve tasks (not the 600 test tasks the result reports)."""
+
+
+def learning_curve(history, every: int) -> dict[str, list[float]]:
+    """The stored curve: at each evaluation step, the curve tasks' accuracies and the mean training
+    meta-loss of the ``every`` steps before it."""
+    losses = dict(zip(history.steps, history.metrics.get("meta_loss", [])))
+    curve: dict[str, list[float]] = {"steps": list(history.eval_steps)}
+    for key, values in history.eval_metrics.items():
+        curve[key] = [round(v, 2) for v in values]
+    curve["meta_loss"] = [round(float(np.mean([losses[s] for s in range(max(1, step - every + 1), step + 1)
+                                                if s in losses] or [np.nan])), 4) for step in history.eval_steps]
+    return curve
 
 
 # ----------------------------------------------------------------------------- sinusoids
@@ -204,7 +233,7 @@ def run_sinusoid(options: RunOptions) -> Result:
         else:
             torch.manual_seed(options.seed)  # the learner's initial weights
             model = sinusoid_model(method).to(device)
-            seconds, resumed = train_blackbox(method, model, blackbox.Config(), sampler, plan, options)
+            seconds, resumed, _ = train_blackbox(method, model, blackbox.Config(), sampler, plan, options)
         rows += sinusoid_rows(method, model, tests, plan, notes)
         notes.append(_trained_note(method, model, seconds, resumed, plan))
     notes += _ratio_notes(rows)
@@ -245,11 +274,16 @@ class MannBudget(Budget):
     test_episodes: int = 600
     train_split: str = "train"
     test_split: str = "test"
+    curve_every: int = 0
+    """Measure the learning curve every this many steps (0: no curve)."""
+    curve_episodes: int = 100
+    """Episodes of each curve point, from the training characters and from the test characters."""
 
 
 def mann_budget(options: RunOptions) -> MannBudget:
-    return MannBudget(meta_steps=options.meta_steps or (6 if options.fast else 2_000),
-                      test_episodes=20 if options.fast else 600)
+    if options.fast:
+        return MannBudget(meta_steps=options.meta_steps or 6, test_episodes=20, curve_every=3, curve_episodes=4)
+    return MannBudget(meta_steps=options.meta_steps or 2_000, curve_every=250)
 
 
 def mann_episodes(images, n_tasks: int, rng: np.random.Generator, n_classes: int = 5, per_class: int = 10,
@@ -292,6 +326,25 @@ def instance_accuracy(model: nn.Module, episodes: TaskBatch, n_classes: int, chu
     return out
 
 
+def mann_curve_evaluation(model: nn.Module, plan: Budget, seed: int):
+    """``evaluate`` for ``meta_train``: accuracy (%) at the 2nd and the 10th presentation of a class on
+    fixed episodes of the training characters (fit) and of the test characters (generalisation),
+    drawn from their own seed, none of them among the reported test episodes."""
+    shape = {k: plan[k] for k in ("n_classes", "per_class", "image_size")}
+    episodes = {split: mann_episodes(Omniglot(split), plan.curve_episodes,
+                                     np.random.default_rng([seed, CURVE_SEED, index]), **shape)
+                for index, split in enumerate((plan.train_split, plan.test_split))}
+
+    def evaluate() -> dict[str, float]:
+        device = next(model.parameters()).device
+        scores = {}
+        for split, batch in episodes.items():
+            accuracy = instance_accuracy(model, batch.to(device), plan.n_classes)
+            scores |= {f"{split}_instance{k}": float(accuracy[k].mean()) for k in (2, plan.per_class) if k in accuracy}
+        return scores
+    return evaluate
+
+
 def mann_model(method: str, plan: Budget) -> nn.Module:
     """Santoro et al.'s sizes: 200 controller units, 128 × 40 memory, 4 read heads."""
     x_dim, n = plan.image_size ** 2, plan.n_classes
@@ -319,11 +372,14 @@ def run_mann(options: RunOptions) -> Result:
     sampler = partial(mann_episodes, train, device=device, **shape)
     episodes = mann_episodes(test, plan.test_episodes, np.random.default_rng([options.seed, 2016]), **shape)
     cfg = blackbox.Config(loss="cross_entropy", objective="online", max_grad_norm=plan.max_grad_norm)
-    rows, notes = [], []
+    rows, notes, curves = [], [], {}
     for method in methods:
         torch.manual_seed(options.seed)  # the learner's initial weights
         model = mann_model(method, plan).to(device)
-        seconds, resumed = train_blackbox(method, model, cfg, sampler, plan, options)
+        evaluate = mann_curve_evaluation(model, plan, options.seed) if plan.curve_every else None
+        seconds, resumed, history = train_blackbox(method, model, cfg, sampler, plan, options, evaluate)
+        if plan.curve_every:
+            curves[method] = learning_curve(history, plan.curve_every)
         accuracy = instance_accuracy(model.cpu(), episodes, plan.n_classes)
         rows += [Row(method, f"acc%_instance{k}", MANN_PAPER.get(method, {}).get(k), summarize(accuracy[k]))
                  for k in INSTANCES]
@@ -332,7 +388,8 @@ def run_mann(options: RunOptions) -> Result:
     notes.append("paper: Santoro et al. 2016 Table 1, 100,000 training episodes (RMSprop); chance is 20%")
     if options.fast:
         notes.append("FAST mode: a smoke test with a tiny budget, not a reproduction")
-    return Result("mann-omniglot", options.seed, str(device), time.perf_counter() - started, plan, rows, notes)
+    return Result("mann-omniglot", options.seed, str(device), time.perf_counter() - started, plan, rows, notes,
+                  measured={"curves": curves} if curves else {})
 
 
 # ----------------------------------------------------------------------------- few-shot Omniglot
@@ -358,17 +415,42 @@ class OmniglotBlackBoxBudget(Budget):
     n_query_test: int = 15
     train_split: str = "train"
     test_split: str = "test"
+    encoder: str = "trained"
+    """``trained``: a Conv4 trained with the learner from scratch; ``frozen-protonet``: the shipped
+    ProtoNet's Conv4 (trained on the same training characters), frozen, so only the learner learns."""
+    curve_every: int = 0
+    """Measure the learning curve every this many steps (0: no curve)."""
+    curve_tasks: int = 100
+    """Tasks of each curve point, from the training characters and from the test characters."""
+
+
+ENCODERS = ("trained", "frozen-protonet")
 
 
 def omniglot_budget(options: RunOptions) -> OmniglotBlackBoxBudget:
     """The default 3,000 steps take about 10 minutes of one CPU core at 1 shot (0.2 s a step for the
     hypernetwork and SNAIL; 5 shots cost about 1.7× more)."""
     shots = int(options.extra.get("shots", 1))
+    encoder = options.extra.get("encoder", "trained")
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder={encoder!r} is unknown; choose one of {ENCODERS}")
     plan = OmniglotBlackBoxBudget(experiment=f"blackbox-omniglot-5w{shots}s", shots=shots,
-                                  meta_steps=options.meta_steps or 3_000)
+                                  meta_steps=options.meta_steps or 3_000, encoder=encoder, curve_every=250)
     if options.fast:
-        plan = plan.replace(meta_steps=options.meta_steps or 4, meta_batch_size=2, test_tasks=10)
+        plan = plan.replace(meta_steps=options.meta_steps or 4, meta_batch_size=2, test_tasks=10,
+                            curve_every=2, curve_tasks=4)
     return plan
+
+
+def omniglot_encoder(plan: Budget) -> nn.Module:
+    """The Conv4 under the learner: fresh (``trained``), or the shipped ProtoNet's, frozen."""
+    if plan.encoder == "trained":
+        return Conv4(None)
+    from ..checkpoints import load
+
+    encoder = load("protonet-omniglot-5w1s").model
+    encoder.requires_grad_(False)
+    return encoder
 
 
 def omniglot_model(method: str, plan: Budget) -> Embedded:
@@ -383,7 +465,25 @@ def omniglot_model(method: str, plan: Budget) -> Embedded:
         learner = CNP(EMBEDDING, ways, hidden=256, r_dim=256)
     else:
         raise ValueError(f"no black-box learner named {method!r}; choose one of {OMNIGLOT_METHODS}")
-    return Embedded(Conv4(None), learner)
+    return Embedded(omniglot_encoder(plan), learner)
+
+
+def curve_tasks(plan: Budget, device) -> dict[str, TaskBatch]:
+    """The fixed tasks of the learning curve: 5-way K-shot tasks (15 queries per class) of the
+    training characters (how well the learner fits the tasks it trains on) and of the test characters
+    (how well it generalises); drawn from their own seed, none of them among the reported test tasks."""
+    return {split: sample_episodes(Omniglot(split), plan.curve_tasks, plan.ways, plan.shots, plan.n_query_test,
+                                   np.random.default_rng([CURVE_SEED, index]), device)
+            for index, split in enumerate((plan.train_split, plan.test_split))}
+
+
+def curve_evaluation(model: nn.Module, tasks: dict[str, TaskBatch], cfg: blackbox.Config):
+    """``evaluate`` for ``meta_train``: mean accuracy (%) on each set of curve tasks."""
+    def evaluate() -> dict[str, float]:
+        return {f"{split}_accuracy": float(100 * blackbox.task_scores(model, batch, cfg, "accuracy", 20).mean())
+                for split, batch in tasks.items()}
+    return evaluate
+
 
 
 def reference_notes(ways: int, shots: int, results_dir: str | Path = "results") -> list[str]:
@@ -410,7 +510,9 @@ def reference_notes(ways: int, shots: int, results_dir: str | Path = "results") 
 @register("blackbox-omniglot", "Hypernetwork / SNAIL / CNP over a Conv4 embedding: Omniglot 5-way "
           "K-shot accuracy on MAML's and ProtoNets' test tasks",
           arguments=(Argument("--method", str, "hypernetwork", OMNIGLOT_METHODS, "which black-box learner"),
-                     Argument("--shots", int, 1, (1, 5), "K of the 5-way K-shot tasks")))
+                     Argument("--shots", int, 1, (1, 5), "K of the 5-way K-shot tasks"),
+                     Argument("--encoder", str, "trained", ENCODERS,
+                              "the Conv4 under the learner: trained with it, or the shipped ProtoNet's, frozen")))
 @_single_thread
 def run_omniglot(options: RunOptions) -> Result:
     started, device = time.perf_counter(), get_device(options.device or "cpu")
@@ -421,8 +523,9 @@ def run_omniglot(options: RunOptions) -> Result:
     sampler = EpisodeSampler(Omniglot(plan.train_split), plan.ways, plan.shots,
                              plan.n_query_train, str(device))
     cfg = blackbox.Config(loss="cross_entropy")
+    evaluate = curve_evaluation(model, curve_tasks(plan, device), cfg) if plan.curve_every else None
     cpu_start = time.process_time()
-    seconds, resumed = train_blackbox(method, model, cfg, sampler, plan, options)
+    seconds, resumed, history = train_blackbox(method, model, cfg, sampler, plan, options, evaluate)
     cpu_seconds = time.process_time() - cpu_start
     evaluation_start = time.perf_counter()
     tasks = omniglot.test_tasks(plan)      # the 600 test tasks of MAML's and ProtoNets' runs
@@ -430,11 +533,15 @@ def run_omniglot(options: RunOptions) -> Result:
     eval_seconds = time.perf_counter() - evaluation_start
     measured = {"train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
                 "eval_seconds": round(eval_seconds, 1)}
+    if plan.curve_every:
+        measured["curves"] = learning_curve(history, plan.curve_every)
     rows = [Row(method, f"accuracy_{plan.ways}w{plan.shots}s_%", None, summarize(accuracy))]
     notes = [_trained_note(method, model, seconds, resumed, plan)
              + f"; {cpu_seconds:.0f} s CPU, 1 thread; "
              f"{plan.meta_steps * plan.meta_batch_size:,} training episodes in all",
              f"evaluated {len(accuracy)} test tasks in {eval_seconds:.0f} s",
+             *([] if plan.encoder == "trained" else
+               ["encoder: the shipped ProtoNet's Conv4 (protonet-omniglot-5w1s), frozen; only the learner trained"]),
              "no published number for this learner on this split (anchors §2.2)",
              *reference_notes(plan.ways, plan.shots)]
     if options.fast:
@@ -542,6 +649,30 @@ def mann_figure(result):
            xticks=INSTANCES,
            title=f"ours: {episodes:,} training episodes; paper: {MANN_PAPER_EPISODES:,} (seed {result.seed})")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    return figure
+
+
+def omniglot_curves_figure(labelled: dict):
+    """Learning curves of stored few-shot Omniglot runs, one colour per labelled run: accuracy (%) on
+    the fixed curve tasks of the training characters (dashed) and of the test characters (solid)
+    against the meta-step, and the training meta-loss (mean over the steps since the last point)."""
+    from matplotlib import pyplot as plt
+
+    figure, (accuracy_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for colour, (label, result) in enumerate(labelled.items()):
+        curve = result.measured["curves"]
+        accuracy_ax.plot(curve["steps"], curve["test_accuracy"], color=f"C{colour}", label=f"{label}: test characters")
+        accuracy_ax.plot(curve["steps"], curve["train_accuracy"], "--", color=f"C{colour}", alpha=0.7,
+                         label=f"{label}: training characters")
+        loss_ax.plot(curve["steps"], curve["meta_loss"], color=f"C{colour}", label=label)
+    plan = next(iter(labelled.values())).plan
+    accuracy_ax.axhline(100 / plan["ways"], color="gray", linestyle=":", label="chance")
+    accuracy_ax.set(xlabel="meta-step", ylabel="accuracy (%)", ylim=(0, 100),
+                    title=f"{plan['ways']}-way {plan['shots']}-shot, {plan['curve_tasks']} tasks per point")
+    loss_ax.set(xlabel="meta-step", ylabel="training meta-loss (cross-entropy)", title="training loss")
+    accuracy_ax.legend(fontsize=7, loc="lower right")
+    loss_ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
 

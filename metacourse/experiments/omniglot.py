@@ -585,10 +585,10 @@ def _minutes(seconds: float | None, missing: str = "—") -> str:
 
 # --- Showing stored results ---
 
-GRADIENT_METHOD_RUNS = (("maml", None), ("fomaml", None), ("fomaml", "bf16"), ("reptile", None),
-                        ("protonet", None), ("protonet", "bf16"))
+GRADIENT_METHOD_RUNS = (("maml", None), ("maml", "query5"), ("fomaml", None), ("fomaml", "query5"),
+                        ("fomaml", "bf16"), ("reptile", None), ("protonet", None), ("protonet", "bf16"))
 """The stored 5-way 1-shot runs that Lecture 4 compares: (method, variant), variant "bf16" for the
-runs trained under bfloat16 autocast."""
+runs trained under bfloat16 autocast, "query5" for those trained with 5 query images per class."""
 
 
 def gradient_methods_markdown(stored_runs) -> str:
@@ -596,8 +596,8 @@ def gradient_methods_markdown(stored_runs) -> str:
     precision it trained in, the paper's number and its source, ours (mean ± 95% CI over the test
     tasks), the budget, and the training time — CPU time, then wall-clock time and the number of
     parts when a run was stopped and resumed ("not recorded" where a part was not timed)."""
-    lines = ["| method | trained in | paper | ours: mean ± 95% CI (tasks) | meta-steps × batch "
-             "| training CPU (wall) | paper's number from |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | trained in | query images per class in training | paper | ours: mean ± 95% CI (tasks) "
+             "| meta-steps × batch | training CPU (wall) | paper's number from |", "|---|---|---|---|---|---|---|---|"]
     for stored in stored_runs:
         settings = {**stored.plan, **stored.measured}
         row = stored.rows[0]
@@ -606,7 +606,8 @@ def gradient_methods_markdown(stored_runs) -> str:
                  + (f", {parts} parts" if parts and parts > 1 else "") + ")")
         source = next((note.removeprefix("paper: ") for note in stored.notes if note.startswith("paper: ")), "—")
         fast = " **FAST: a smoke test**" if any("FAST" in note for note in stored.notes) else ""
-        lines.append(f"| {row.method}{fast} | {'bfloat16' if settings.get('bf16') else 'float32'} "
+        query = "— (no query set)" if settings.get("method") == "reptile" else settings.get("n_query_train", "—")
+        lines.append(f"| {row.method}{fast} | {'bfloat16' if settings.get('bf16') else 'float32'} | {query} "
                      f"| {'—' if row.paper is None else f'{row.paper:g}'} "
                      f"| {row.ours.mean:.2f} ± {row.ours.ci95:.2f} ({row.ours.n}) "
                      f"| {settings['meta_steps']:,} × {settings['meta_batch_size']} | {times} | {source} |")

@@ -64,11 +64,17 @@ def test_unknown_method_is_rejected(tmp_path, capsys):
 @needs_omniglot
 def test_fast_mann_omniglot_writes_json(tmp_path, omniglot_data):
     out = tmp_path / "mann.json"
-    assert main(["reproduce", "mann-omniglot", "--fast", "--meta-steps", "2", "--no-progress",
+    assert main(["reproduce", "mann-omniglot", "--fast", "--meta-steps", "3", "--no-progress",
                  "--out-dir", str(tmp_path), "--json", str(out)]) == 0
     result = _check_schema(out, "mann-omniglot", {"MANN", "LSTM", "feed-forward"})
     paper = {(r["method"], r["metric"]): r["paper"] for r in result["rows"]}
     assert paper[("MANN", "acc%_instance2")] == 82.8 and paper[("LSTM", "acc%_instance10")] == 62.5
+    curves = result["measured"]["curves"]
+    assert set(curves) == {"MANN", "LSTM", "feed-forward"}
+    for curve in curves.values():  # a point every curve_every steps, on training and test characters
+        assert curve["steps"] == [3]
+        assert set(curve) == {"steps", "meta_loss", "train_instance2", "train_instance10", "test_instance2",
+                              "test_instance10"}
 
 
 @needs_omniglot
@@ -83,6 +89,42 @@ def test_fast_blackbox_omniglot_writes_json_with_the_reference_numbers(tmp_path,
     assert "train_cpu_seconds" not in result["budget"]  # the plan holds settings only
     notes = " ".join(result["notes"])
     assert "paper 98.7" in notes and "paper 98.8" in notes
+
+
+@needs_omniglot
+def test_blackbox_omniglot_stores_a_learning_curve_and_a_frozen_encoder_stays_frozen(tmp_path, omniglot_data):
+    import metacourse
+    from metacourse.experiments import blackbox as experiment
+    from metacourse.reproduce import RunOptions
+
+    out = tmp_path / "snail.json"
+    assert main(["reproduce", "blackbox-omniglot", "--method", "SNAIL", "--encoder", "frozen-protonet", "--fast",
+                 "--no-progress", "--out-dir", str(tmp_path), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    curve, plan = result["measured"]["curves"], result["budget"]
+    assert plan["encoder"] == "frozen-protonet" and curve["steps"] == list(range(plan["curve_every"],
+                                                                              plan["meta_steps"] + 1,
+                                                                              plan["curve_every"]))
+    for key in ("train_accuracy", "test_accuracy", "meta_loss"):
+        assert len(curve[key]) == len(curve["steps"]) and all(np.isfinite(curve[key]))
+    assert all(0 <= a <= 100 for a in curve["test_accuracy"])
+    assert any("frozen" in note for note in result["notes"])
+
+    # the encoder under the learner is the shipped ProtoNet's and is not trained
+    options = RunOptions(fast=True, seed=0, out_dir=str(tmp_path), progress=False,
+                         extra={"shots": 1, "encoder": "frozen-protonet"})
+    model = experiment.omniglot_model("SNAIL", experiment.omniglot_budget(options))
+    shipped = metacourse.pretrained("protonet-omniglot-5w1s").model.state_dict()
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(torch.equal(value, shipped[name]) for name, value in model.encoder.state_dict().items())
+
+
+def test_an_unknown_encoder_is_refused_with_the_choices():
+    from metacourse.experiments import blackbox as experiment
+    from metacourse.reproduce import RunOptions
+
+    with pytest.raises(ValueError, match="frozen-protonet"):
+        experiment.omniglot_budget(RunOptions(fast=True, extra={"encoder": "imagenet"}))
 
 
 def test_reference_notes_quote_the_course_runs_when_their_files_exist(tmp_path):
