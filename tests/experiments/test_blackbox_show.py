@@ -58,3 +58,21 @@ def test_run_notes_keep_the_run_and_drop_copies_of_other_runs():
     assert notes and notes[0].startswith("hypernetwork:")
     assert not any(note.startswith("reference,") for note in notes)
     assert len(notes) < len(stored.notes)
+
+
+def test_the_snail_curves_draw_both_runs_on_both_sets_of_characters():
+    from matplotlib import pyplot as plt
+
+    runs = {"end to end": results.load("blackbox-omniglot", shots=1, variant="snail"),
+            "frozen ProtoNet encoder": results.load("blackbox-omniglot", shots=1, variant="snail-frozen")}
+    figure = blackbox.omniglot_curves_figure(runs)
+    accuracy, loss = figure.axes
+    labels = accuracy.get_legend_handles_labels()[1]
+    assert labels == ["end to end: test characters", "end to end: training characters",
+                      "frozen ProtoNet encoder: test characters", "frozen ProtoNet encoder: training characters",
+                      "chance"]
+    for line, run in zip(accuracy.get_lines()[:4:2], runs.values()):  # the test-character curves, as stored
+        assert list(line.get_ydata()) == run.measured["curves"]["test_accuracy"]
+        assert list(line.get_xdata()) == run.measured["curves"]["steps"]
+    assert len(loss.get_lines()) == 2
+    plt.close(figure)

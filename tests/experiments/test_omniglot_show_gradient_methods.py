@@ -4,11 +4,13 @@ from metacourse import results
 from metacourse.experiments import omniglot
 
 
-def test_bfloat16_runs_are_labelled_rows_not_duplicates():
+def test_bfloat16_and_five_query_runs_are_labelled_rows_not_duplicates():
     table = omniglot.gradient_methods_table().data
-    rows = [[cell.strip() for cell in line.split("|")[1:3]] for line in table.splitlines()[2:] if line.startswith("| ")]
-    assert rows == [["MAML", "float32"], ["first-order MAML", "float32"], ["first-order MAML", "bfloat16"],
-                    ["Reptile", "float32"], ["Prototypical Networks", "float32"], ["Prototypical Networks", "bfloat16"]]
+    rows = [[cell.strip() for cell in line.split("|")[1:4]] for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert rows == [["MAML", "float32", "1"], ["MAML", "float32", "5"], ["first-order MAML", "float32", "1"],
+                    ["first-order MAML", "float32", "5"], ["first-order MAML", "bfloat16", "1"],
+                    ["Reptile", "float32", "— (no query set)"], ["Prototypical Networks", "float32", "5"],
+                    ["Prototypical Networks", "bfloat16", "5"]]
     bf16 = results.load("omniglot", method="protonet", shots=1, variant="bf16").rows[0].ours
     assert f"{bf16.mean:.2f} ± {bf16.ci95:.2f} (600)" in table
 
