@@ -677,19 +677,42 @@ def omniglot_curves_figure(labelled: dict):
     return figure
 
 
+def omniglot_curves_markdown(labelled: dict) -> str:
+    """Every point of the stored learning curves of few-shot Omniglot runs, one column group per
+    labelled run: accuracy (%) on the curve tasks of the test and of the training characters, and
+    the training meta-loss."""
+    header = "| meta-step | " + " | ".join(f"{label}: test / training characters (%), loss"
+                                           for label in labelled) + " |"
+    curves = [result.measured["curves"] for result in labelled.values()]
+    steps = sorted({step for curve in curves for step in curve["steps"]})
+    lines = [header, "|---|" + "---|" * len(curves)]
+    for step in steps:
+        cells = []
+        for curve in curves:
+            if step in curve["steps"]:
+                i = curve["steps"].index(step)
+                cells.append(f"{curve['test_accuracy'][i]:.2f} / {curve['train_accuracy'][i]:.2f}, "
+                             f"{curve['meta_loss'][i]:.3f}")
+            else:
+                cells.append("(run ended)")
+        lines.append(f"| {step:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def omniglot_table(labelled: dict) -> str:
     """Stored few-shot Omniglot runs as one Markdown table, one labelled row each: accuracy (%,
     mean ± 95% CI over the test tasks), the published value where there is one, the training budget
-    (steps × episodes per step), the training wall time where recorded, seed and device."""
-    lines = ["| learner | ours (%) | paper (%) | budget | training time | seed, device, file |",
+    (steps × episodes per step), the training CPU and wall time where recorded, seed and device."""
+    lines = ["| learner | ours (%) | paper (%) | budget | training CPU (wall) | seed, device, file |",
              "|---|---|---|---|---|---|"]
     for label, result in labelled.items():
         row, plan = result.rows[0], result.plan
         budget = f"{plan.meta_steps:,} steps × {plan.meta_batch_size} episodes"
         paper = "—" if row.paper is None else f"{row.paper:g}"
+        cpu, wall = (_minutes(result.measured.get(key)) for key in ("train_cpu_seconds", "train_seconds"))
+        times = f"{cpu} ({wall})"
         lines.append(f"| {label} | {_mean_ci(row.ours, 2)} (n = {row.ours.n}) | {paper} | {budget} | "
-                     f"{_minutes(result.measured.get('train_seconds'))} | {result.seed}, {result.device}, "
-                     f"`results/{result.name}.json` |")
+                     f"{times} | {result.seed}, {result.device}, `results/{result.name}.json` |")
     return "\n".join(lines)
 
 

@@ -585,10 +585,10 @@ def _minutes(seconds: float | None, missing: str = "—") -> str:
 
 # --- Showing stored results ---
 
-GRADIENT_METHOD_RUNS = (("maml", None), ("maml", "query5"), ("fomaml", None), ("fomaml", "query5"),
-                        ("fomaml", "bf16"), ("reptile", None), ("protonet", None), ("protonet", "bf16"))
+GRADIENT_METHOD_RUNS = (("maml", None), ("maml", "query5"), ("fomaml", None), ("fomaml", "bf16"),
+                        ("reptile", None), ("protonet", None), ("protonet", "bf16"))
 """The stored 5-way 1-shot runs that Lecture 4 compares: (method, variant), variant "bf16" for the
-runs trained under bfloat16 autocast, "query5" for those trained with 5 query images per class."""
+runs trained under bfloat16 autocast, "query5" for the one trained with 5 query images per class."""
 
 
 def gradient_methods_markdown(stored_runs) -> str:
@@ -810,25 +810,26 @@ def maml_probes_markdown(probes, reference) -> str:
                               f"{', '.join(sorted({p.device for p in probes}))}."])
 
 
-def _maml_probes(ways: int = 5, shots: int = 1) -> list:
-    """The stored MAML probes (variants ``probe-*``; a probe of another budget than the main probes
-    names its meta-steps, e.g. ``omniglot-maml-5w1s-200-probe-base``), by budget, each budget's probe
-    with the full run's settings first."""
+def _maml_probes(ways: int = 5, shots: int = 1, method: str = "maml") -> list:
+    """The stored probes of ``method`` (variants ``probe-*``; a probe of another budget than the main
+    probes names its meta-steps, e.g. ``omniglot-maml-5w1s-200-probe-base``), by budget, each budget's
+    probe with the full run's settings first."""
     from .. import results
 
     entries = [entry for entry in results.catalogue() if entry["experiment"] == "omniglot"
-               and entry.get("method") == "maml" and entry.get("ways") == ways and entry.get("shots") == shots
+               and entry.get("method") == method and entry.get("ways") == ways and entry.get("shots") == shots
                and str(entry.get("variant", "")).startswith("probe-") and entry["seed"] == 0]
     entries.sort(key=lambda e: ("meta_steps" in e, -e.get("meta_steps", 0), e["variant"] != "probe-base", e["variant"]))
-    return [results.load("omniglot", method="maml", ways=ways, shots=shots,
+    return [results.load("omniglot", method=method, ways=ways, shots=shots,
                          **{key: e[key] for key in ("variant", "meta_steps") if key in e}) for e in entries]
 
 
-def maml_probes_table(ways: int = 5, shots: int = 1):
-    """:func:`maml_probes_markdown` of the stored MAML probes beside the full run, as Markdown."""
+def maml_probes_table(ways: int = 5, shots: int = 1, method: str = "maml"):
+    """:func:`maml_probes_markdown` of the stored probes of ``method`` (``"maml"`` or ``"fomaml"``)
+    beside its full run, as Markdown."""
     from IPython.display import Markdown
 
     from .. import results
 
-    return Markdown(maml_probes_markdown(_maml_probes(ways, shots),
-                                         results.load("omniglot", method="maml", ways=ways, shots=shots)))
+    return Markdown(maml_probes_markdown(_maml_probes(ways, shots, method),
+                                         results.load("omniglot", method=method, ways=ways, shots=shots)))

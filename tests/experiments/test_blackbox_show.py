@@ -41,15 +41,14 @@ def test_figures_draw_every_learner(sinusoid):
     plt.close(figure)
 
 
-def test_omniglot_table_labels_budget_and_missing_training_time():
-    table = blackbox.omniglot_table({
-        "hypernetwork": results.load("blackbox-omniglot", shots=1),
-        "SNAIL, stopped early": results.load("blackbox-omniglot", shots=1, variant="snail"),
-    })
+def test_omniglot_table_labels_budget_and_training_times():
+    hypernetwork, maml = results.load("blackbox-omniglot", shots=1), results.load("omniglot", method="maml", shots=1)
+    table = blackbox.omniglot_table({"hypernetwork": hypernetwork, "MAML": maml})
     lines = table.splitlines()
-    assert len(lines) == 4
-    assert "3,000 steps × 8 episodes" in lines[2] and "min" in lines[2]
-    assert "1,122 steps × 8 episodes" in lines[3] and "not recorded" in lines[3]
+    assert len(lines) == 4 and "training CPU (wall)" in lines[0]
+    cpu, wall = (round(hypernetwork.measured[key] / 60) for key in ("train_cpu_seconds", "train_seconds"))
+    assert "3,000 steps × 8 episodes" in lines[2] and f"| {cpu} min ({wall} min) |" in lines[2]
+    assert "2,500 steps × 32 episodes" in lines[3] and "| not recorded (99 min) |" in lines[3]  # CPU not timed
 
 
 def test_run_notes_keep_the_run_and_drop_copies_of_other_runs():
@@ -76,3 +75,16 @@ def test_the_snail_curves_draw_both_runs_on_both_sets_of_characters():
         assert list(line.get_xdata()) == run.measured["curves"]["steps"]
     assert len(loss.get_lines()) == 2
     plt.close(figure)
+
+
+def test_the_curve_table_lists_every_stored_point_and_marks_where_a_shorter_run_ended():
+    end_to_end = results.load("blackbox-omniglot", shots=1, variant="snail")
+    frozen = results.load("blackbox-omniglot", shots=1, variant="snail-frozen")
+    lines = blackbox.omniglot_curves_markdown({"end to end": end_to_end, "frozen": frozen}).splitlines()
+    steps = end_to_end.measured["curves"]["steps"]
+    assert len(lines) == 2 + len(set(steps) | set(frozen.measured["curves"]["steps"]))
+    curve = end_to_end.measured["curves"]
+    last = f"{curve['test_accuracy'][-1]:.2f} / {curve['train_accuracy'][-1]:.2f}, "
+    assert lines[-1].startswith(f"| {steps[-1]:,} | {last}")
+    if frozen.plan["meta_steps"] < end_to_end.plan["meta_steps"]:
+        assert lines[-1].endswith("| (run ended) |")
