@@ -44,14 +44,15 @@ TIMES = re.compile(r"wall|seconds|cpu|_time|elapsed|date|when", re.IGNORECASE)
 
 
 def _without_times(value, folder: str):
-    """``value`` with every key that names a time removed, every duration in a note blanked and the
-    output folder's path replaced by a placeholder."""
+    """``value`` with every key that names a time removed, every duration and load average in a note
+    blanked and the output folder's path replaced by a placeholder."""
     if isinstance(value, dict):
         return {k: _without_times(v, folder) for k, v in value.items() if not TIMES.search(k)}
     if isinstance(value, list):
         return [_without_times(v, folder) for v in value]
     if isinstance(value, str):
         value = value.replace(folder, "<out>")
+        value = re.sub(r"load average[^;]*?(?=;|$)", "load average <load>", value)  # the machine's load, not the run's
         return re.sub(r"\d[\d,]*(\.\d+)? ?(s|min|h)\b", "<time>", value)  # a duration, wherever it is said
     return value
 
