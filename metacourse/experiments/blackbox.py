@@ -485,7 +485,6 @@ def curve_evaluation(model: nn.Module, tasks: dict[str, TaskBatch], cfg: blackbo
     return evaluate
 
 
-
 def reference_notes(ways: int, shots: int, results_dir: str | Path = "results") -> list[str]:
     """MAML's and ProtoNets' published numbers, and this course's runs of them where their result
     files exist (``metacourse reproduce omniglot --method M --json results/omniglot-M-NwKs.json``)."""
