@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .evaluate import Summary
+from .results import rows_markdown
 from .train import Plan
 from .utils import torch_threads
 
@@ -193,14 +194,7 @@ class Result:
     def markdown(self, digits: int = 3) -> str:
         """The results as a Markdown table (paper beside ours) with the run's budget, seed,
         device and wall time underneath, as the README and lectures show them."""
-        lines = ["| method | metric | paper | ours (mean ± 95% CI) | median | n |",
-                 "|---|---|---|---|---|---|"]
-        for row in self.rows:
-            paper = "—" if row.paper is None else f"{row.paper:g}"
-            mean = "diverged" if not math.isfinite(row.ours.mean) else f"{row.ours.mean:.{digits}f}"
-            ci = "" if not math.isfinite(row.ours.ci95) else f" ± {row.ours.ci95:.{digits}f}"
-            lines.append(f"| {row.method} | `{row.metric}` | {paper} | {mean}{ci} | "
-                         f"{row.ours.median:.{digits}f} | {row.ours.n} |")
+        lines = [rows_markdown(self.rows, digits)]
         budget = ", ".join(f"{k}={v}" for k, v in self.budget.items())
         lines += ["", f"Seed {self.seed}, device `{self.device}`, wall time {self.wall_seconds:.0f} s. "
                   f"Budget: {budget}."]

@@ -97,6 +97,19 @@ def load_result(name: str, *, download: bool | None = None) -> dict[str, Any]:
         raise ValueError(f"{path} is not a JSON result ({error}); delete it and try again") from None
 
 
+def rows_markdown(rows, digits: int = 3) -> str:
+    """Result rows (``method``, ``metric``, ``paper``, ``ours`` with mean, ci95, median and n) as a
+    Markdown table, the paper's number beside ours; a non-finite mean reads "diverged"."""
+    lines = ["| method | metric | paper | ours (mean ± 95% CI) | median | n |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        paper = "—" if row.paper is None else f"{row.paper:g}"
+        ours = ("diverged" if not math.isfinite(row.ours.mean) else f"{row.ours.mean:.{digits}f}") + (
+            f" ± {row.ours.ci95:.{digits}f}" if math.isfinite(row.ours.ci95) else "")
+        median = f"{row.ours.median:.{digits}f}" if math.isfinite(row.ours.median) else "—"
+        lines.append(f"| {row.method} | `{row.metric}` | {paper} | {ours} | {median} | {row.ours.n} |")
+    return "\n".join(lines)
+
+
 # --- Stored runs by name -----------------------------------------------------------------------
 
 CATALOGUE = "catalogue.json"
@@ -342,15 +355,8 @@ class StoredResult:
         return f"`{self.name}` · seed {self.seed} · {device} · {times} · plan: {plan}.{fast}"
 
     def markdown(self, digits: int = 3) -> str:
-        """The rows as a Markdown table, paper beside ours, with :meth:`caption` underneath."""
-        lines = ["| method | metric | paper | ours (mean ± 95% CI) | median | n |", "|---|---|---|---|---|---|"]
-        for row in self.rows:
-            paper = "—" if row.paper is None else f"{row.paper:g}"
-            ours = ("diverged" if not math.isfinite(row.ours.mean) else f"{row.ours.mean:.{digits}f}") + (
-                f" ± {row.ours.ci95:.{digits}f}" if math.isfinite(row.ours.ci95) else "")
-            median = f"{row.ours.median:.{digits}f}" if math.isfinite(row.ours.median) else "—"
-            lines.append(f"| {row.method} | `{row.metric}` | {paper} | {ours} | {median} | {row.ours.n} |")
-        return "\n".join(lines + ["", self.caption()])
+        """The rows as a Markdown table (:func:`rows_markdown`) with :meth:`caption` underneath."""
+        return rows_markdown(self.rows, digits) + "\n\n" + self.caption()
 
     def _repr_markdown_(self) -> str:
         return self.markdown()

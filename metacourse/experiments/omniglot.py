@@ -782,14 +782,17 @@ def _probe_change(plan, reference) -> str:
 
 
 def maml_probes_markdown(probes, reference) -> str:
-    """One row per short MAML run (``probes``, results of :func:`metacourse.results.load`, the first
+    """One row per short MAML or first-order MAML run (``probes``, results of :func:`metacourse.results.load`, the first
     of each budget with the full run's settings): the setting it changes from ``reference`` (the full
     run), its meta-steps, its accuracy on the test tasks (mean ± 95% CI), the difference from the first
     probe with as many meta-steps, and its training CPU time in all and per meta-step (the machine's
     load does not change it)."""
     if not probes:
-        return ("No MAML probe stored yet. To store one: `metacourse reproduce omniglot --method maml "
-                "--meta-steps 600 --n-query-train 15 --json results/omniglot-maml-5w1s-probe-query15.json`.")
+        method, plan = reference.plan["method"], reference.plan
+        shape = f"{plan['ways']}w{plan['shots']}s"
+        return (f"No {LABELS[method]} probe stored yet. To store one: `metacourse reproduce omniglot "
+                f"--method {method} --ways {plan['ways']} --shots {plan['shots']} --meta-steps 600 "
+                f"--n-query-train 15 --json results/omniglot-{method}-{shape}-probe-query15.json`.")
     lines = ["| probe | changes from the full run | meta-steps × batch | ours: mean ± 95% CI (tasks) "
              "| vs the first probe of its budget | training CPU | CPU per meta-step |", "|---|---|---|---|---|---|---|"]
     firsts: dict[int, float] = {}

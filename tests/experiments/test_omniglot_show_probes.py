@@ -37,7 +37,12 @@ def test_each_probe_names_its_one_change_its_gain_and_its_cpu_per_step(tmp_path)
 
 def test_without_probes_the_table_says_which_command_stores_one():
     text = omniglot.maml_probes_markdown([], results.load("omniglot", method="maml", shots=1))
-    assert "--n-query-train 15 --json results/omniglot-maml-5w1s-probe-query15.json" in text
+    assert text.startswith("No MAML probe stored yet.")
+    assert "--method maml --ways 5 --shots 1 --meta-steps 600 --n-query-train 15 " \
+           "--json results/omniglot-maml-5w1s-probe-query15.json" in text
+    text = omniglot.maml_probes_markdown([], results.load("omniglot", method="fomaml", shots=1))
+    assert text.startswith("No first-order MAML probe stored yet.")
+    assert "--method fomaml --ways 5 --shots 1 " in text and "results/omniglot-fomaml-5w1s-probe-query15.json" in text
 
 
 def test_the_stored_probes_start_with_the_unchanged_plan():
