@@ -89,7 +89,7 @@ def test_time_limit_truncates_and_restart_starts_only_finished_carts_from_the_ge
     before = batched.states.clone()
     obs = batched.restart(torch.tensor([[True, False]]))
     assert (obs[0, 0].abs() <= 0.05).all() and torch.equal(batched.states[0, 1], before[0, 1])
-    assert batched.steps.tolist() == [[0, 3]]
+    assert batched.clock.steps.tolist() == [[0, 3]]
     again = BatchedCartPole([0.5], horizon=3)
     assert torch.equal(again.reset(2, torch.Generator().manual_seed(0)), first)  # the generator draws the starts
     for _ in range(3):

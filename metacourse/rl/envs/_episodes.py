@@ -1,8 +1,10 @@
 """The time limit and the end-of-episode bookkeeping that every batched task env of this package shares.
 
 ``rl.task_env``'s contract: an episode is *truncated* when it has run ``horizon`` steps without
-terminating; an ended episode that is not restarted is padding (reward 0, state unchanged, both
-flags false) until ``restart`` starts a new one in its place.
+terminating (a time limit imposed from outside the task), or *terminated* there when the horizon is
+part of the task itself (a finite-horizon MDP, a bandit pull); an ended episode that is not
+restarted is padding (reward 0, state unchanged, both flags false) until ``restart`` starts a new
+one in its place.
 """
 
 from __future__ import annotations
@@ -10,12 +12,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+LIMITS = ("truncates", "terminates")
+
 
 class EpisodeClock:
-    """Step counts and ended flags of T × E episodes under a time limit of ``horizon`` steps."""
+    """Step counts and ended flags of T × E episodes that end after ``horizon`` steps at most.
 
-    def __init__(self, shape: tuple[int, int], horizon: int, device: str | torch.device = "cpu") -> None:
-        self.horizon = horizon
+    ``limit="truncates"``: the horizon is a time limit (Gymnasium's ``truncated``, the task could
+    go on); ``"terminates"``: the horizon is part of the task (``terminated``: nothing comes after it).
+    """
+
+    def __init__(self, shape: tuple[int, int], horizon: int, device: str | torch.device = "cpu",
+                 limit: str = "truncates") -> None:
+        if limit not in LIMITS:
+            raise ValueError(f"limit={limit!r}: choose one of {LIMITS}")
+        self.horizon, self.limit = horizon, limit
         self.steps = torch.zeros(shape, dtype=torch.long, device=device)
         self.over = torch.zeros(shape, dtype=torch.bool, device=device)  # ended, not restarted: padding
 
@@ -24,11 +35,16 @@ class EpisodeClock:
         """True for the episodes a step moves (not padding), shape (T, E)."""
         return ~self.over
 
-    def tick(self, running: Tensor, terminated: Tensor) -> tuple[Tensor, Tensor]:
-        """Count one step of the ``running`` episodes; returns the flags (terminated, truncated)."""
-        terminated = running & terminated
+    def tick(self, running: Tensor, terminated: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Count one step of the ``running`` episodes, ``terminated`` where the task ended them
+        (``None``: nowhere); returns the flags (terminated, truncated)."""
+        terminated = running & (torch.zeros_like(running) if terminated is None else terminated)
         self.steps = self.steps + running.long()
-        truncated = running & ~terminated & (self.steps >= self.horizon)
+        at_limit = running & ~terminated & (self.steps >= self.horizon)
+        if self.limit == "terminates":
+            terminated, truncated = terminated | at_limit, torch.zeros_like(at_limit)
+        else:
+            truncated = at_limit
         self.over = self.over | terminated | truncated
         return terminated, truncated
 

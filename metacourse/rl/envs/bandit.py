@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ...utils import check_positive_int
 from ..task_env import Step, check_generator
+from ._episodes import EpisodeClock
 
 __all__ = ["BernoulliBanditEnv", "BatchedBernoulliBandit", "sample_arm_means"]
 
@@ -135,7 +136,7 @@ class BatchedBernoulliBandit:
         self.means = means
         self.n_tasks, self.n_actions = means.shape
         self._generator: torch.Generator | None = None
-        self._ended = torch.zeros(self.n_tasks, 0, dtype=torch.bool)
+        self.clock = EpisodeClock((self.n_tasks, 0), self.horizon, limit="terminates")
 
     @classmethod
     def sample(cls, n_tasks: int, n_arms: int, rng: np.random.Generator) -> BatchedBernoulliBandit:
@@ -143,27 +144,27 @@ class BatchedBernoulliBandit:
         return cls(sample_arm_means(rng, n_tasks, n_arms))
 
     def _obs(self) -> Tensor:
-        return torch.zeros(self._ended.shape, dtype=torch.long)
+        return torch.zeros(self.clock.steps.shape, dtype=torch.long)
 
     def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
         check_positive_int("n_episodes", n_episodes)
         self._generator = check_generator(generator)
-        self._ended = torch.zeros(self.n_tasks, n_episodes, dtype=torch.bool)
+        self.clock = EpisodeClock((self.n_tasks, n_episodes), self.horizon, limit="terminates")
         return self._obs()
 
     def step(self, actions: Tensor) -> Step:
         if self._generator is None:
             raise ValueError("call reset(n_episodes, generator) before step()")
-        actions = _check_arms(actions, self._ended.shape, self.n_actions)
+        actions = _check_arms(actions, self.clock.steps.shape, self.n_actions)
         chosen = self.means.gather(1, actions)
         pays = torch.rand(chosen.shape, generator=self._generator, dtype=torch.float64) < chosen
-        running = ~self._ended
+        running = self.clock.running
         rewards = (pays & running).to(torch.get_default_dtype())
-        self._ended = self._ended | running
-        return Step(self._obs(), rewards, running, torch.zeros_like(running))
+        terminated, truncated = self.clock.tick(running)  # one pull is the whole episode
+        return Step(self._obs(), rewards, terminated, truncated)
 
     def restart(self, ended: Tensor) -> Tensor:
-        self._ended = self._ended & ~torch.as_tensor(ended, dtype=torch.bool)
+        self.clock.restart(torch.as_tensor(ended, dtype=torch.bool))
         return self._obs()
 
     def expected_rewards(self, actions: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ...utils import check_positive, check_positive_int
 from ..task_env import Step, check_generator
+from ._episodes import EpisodeClock
 
 __all__ = ["PoleLengthCartPoleEnv", "BatchedCartPole", "sample_pole_lengths", "LENGTH_RANGE",
            "MAX_EPISODE_STEPS"]
@@ -121,6 +122,7 @@ class BatchedCartPole:
         self.n_tasks = lengths.numel()
         self.horizon = check_positive_int("horizon", horizon)
         self.generator: torch.Generator | None = None
+        self.clock: EpisodeClock | None = None
 
     def reset(self, n_episodes: int, generator: torch.Generator) -> Tensor:
         """(1) E fresh carts under every pole; ``generator`` draws their starts and every restart's."""
@@ -128,25 +130,23 @@ class BatchedCartPole:
         shape = (self.n_tasks, check_positive_int("n_episodes", n_episodes))
         self.generator = generator
         self.states = torch.zeros(*shape, 4, dtype=torch.float64)
-        self.steps = torch.zeros(shape, dtype=torch.long)
-        self.over = torch.zeros(shape, dtype=torch.bool)  # ended and not restarted: padding
+        self.clock = EpisodeClock(shape, self.horizon)
         return self.restart(torch.ones(shape, dtype=torch.bool))
 
     def restart(self, ended: Tensor) -> Tensor:
         """(3) New episodes (states ~ U[−0.05, 0.05]⁴) in the carts where ``ended``; every cart's obs."""
         if self.generator is None:
             raise RuntimeError("no carts yet: call env.reset(n_episodes, generator) first")
-        ended = self._check(ended, torch.bool, "ended")
+        ended = self.clock.restart(self._check(ended, torch.bool, "ended"))
         starts = torch.rand((int(ended.sum()), 4), generator=self.generator, dtype=torch.float64)
         self.states[ended] = 0.1 * starts - 0.05
-        self.steps[ended], self.over[ended] = 0, False
         return self.states.float()
 
     def step(self, actions: Tensor) -> Step:
         """(2) Gymnasium's Euler step of every cart that is still running."""
         if self.generator is None:
             raise RuntimeError("no carts yet: call env.reset(n_episodes, generator) first")
-        running = ~self.over
+        running = self.clock.running
         x, x_dot, theta, theta_dot = self.states.unbind(-1)
         force = torch.where(self._check(actions, torch.long, "actions") == 1, _FORCE, -_FORCE)
         cos, sin = torch.cos(theta), torch.sin(theta)
@@ -157,15 +157,13 @@ class BatchedCartPole:
         moved = torch.stack([x + _TAU * x_dot, x_dot + _TAU * x_acc, theta + _TAU * theta_dot,
                              theta_dot + _TAU * theta_acc], dim=-1)
         self.states = torch.where(running.unsqueeze(-1), moved, self.states)
-        self.steps += running.long()
-        terminated = running & ((self.states[..., 0].abs() > _X_LIMIT) | (self.states[..., 2].abs() > _THETA_LIMIT))
-        truncated = running & (self.steps >= self.horizon) & ~terminated
-        self.over |= terminated | truncated
+        fell = (self.states[..., 0].abs() > _X_LIMIT) | (self.states[..., 2].abs() > _THETA_LIMIT)
+        terminated, truncated = self.clock.tick(running, fell)
         return Step(self.states.float(), running.to(torch.get_default_dtype()), terminated, truncated)
 
     def _check(self, value, dtype: torch.dtype, name: str) -> Tensor:
         value = torch.as_tensor(value)
-        if tuple(value.shape) != tuple(self.steps.shape):
-            raise ValueError(f"{name} must have shape (tasks, carts) = {tuple(self.steps.shape)}, "
+        if tuple(value.shape) != tuple(self.clock.steps.shape):
+            raise ValueError(f"{name} must have shape (tasks, carts) = {tuple(self.clock.steps.shape)}, "
                              f"got {tuple(value.shape)}")
         return value.to(dtype)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ...utils import check_positive_int
 from ..task_env import Step, check_generator
+from ._episodes import EpisodeClock
 
 __all__ = ["TabularMDPEnv", "BatchedTabularMDP", "sample_mdps", "solve_finite_horizon"]
 
@@ -164,8 +165,7 @@ class BatchedTabularMDP:
         self._cumulative = transitions.cumsum(-1)
         self._generator: torch.Generator | None = None
         self.states = torch.zeros(self.n_tasks, 0, dtype=torch.long)
-        self._t = torch.zeros_like(self.states)
-        self._ended = torch.zeros(self.states.shape, dtype=torch.bool)
+        self.clock = EpisodeClock(tuple(self.states.shape), self.horizon, limit="terminates")
 
     @classmethod
     def sample(cls, n_tasks: int, rng: np.random.Generator, n_states: int = 10, n_actions: int = 5,
@@ -177,8 +177,7 @@ class BatchedTabularMDP:
         check_positive_int("n_episodes", n_episodes)
         self._generator = check_generator(generator)
         self.states = torch.zeros(self.n_tasks, n_episodes, dtype=torch.long)
-        self._t = torch.zeros_like(self.states)
-        self._ended = torch.zeros(self.states.shape, dtype=torch.bool)
+        self.clock = EpisodeClock(tuple(self.states.shape), self.horizon, limit="terminates")
         return self.states.clone()
 
     def step(self, actions: Tensor) -> Step:
@@ -195,19 +194,15 @@ class BatchedTabularMDP:
         u = torch.rand(means.shape, generator=self._generator, dtype=torch.float64)
         cumulative = self._cumulative[task, self.states, actions]
         next_states = (cumulative < u[..., None]).sum(-1).clamp(max=self.n_states - 1)
-        running = ~self._ended
-        self._t = self._t + running.long()
-        terminated = running & (self._t >= self.horizon)
+        running = self.clock.running
+        terminated, truncated = self.clock.tick(running)
         self.states = torch.where(running, next_states, self.states)
-        self._ended = self._ended | terminated
         rewards = torch.where(running, means + noise, 0.0).to(torch.get_default_dtype())
-        return Step(self.states.clone(), rewards, terminated, torch.zeros_like(terminated))
+        return Step(self.states.clone(), rewards, terminated, truncated)
 
     def restart(self, ended: Tensor) -> Tensor:
-        ended = torch.as_tensor(ended, dtype=torch.bool)
+        ended = self.clock.restart(torch.as_tensor(ended, dtype=torch.bool))
         self.states = torch.where(ended, 0, self.states)
-        self._t = torch.where(ended, 0, self._t)
-        self._ended = self._ended & ~ended
         return self.states.clone()
 
     def optimal_episode_return(self) -> Tensor:
