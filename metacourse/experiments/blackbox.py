@@ -150,6 +150,15 @@ def learning_curve(history, every: int) -> dict[str, list[float]]:
     return curve
 
 
+def curve_evaluation(batches: dict[str, TaskBatch], score):
+    """``evaluate`` for ``meta_train``: ``score(batch)`` (metric → value) on the fixed tasks of each
+    split of ``batches``, keyed ``<split>_<metric>`` (``test_accuracy``, ``train_instance2``, …)."""
+    def evaluate() -> dict[str, float]:
+        return {f"{split}_{metric}": value for split, batch in batches.items()
+                for metric, value in score(batch).items()}
+    return evaluate
+
+
 # ----------------------------------------------------------------------------- sinusoids
 
 @dataclass(frozen=True)
@@ -326,23 +335,21 @@ def instance_accuracy(model: nn.Module, episodes: TaskBatch, n_classes: int, chu
     return out
 
 
-def mann_curve_evaluation(model: nn.Module, plan: Budget, seed: int):
-    """``evaluate`` for ``meta_train``: accuracy (%) at the 2nd and the 10th presentation of a class on
-    fixed episodes of the training characters (fit) and of the test characters (generalisation),
-    drawn from their own seed, none of them among the reported test episodes."""
+def mann_curve_episodes(plan: Budget, seed: int) -> dict[str, TaskBatch]:
+    """The fixed episodes of the learning curve, of the training characters (fit) and of the test
+    characters (generalisation), drawn from their own seed, none of them among the reported test episodes."""
     shape = {k: plan[k] for k in ("n_classes", "per_class", "image_size")}
-    episodes = {split: mann_episodes(Omniglot(split), plan.curve_episodes,
-                                     np.random.default_rng([seed, CURVE_SEED, index]), **shape)
-                for index, split in enumerate((plan.train_split, plan.test_split))}
+    return {split: mann_episodes(Omniglot(split), plan.curve_episodes, np.random.default_rng([seed, CURVE_SEED, index]),
+                                 **shape)
+            for index, split in enumerate((plan.train_split, plan.test_split))}
 
-    def evaluate() -> dict[str, float]:
-        device = next(model.parameters()).device
-        scores = {}
-        for split, batch in episodes.items():
-            accuracy = instance_accuracy(model, batch.to(device), plan.n_classes)
-            scores |= {f"{split}_instance{k}": float(accuracy[k].mean()) for k in (2, plan.per_class) if k in accuracy}
-        return scores
-    return evaluate
+
+def mann_curve_score(model: nn.Module, plan: Budget):
+    """Accuracy (%) at the 2nd and at the last presentation of a class on a batch of episodes."""
+    def score(batch: TaskBatch) -> dict[str, float]:
+        accuracy = instance_accuracy(model, batch.to(next(model.parameters()).device), plan.n_classes)
+        return {f"instance{k}": float(accuracy[k].mean()) for k in (2, plan.per_class) if k in accuracy}
+    return score
 
 
 def mann_model(method: str, plan: Budget) -> nn.Module:
@@ -376,7 +383,8 @@ def run_mann(options: RunOptions) -> Result:
     for method in methods:
         torch.manual_seed(options.seed)  # the learner's initial weights
         model = mann_model(method, plan).to(device)
-        evaluate = mann_curve_evaluation(model, plan, options.seed) if plan.curve_every else None
+        evaluate = curve_evaluation(mann_curve_episodes(plan, options.seed), mann_curve_score(model, plan)) \
+            if plan.curve_every else None
         seconds, resumed, history = train_blackbox(method, model, cfg, sampler, plan, options, evaluate)
         if plan.curve_every:
             curves[method] = learning_curve(history, plan.curve_every)
@@ -477,12 +485,11 @@ def curve_tasks(plan: Budget, device) -> dict[str, TaskBatch]:
             for index, split in enumerate((plan.train_split, plan.test_split))}
 
 
-def curve_evaluation(model: nn.Module, tasks: dict[str, TaskBatch], cfg: blackbox.Config):
-    """``evaluate`` for ``meta_train``: mean accuracy (%) on each set of curve tasks."""
-    def evaluate() -> dict[str, float]:
-        return {f"{split}_accuracy": float(100 * blackbox.task_scores(model, batch, cfg, "accuracy", 20).mean())
-                for split, batch in tasks.items()}
-    return evaluate
+def accuracy_score(model: nn.Module, cfg: blackbox.Config):
+    """Mean accuracy (%) of the learner on a batch of few-shot tasks."""
+    def score(batch: TaskBatch) -> dict[str, float]:
+        return {"accuracy": float(100 * blackbox.task_scores(model, batch, cfg, "accuracy", 20).mean())}
+    return score
 
 
 def reference_notes(ways: int, shots: int, results_dir: str | Path = "results") -> list[str]:
@@ -522,7 +529,7 @@ def run_omniglot(options: RunOptions) -> Result:
     sampler = EpisodeSampler(Omniglot(plan.train_split), plan.ways, plan.shots,
                              plan.n_query_train, str(device))
     cfg = blackbox.Config(loss="cross_entropy")
-    evaluate = curve_evaluation(model, curve_tasks(plan, device), cfg) if plan.curve_every else None
+    evaluate = curve_evaluation(curve_tasks(plan, device), accuracy_score(model, cfg)) if plan.curve_every else None
     cpu_start = time.process_time()
     seconds, resumed, history = train_blackbox(method, model, cfg, sampler, plan, options, evaluate)
     cpu_seconds = time.process_time() - cpu_start
@@ -652,50 +659,83 @@ def mann_figure(result):
     return figure
 
 
-def omniglot_curves_figure(labelled: dict):
-    """Learning curves of stored few-shot Omniglot runs, one colour per labelled run: accuracy (%) on
-    the fixed curve tasks of the training characters (dashed) and of the test characters (solid)
-    against the meta-step, and the training meta-loss (mean over the steps since the last point)."""
+def curves_figure(curves: dict[str, dict], panels: dict[str, str], chance: float):
+    """Stored learning curves, one colour per labelled curve: for each panel (title → metric), the
+    metric on the curve tasks of the test characters (``test_<metric>``, solid) and of the training
+    characters (``train_<metric>``, dashed) against the meta-step; the last panel is the training
+    meta-loss (mean over the steps since the previous point)."""
     from matplotlib import pyplot as plt
 
-    figure, (accuracy_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for colour, (label, result) in enumerate(labelled.items()):
-        curve = result.measured["curves"]
-        accuracy_ax.plot(curve["steps"], curve["test_accuracy"], color=f"C{colour}", label=f"{label}: test characters")
-        accuracy_ax.plot(curve["steps"], curve["train_accuracy"], "--", color=f"C{colour}", alpha=0.7,
-                         label=f"{label}: training characters")
-        loss_ax.plot(curve["steps"], curve["meta_loss"], color=f"C{colour}", label=label)
-    plan = next(iter(labelled.values())).plan
-    accuracy_ax.axhline(100 / plan["ways"], color="gray", linestyle=":", label="chance")
-    accuracy_ax.set(xlabel="meta-step", ylabel="accuracy (%)", ylim=(0, 100),
-                    title=f"{plan['ways']}-way {plan['shots']}-shot, {plan['curve_tasks']} tasks per point")
-    loss_ax.set(xlabel="meta-step", ylabel="training meta-loss (cross-entropy)", title="training loss")
-    accuracy_ax.legend(fontsize=7, loc="lower right")
-    loss_ax.legend(fontsize=7)
+    figure, axes = plt.subplots(1, len(panels) + 1, figsize=(5.5 * (len(panels) + 1), 3.8))
+    for colour, (label, curve) in enumerate(curves.items()):
+        for ax, metric in zip(axes, panels.values()):
+            ax.plot(curve["steps"], curve[f"test_{metric}"], color=f"C{colour}", label=f"{label}: test characters")
+            ax.plot(curve["steps"], curve[f"train_{metric}"], "--", color=f"C{colour}", alpha=0.7,
+                    label=f"{label}: training characters")
+        axes[-1].plot(curve["steps"], curve["meta_loss"], color=f"C{colour}", label=label)
+    for ax, title in zip(axes, panels):
+        ax.axhline(chance, color="gray", linestyle=":", label="chance")
+        ax.set(xlabel="meta-step", ylabel="accuracy (%)", ylim=(0, 100), title=title)
+    axes[0].legend(fontsize=7, loc="lower right")
+    axes[-1].set(xlabel="meta-step", ylabel="training meta-loss (cross-entropy)", title="training loss")
+    axes[-1].legend(fontsize=7)
     figure.tight_layout()
     return figure
 
 
-def omniglot_curves_markdown(labelled: dict) -> str:
-    """Every point of the stored learning curves of few-shot Omniglot runs, one column group per
-    labelled run: accuracy (%) on the curve tasks of the test and of the training characters, and
-    the training meta-loss."""
-    header = "| meta-step | " + " | ".join(f"{label}: test / training characters (%), loss"
-                                           for label in labelled) + " |"
-    curves = [result.measured["curves"] for result in labelled.values()]
-    steps = sorted({step for curve in curves for step in curve["steps"]})
-    lines = [header, "|---|" + "---|" * len(curves)]
-    for step in steps:
+def curves_markdown(curves: dict[str, dict], metrics: dict[str, str]) -> str:
+    """Every point of stored learning curves, one column per labelled curve: for each metric (name →
+    key), its value (%) on the curve tasks of the test and of the training characters, then the
+    training meta-loss."""
+    names = ", ".join(f"{name} test / training (%)" for name in metrics) if len(metrics) > 1 \
+        else "test / training characters (%)"
+    lines = ["| meta-step | " + " | ".join(f"{label}: {names}, loss" for label in curves) + " |",
+             "|---|" + "---|" * len(curves)]
+    for step in sorted({step for curve in curves.values() for step in curve["steps"]}):
         cells = []
-        for curve in curves:
-            if step in curve["steps"]:
-                i = curve["steps"].index(step)
-                cells.append(f"{curve['test_accuracy'][i]:.2f} / {curve['train_accuracy'][i]:.2f}, "
-                             f"{curve['meta_loss'][i]:.3f}")
-            else:
+        for curve in curves.values():
+            if step not in curve["steps"]:
                 cells.append("(run ended)")
+                continue
+            i = curve["steps"].index(step)
+            values = [f"{curve[f'test_{key}'][i]:.2f} / {curve[f'train_{key}'][i]:.2f}" for key in metrics.values()]
+            cells.append("; ".join(values) + f", {curve['meta_loss'][i]:.3f}")
         lines.append(f"| {step:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def omniglot_curves_figure(labelled: dict):
+    """Learning curves of stored few-shot Omniglot runs (:func:`curves_figure`), one colour per
+    labelled run: accuracy on the curve tasks, and the training meta-loss."""
+    plan = next(iter(labelled.values())).plan
+    title = f"{plan['ways']}-way {plan['shots']}-shot, {plan['curve_tasks']} tasks per point"
+    return curves_figure({label: result.measured["curves"] for label, result in labelled.items()},
+                         {title: "accuracy"}, 100 / plan["ways"])
+
+
+def omniglot_curves_markdown(labelled: dict) -> str:
+    """Every point of the stored learning curves of few-shot Omniglot runs (:func:`curves_markdown`)."""
+    return curves_markdown({label: result.measured["curves"] for label, result in labelled.items()},
+                           {"accuracy": "accuracy"})
+
+
+MANN_CURVE_METRICS = {"2nd presentation": "instance2", "10th presentation": "instance10"}
+"""The accuracies a ``mann-omniglot`` curve stores: at the first repeat of a class and at the last."""
+
+
+def mann_curves_figure(result):
+    """Learning curves of the stored ``mann-omniglot`` run: accuracy (%) at the 2nd and at the 10th
+    presentation of a class on the curve episodes of the test and of the training characters, one
+    colour per learner, and each learner's training loss."""
+    curves = result.measured["curves"]
+    episodes = result.plan["curve_episodes"]
+    return curves_figure(curves, {f"{title}, {episodes} episodes per point": key
+                                  for title, key in MANN_CURVE_METRICS.items()}, 100 / result.plan["n_classes"])
+
+
+def mann_curves_markdown(result) -> str:
+    """Every point of the stored ``mann-omniglot`` learning curves (:func:`curves_markdown`)."""
+    return curves_markdown(result.measured["curves"], MANN_CURVE_METRICS)
 
 
 def omniglot_table(labelled: dict) -> str:
