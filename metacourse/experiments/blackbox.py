@@ -306,11 +306,19 @@ def mann_episodes(images, n_tasks: int, rng: np.random.Generator, n_classes: int
     if image_size != x.shape[-1]:
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True)
     x = x.reshape(n_tasks, n_classes * per_class, 1, image_size, image_size)
-    y = torch.arange(n_classes).repeat_interleave(per_class).expand(n_tasks, -1)
-    order = torch.as_tensor(rng.random((n_tasks, n_classes * per_class)).argsort(-1))
-    x, y = x[torch.arange(n_tasks)[:, None], order], y.gather(1, order)
+    y, order = shuffled_labels(n_tasks, rng, n_classes, per_class)
+    x = x[torch.arange(n_tasks)[:, None], order]
     batch = TaskBatch(x, y, x[:, :0], y[:, :0], info={"classes": classes})
     return batch.to(device) if str(device) != "cpu" else batch
+
+
+def shuffled_labels(n_tasks: int, rng: np.random.Generator, n_classes: int = 5, per_class: int = 10
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The label sequences of Santoro et al.'s episodes, (n_tasks, n_classes × per_class): each label
+    ``per_class`` times in a random order; also the order, which :func:`mann_episodes` applies to the images."""
+    y = torch.arange(n_classes).repeat_interleave(per_class).expand(n_tasks, -1)
+    order = torch.as_tensor(rng.random((n_tasks, n_classes * per_class)).argsort(-1))
+    return y.gather(1, order), order
 
 
 def presentation(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -326,13 +334,34 @@ def instance_accuracy(model: nn.Module, episodes: TaskBatch, n_classes: int, chu
         for chunk in episodes.split(chunk_size):
             prediction, labels = blackbox.online_predictions(model, params, chunk)
             hits.append((prediction.argmax(-1) == labels).float())
-            shown.append(presentation(labels, n_classes))
-    hit, seen = torch.cat(hits), torch.cat(shown)
+            shown.append(labels)
+    return by_presentation(torch.cat(hits), torch.cat(shown), n_classes)
+
+
+def by_presentation(scores: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict[int, np.ndarray]:
+    """Per-episode mean (%) of ``scores`` (episodes, steps; 1 = right) at the k-th presentation of
+    each class, for every k in the episodes."""
+    seen = presentation(labels, n_classes)
     out = {}
     for k in range(1, int(seen.max()) + 1):
         mask = (seen == k).float()
-        out[k] = (100 * (hit * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu().numpy()
+        out[k] = (100 * (scores * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu().numpy()
     return out
+
+
+def elimination_accuracy(labels: torch.Tensor, n_classes: int) -> dict[int, np.ndarray]:
+    """Expected accuracy (%) at the k-th presentation of a learner that stores no image at all: it
+    guesses uniformly among the labels it has not yet been given as feedback (among all labels once
+    every one has been given). A class shown for the first time always carries such a label; a class
+    shown again never does, until every label has been given."""
+    steps = labels.shape[1]
+    given = F.one_hot(labels, n_classes).cumsum(dim=1) > 0                       # after step t: labels 0..t given
+    before = torch.cat([torch.zeros_like(given[:, :1]), given[:, :steps - 1]], dim=1)  # at step t: labels 0..t-1
+    unseen = n_classes - before.sum(-1)
+    new = ~before.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    expected = torch.where(unseen == 0, torch.full_like(unseen, 1, dtype=torch.float) / n_classes,
+                           new.float() / unseen.clamp_min(1))
+    return by_presentation(expected, labels, n_classes)
 
 
 def mann_curve_episodes(plan: Budget, seed: int) -> dict[str, TaskBatch]:
@@ -702,6 +731,23 @@ def curves_markdown(curves: dict[str, dict], metrics: dict[str, str]) -> str:
             cells.append("; ".join(values) + f", {curve['meta_loss'][i]:.3f}")
         lines.append(f"| {step:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def elimination_markdown(labelled: dict, method: str = "LSTM", episodes: int = 10_000, seed: int = 0) -> str:
+    """Santoro et al.'s protocol, % correct at each presentation: the learner with no memory of images
+    (:func:`elimination_accuracy`, its expectation over ``episodes`` random label sequences) beside the
+    ``method`` row of each labelled stored ``mann-omniglot`` run and the paper's."""
+    plan = next(iter(labelled.values())).plan
+    labels, _ = shuffled_labels(episodes, np.random.default_rng(seed), plan["n_classes"], plan["per_class"])
+    guess = elimination_accuracy(labels, plan["n_classes"])
+    lines = ["| presentation | no memory of images: guess among the labels not yet given | "
+             + " | ".join(f"{method}, {label}" for label in labelled) + f" | {method}, paper |",
+             "|---|---|" + "---|" * len(labelled) + "---|"]
+    for k in INSTANCES:
+        ours = [_mean_ci(result.row(method, f"acc%_instance{k}").ours, 1) for result in labelled.values()]
+        lines.append(f"| {k} | {guess[k].mean():.1f} | " + " | ".join(ours) + f" | {MANN_PAPER[method][k]:g} |")
+    return "\n".join(lines) + (f"\n\nThe first column is an expectation over {episodes:,} random label sequences "
+                                f"(seed {seed}); chance is {100 / plan['n_classes']:g}%.")
 
 
 def omniglot_curves_figure(labelled: dict):

@@ -1,5 +1,6 @@
 """The tables and figures of lecture 3 read the stored black-box runs (fast: nothing is trained)."""
 
+import numpy as np
 import pytest
 
 from metacourse import results
@@ -37,7 +38,12 @@ def test_figures_draw_every_learner(sinusoid):
     figure = blackbox.mann_figure(mann)
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert "MANN, ours" in labels and "MANN, paper" in labels and "chance" in labels
-    assert "32,000 training episodes" in figure.axes[0].get_title()
+    episodes = mann.plan["meta_steps"] * mann.plan["meta_batch_size"]
+    assert f"ours: {episodes:,} training episodes" in figure.axes[0].get_title()
+    plt.close(figure)
+    shorter = results.load("mann-omniglot", meta_steps=2000)   # an earlier run, a third of the episodes
+    figure = blackbox.mann_figure(shorter)
+    assert "ours: 32,000 training episodes" in figure.axes[0].get_title()
     plt.close(figure)
 
 
@@ -88,3 +94,52 @@ def test_the_curve_table_lists_every_stored_point_and_marks_where_a_shorter_run_
     assert lines[-1].startswith(f"| {steps[-1]:,} | {last}")
     if frozen.plan["meta_steps"] < end_to_end.plan["meta_steps"]:
         assert lines[-1].endswith("| (run ended) |")
+
+
+def test_the_mann_curves_show_each_learner_at_the_2nd_and_10th_presentation():
+    from matplotlib import pyplot as plt
+
+    mann = results.load("mann-omniglot")
+    curves = mann.measured["curves"]
+    assert set(curves) == {"MANN", "LSTM", "feed-forward"}
+    figure = blackbox.mann_curves_figure(mann)
+    second, tenth, loss = figure.axes
+    assert "2nd presentation" in second.get_title() and "10th presentation" in tenth.get_title()
+    for ax, key in ((second, "test_instance2"), (tenth, "test_instance10")):
+        for line, curve in zip(ax.get_lines()[:6:2], curves.values()):  # the test-character curves, as stored
+            assert list(line.get_ydata()) == curve[key]
+            assert list(line.get_xdata()) == curve["steps"]
+    assert [line.get_label() for line in loss.get_lines()] == list(curves)
+    plt.close(figure)
+    lines = blackbox.mann_curves_markdown(mann).splitlines()
+    assert len(lines) == 2 + len(curves["MANN"]["steps"])
+    assert lines[0].startswith("| meta-step | MANN: 2nd presentation test / training (%), "
+                               "10th presentation test / training (%), loss |")
+    last = curves["MANN"]
+    assert lines[-1].startswith(f"| {last['steps'][-1]:,} | {last['test_instance2'][-1]:.2f} / "
+                                f"{last['train_instance2'][-1]:.2f}; {last['test_instance10'][-1]:.2f} / ")
+
+
+def test_the_learner_without_memory_of_images_is_right_only_on_first_presentations():
+    import torch
+
+    labels = torch.tensor([[0, 1, 0, 2, 1, 2]])      # 3 classes, each shown twice
+    accuracy = blackbox.elimination_accuracy(labels, 3)
+    # first presentations: 3 labels not yet given, then 2 (label 0 given), then 1 (0 and 1 given)
+    assert accuracy[1].tolist() == pytest.approx([100 * (1 / 3 + 1 / 2 + 1) / 3])
+    # repeats: label 0 again when 1 is not yet given (0); then every label has been given (1/3 each)
+    assert accuracy[2].tolist() == pytest.approx([100 * (0 + 1 / 3 + 1 / 3) / 3])
+    y, order = blackbox.shuffled_labels(4, np.random.default_rng(0), n_classes=5, per_class=10)
+    assert y.shape == (4, 50) and (torch.bincount(y[0], minlength=5) == 10).all()
+    assert torch.equal(y, (torch.arange(5).repeat_interleave(10))[order])
+
+
+def test_the_elimination_table_sets_the_stored_lstm_runs_beside_the_learner_without_memory():
+    runs = {"32,000 episodes": results.load("mann-omniglot", meta_steps=2000),
+            "100,000 episodes": results.load("mann-omniglot")}
+    lines = blackbox.elimination_markdown(runs, episodes=2_000).splitlines()
+    assert lines[0].startswith("| presentation | no memory of images") and "LSTM, 100,000 episodes" in lines[0]
+    first = lines[2].split(" | ")
+    assert first[0] == "| 1" and 44 < float(first[1]) < 47.5   # (1/5 + 1/4 + 1/3 + 1/2 + 1) / 5 = 45.7%
+    lstm = runs["32,000 episodes"].row("LSTM", "acc%_instance1").ours
+    assert first[2] == f"{lstm.mean:.1f} ± {lstm.ci95:.1f}" and lines[2].endswith("| 24.4 |")
