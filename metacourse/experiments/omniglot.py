@@ -585,10 +585,10 @@ def _minutes(seconds: float | None, missing: str = "—") -> str:
 
 # --- Showing stored results ---
 
-GRADIENT_METHOD_RUNS = (("maml", None), ("maml", "query5"), ("fomaml", None), ("fomaml", "bf16"),
-                        ("reptile", None), ("protonet", None), ("protonet", "bf16"))
+GRADIENT_METHOD_RUNS = (("maml", None), ("maml", "query5"), ("fomaml", None), ("fomaml", "query5"),
+                        ("fomaml", "bf16"), ("reptile", None), ("protonet", None), ("protonet", "bf16"))
 """The stored 5-way 1-shot runs that Lecture 4 compares: (method, variant), variant "bf16" for the
-runs trained under bfloat16 autocast, "query5" for the one trained with 5 query images per class."""
+runs trained under bfloat16 autocast, "query5" for those trained with 5 query images per class."""
 
 
 def gradient_methods_markdown(stored_runs) -> str:
