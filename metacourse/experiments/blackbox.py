@@ -359,8 +359,7 @@ def elimination_accuracy(labels: torch.Tensor, n_classes: int) -> dict[int, np.n
     before = torch.cat([torch.zeros_like(given[:, :1]), given[:, :steps - 1]], dim=1)  # at step t: labels 0..t-1
     unseen = n_classes - before.sum(-1)
     new = ~before.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    expected = torch.where(unseen == 0, torch.full_like(unseen, 1, dtype=torch.float) / n_classes,
-                           new.float() / unseen.clamp_min(1))
+    expected = torch.where(unseen == 0, 1 / n_classes, new.float() / unseen.clamp_min(1))
     return by_presentation(expected, labels, n_classes)
 
 

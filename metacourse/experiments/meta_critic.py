@@ -330,8 +330,7 @@ class CartPoleStage:
             return {"count": 0, "critic_optimizer": self.critic_optimizer.state_dict(),
                     "generator": self.generator.get_state()}
         return {"count": self.count, "lengths": self.lengths, "env_generator": self.env_generator.get_state(),
-                "env_states": self.env.states, "env_steps": self.env.clock.steps, "env_over": self.env.clock.over,
-                "running": self.running,
+                "env_states": self.env.states, "env_clock": self.env.clock.state_dict(), "running": self.running,
                 "trace": self.trace, "actors": self.actors.state_dict(), "recent_return": self.recent_return,
                 "actor_optimizer": self.actor_optimizer.state_dict(),
                 "critic_optimizer": self.critic_optimizer.state_dict(), "generator": self.generator.get_state()}
@@ -344,9 +343,11 @@ class CartPoleStage:
             return
         self._start(state["lengths"], 0)
         self.env_generator.set_state(state["env_generator"])
-        self.env.states, self.env.clock.steps = state["env_states"], state["env_steps"]
-        if "env_over" in state:  # checkpoints written before the clock kept it: every cart running
-            self.env.clock.over = state["env_over"]
+        self.env.states = state["env_states"]
+        if "env_clock" in state:
+            self.env.clock.load_state_dict(state["env_clock"])
+        else:  # a checkpoint written before the clock was kept: its step counts, every cart running
+            self.env.clock.steps = state["env_steps"]
         self.obs, self.running, self.trace = self.env.states.float(), state["running"], state["trace"]
         self.recent_return = state["recent_return"]
         self.actors.load_state_dict(state["actors"])

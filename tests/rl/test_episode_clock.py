@@ -38,3 +38,12 @@ def test_restart_starts_only_the_ended_episodes_and_names_the_fix_for_a_bad_mask
         clock.restart(torch.tensor([True, False]))
     with pytest.raises(ValueError, match="truncates"):
         EpisodeClock((1, 1), horizon=1, limit="ends")
+
+
+def test_a_clock_restored_from_its_state_carries_on_where_it_stopped():
+    clock = EpisodeClock((1, 2), horizon=3)
+    clock.tick(clock.running, torch.tensor([[True, False]]))
+    restored = EpisodeClock((1, 2), horizon=3)
+    restored.load_state_dict(clock.state_dict())
+    assert restored.steps.tolist() == [[1, 1]] and restored.running.tolist() == [[False, True]]
+    assert [flags.tolist() for flags in restored.tick(restored.running)] == [[[False, False]], [[False, False]]]

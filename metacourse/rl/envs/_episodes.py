@@ -48,6 +48,13 @@ class EpisodeClock:
         self.over = self.over | terminated | truncated
         return terminated, truncated
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """Step counts and ended flags, for a checkpoint of a run stopped between two steps."""
+        return {"steps": self.steps, "over": self.over}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.steps, self.over = state["steps"], state["over"]
+
     def restart(self, ended: Tensor) -> Tensor:
         """Start the clock again where ``ended`` (T, E) is true; returns ``ended`` as a bool tensor."""
         ended = torch.as_tensor(ended, device=self.steps.device)
